@@ -1,0 +1,203 @@
+/**
+ * `bun run bench` — how close does azhexgate get to talking to the app directly, and how does it
+ * compare with what a user would pick instead? Every row runs against the SAME origin process, in
+ * the same run, interleaved (A B C … A B C …) over several rounds; medians are reported with the
+ * ratio to the `direct` control row. Each role runs in its own process; load comes from wrk and
+ * from Bun driver processes (bench/drivers/).
+ *
+ *   bun run bench                      full run (all rows, all scenarios)
+ *   bun run bench --short              CI size: direct + azhexgate, fewer/shorter samples
+ *   bun run bench --ci                 --short, then compare ratios with bench/baseline.json (exit 1 on regression)
+ *   options: --rounds N  --secs S  --big-mib N  --rows a,b  --only get50,mib  --idle N
+ *
+ * Output: bench/results/<timestamp>.json, and bench/results/<timestamp>/ (table.md, one SVG per scenario).
+ */
+import { cpus, totalmem } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { spawn, stopAll } from "./lib/proc.ts";
+import { markdown, svg, fmt, type ScenarioResult } from "./lib/report.ts";
+import { ALL_ROWS, type Row, type RowHandle } from "./lib/rows.ts";
+import { SCENARIOS, type Ctx } from "./lib/scenarios.ts";
+import { median } from "./lib/stats.ts";
+
+const args = process.argv.slice(2);
+const opt = (name: string): string | undefined => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const ci = args.includes("--ci");
+const short = ci || args.includes("--short");
+const rounds = Number(opt("rounds") ?? 3);
+const MiB = 1 << 20;
+const ctx: Omit<Ctx, "originPid"> = {
+  short,
+  secs: Number(opt("secs") ?? (short ? 2 : 4)),
+  bigBytes: Number(opt("big-mib") ?? (short ? 128 : 1024)) * MiB,
+  idleConns: Number(opt("idle") ?? (short ? 1000 : 5000)),
+  idleHoldMs: short ? 3000 : 10_000,
+};
+const SHORT_SCENARIOS = ["get1", "get50", "mib", "bigup", "bigdown", "ws64B", "cold"];
+const rowFilter = opt("rows")?.split(",") ?? (short ? ["direct", "azhexgate"] : undefined);
+const only = opt("only")?.split(",") ?? (short ? SHORT_SCENARIOS : undefined);
+const rows = ALL_ROWS.filter((r) => !rowFilter || rowFilter.includes(r.name));
+const scenarios = SCENARIOS.filter((s) => !only || only.includes(s.key));
+const started = Date.now();
+const log = (...a: unknown[]) => console.error(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)}s]`, ...a);
+
+const machine = {
+  cores: cpus().length,
+  cpu: cpus()[0]?.model ?? "unknown",
+  memGiB: Math.round(totalmem() / 2 ** 30),
+  bun: Bun.version,
+  wrk: (await Bun.$`wrk --version`.nothrow().quiet()).stdout.toString().split("\n")[0]?.trim() ?? "missing",
+  date: new Date().toISOString(),
+};
+
+const origin = await spawn("origin", ["bun", join(import.meta.dir, "roles/origin.ts"), "0"]);
+const originPort = Number(origin.ready.port);
+const fullCtx: Ctx = { ...ctx, originPid: origin.pid };
+
+const rowStatus: Record<string, { status: "ok" | "skipped"; reason?: string }> = {};
+for (const r of rows) {
+  const why = await r.unavailable();
+  rowStatus[r.name] = why ? { status: "skipped", reason: why } : { status: "ok" };
+}
+const handles = new Map<string, RowHandle>();
+async function startRow(r: Row): Promise<void> {
+  if (rowStatus[r.name]!.status !== "ok") return;
+  try {
+    handles.set(r.name, await r.start(originPort));
+  } catch (e) {
+    rowStatus[r.name] = { status: "skipped", reason: `failed to start: ${(e as Error).message.split("\n")[0]}` };
+    log(`row ${r.name} skipped: ${(e as Error).message}`);
+  }
+}
+async function restartRows(): Promise<void> {
+  for (const r of rows) {
+    const h = handles.get(r.name);
+    handles.delete(r.name);
+    await h?.stop().catch(() => {});
+  }
+  for (const r of rows) await startRow(r);
+}
+
+const results: Record<string, ScenarioResult> = {};
+const cleanup = async () => {
+  for (const h of handles.values()) await h.stop().catch(() => {});
+  await stopAll();
+};
+process.on("SIGINT", () => void cleanup().then(() => process.exit(130)));
+
+try {
+  for (const r of rows) await startRow(r);
+  for (const sc of scenarios) {
+    if (sc.fresh) await restartRows();
+    const n = sc.rounds?.(fullCtx, rounds) ?? rounds;
+    const samples: Record<string, Array<Record<string, number>>> = {};
+    const failed: Record<string, string> = {};
+    log(`${sc.key}: ${sc.title} — ${n} round(s)`);
+    for (let round = 0; round < n; round++) {
+      for (const r of rows) {
+        const h = handles.get(r.name);
+        if (!h || failed[r.name]) continue;
+        try {
+          (samples[r.name] ??= []).push(await sc.measure(h, fullCtx, round));
+        } catch (e) {
+          failed[r.name] = (e as Error).message.split("\n")[0]!;
+          log(`  ${r.name}: failed: ${failed[r.name]}`);
+        }
+      }
+    }
+    const res: ScenarioResult = { title: sc.title, metrics: sc.metrics, rows: {} };
+    for (const r of rows) {
+      const ss = samples[r.name] ?? [];
+      const skipReason = rowStatus[r.name]!.status !== "ok" ? rowStatus[r.name]!.reason : failed[r.name];
+      if (skipReason || !ss.length) {
+        res.rows[r.name] = { status: "skipped", reason: skipReason ?? "no sample", median: {}, ratio: {}, samples: ss };
+        continue;
+      }
+      const keys = new Set(ss.flatMap((s) => Object.keys(s)));
+      const med = Object.fromEntries([...keys].map((k) => [k, k.startsWith("rss_") ? Math.max(...ss.map((s) => s[k] ?? 0)) : median(ss.map((s) => s[k]!).filter((v) => v !== undefined))]));
+      res.rows[r.name] = { status: "ok", median: med, ratio: {}, samples: ss };
+    }
+    const d = res.rows.direct;
+    for (const row of Object.values(res.rows)) {
+      if (row.status !== "ok" || d?.status !== "ok") continue;
+      for (const m of sc.metrics.filter((m) => m.ratio)) {
+        const a = row.median[m.key]!, b = d.median[m.key]!;
+        row.ratio[m.key] = m.better === "higher" ? a / b : b / a;
+      }
+    }
+    results[sc.key] = res;
+    for (const r of rows) {
+      const x = res.rows[r.name]!;
+      log(`  ${r.name.padEnd(12)} ${x.status === "ok" ? Object.entries(x.median).slice(0, 6).map(([k, v]) => `${k}=${fmt(v)}`).join(" ") : `skipped: ${x.reason}`}`);
+    }
+  }
+} finally {
+  await cleanup();
+}
+
+// ---- targets (issue: where we stand) ----
+const az = (s: string, k: string) => (results[s]?.rows.azhexgate?.status === "ok" ? results[s]!.rows.azhexgate!.median[k] : undefined);
+const rowv = (s: string, row: string, k: string) => (results[s]?.rows[row]?.status === "ok" ? results[s]!.rows[row]!.median[k] : undefined);
+type Target = { target: string; value: string; status: "met" | "missed" | "not measured" };
+const t = (target: string, v: number | undefined, ok: (v: number) => boolean, show: (v: number) => string): Target => ({
+  target,
+  value: v === undefined || !Number.isFinite(v) ? "–" : show(v),
+  status: v === undefined || !Number.isFinite(v) ? "not measured" : ok(v) ? "met" : "missed",
+});
+const peers = ["ssh -R", "wstunnel", "localtunnel"].map((p) => rowv("get50", p, "req_s")).filter((v): v is number => v !== undefined);
+const mem = (s: string, g: string, k: "rss" | "growth") => az(s, `${k}_${g}_MB`);
+const targets: Target[] = [
+  t("small GET 50 conns ≥ 0.5 × nginx", az("get50", "req_s") !== undefined && rowv("get50", "nginx", "req_s") ? az("get50", "req_s")! / rowv("get50", "nginx", "req_s")! : undefined, (v) => v >= 0.5, (v) => `${v.toFixed(2)} × nginx`),
+  t("small GET 50 conns ahead of every peer tunnel", peers.length && az("get50", "req_s") !== undefined ? az("get50", "req_s")! / Math.max(...peers) : undefined, (v) => v > 1, (v) => `${v.toFixed(2)} × best peer`),
+  t("added latency at 1 conn p50 ≤ 0.5 ms", az("get1", "p50_ms") !== undefined && rowv("get1", "direct", "p50_ms") !== undefined ? az("get1", "p50_ms")! - rowv("get1", "direct", "p50_ms")! : undefined, (v) => v <= 0.5, (v) => `+${v.toFixed(3)} ms`),
+  t("1 MiB downloads ≥ 1 GB/s", az("mib", "MB_s"), (v) => v >= 1000, (v) => `${fmt(v)} MB/s`),
+  t(`large upload ≥ 500 MB/s`, az("bigup", "MB_s"), (v) => v >= 500, (v) => `${fmt(v)} MB/s`),
+  ...(["gateway", "agent"] as const).flatMap((g) =>
+    (["bigup", "bigdown"] as const).flatMap((s) => [
+      t(`${g} < 100 MB RSS while moving the large ${s === "bigup" ? "upload" : "download"}`, mem(s, g, "rss"), (v) => v < 100, (v) => `${fmt(v)} MB`),
+      t(`${g} RSS growth 10 MiB → large ${s === "bigup" ? "upload" : "download"} < 32 MB`, mem(s, g, "growth"), (v) => v < 32, (v) => `${fmt(v)} MB`),
+    ]),
+  ),
+  t("cold first byte ≤ 20 ms", az("cold", "first_byte_ms"), (v) => v <= 20, (v) => `${fmt(v)} ms`),
+  t("WS 64-byte echo ≥ 50,000 msg/s", az("ws64B", "msg_s"), (v) => v >= 50_000, (v) => `${fmt(v)} msg/s`),
+  t("idle WS < 20 KB each at the gateway", az("idle", "kb_per_conn_gateway"), (v) => v < 20, (v) => `${fmt(v)} KB`),
+];
+
+const rowNames = rows.map((r) => r.name);
+const stamp = machine.date.replace(/[:.]/g, "-");
+const dir = join(import.meta.dir, "results", stamp);
+mkdirSync(dir, { recursive: true });
+const head = `Machine: ${machine.cores} cores, ${machine.cpu}, ${machine.memGiB} GiB, Bun ${machine.bun}, ${machine.wrk}; ${machine.date}.\n` +
+  `Mode: ${short ? "short" : "full"}; ${rounds} rounds interleaved (medians); ${ctx.secs} s per sample; large transfer ${ctx.bigBytes / MiB} MiB; ${ctx.idleConns} idle WebSockets.\n` +
+  `Rows: ${rowNames.map((n) => `${n} (${rowStatus[n]!.status}${rowStatus[n]!.reason ? `: ${rowStatus[n]!.reason}` : ""})`).join(", ")}.\n`;
+const targetMd = ["| target | azhexgate | status |", "|---|---|---|", ...targets.map((x) => `| ${x.target} | ${x.value} | ${x.status} |`)].join("\n");
+const table = `${head}\n${markdown(results, rowNames)}\n### Targets\n\n${targetMd}\n`;
+writeFileSync(join(dir, "table.md"), table);
+for (const [k, sc] of Object.entries(results)) if (sc.metrics.some((m) => m.ratio)) writeFileSync(join(dir, `${k}.svg`), svg(sc, rowNames));
+const file = join(import.meta.dir, "results", `${stamp}.json`);
+writeFileSync(file, JSON.stringify({ machine, mode: short ? "short" : "full", rounds, ctx, rows: rowStatus, scenarios: results, targets }, null, 2));
+console.log(table);
+console.log(`written ${file} and ${dir}/`);
+
+// ---- CI: ratios to direct against the floors in bench/baseline.json ----
+if (ci) {
+  const baseline = (await Bun.file(join(import.meta.dir, "baseline.json")).json()) as { tolerance: number; floors: Record<string, number> };
+  let bad = 0;
+  console.log(`\nbench:ci — azhexgate ratio to direct vs floor (fail below floor × (1 − ${baseline.tolerance}))`);
+  for (const [k, floor] of Object.entries(baseline.floors)) {
+    const [s, m] = k.split(".") as [string, string];
+    const r = results[s]?.rows.azhexgate;
+    const v = r?.status === "ok" ? r.ratio[m] : undefined;
+    const min = floor * (1 - baseline.tolerance);
+    const ok = v !== undefined && Number.isFinite(v) && v >= min;
+    if (!ok) bad++;
+    console.log(`${ok ? "ok  " : "FAIL"} ${k.padEnd(20)} ratio ${v === undefined ? "missing" : v.toFixed(3)}  floor ${floor.toFixed(3)}  min ${min.toFixed(3)}`);
+  }
+  console.log(`bench: ${Object.keys(baseline.floors).length - bad} passed, ${bad} failed`);
+  process.exit(bad ? 1 : 0);
+}
+process.exit(0);

@@ -1,0 +1,127 @@
+/**
+ * The agent's client of the management API: claim a tunnel, renew its listener token, delete it.
+ * Every failure is an `ApiClientError` with a stable code, whether retrying can help, and a
+ * sentence that names the cause and the fix. Keys and tokens never appear in messages.
+ */
+import { resolveNamespace } from "../hc/address.ts";
+import type { TunnelGrant } from "./supervisor.ts";
+
+export class ApiClientError extends Error {
+  override readonly name = "ApiClientError";
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly retryable: boolean,
+    readonly status?: number,
+  ) {
+    super(message);
+  }
+}
+
+export interface ApiClientOptions {
+  /** e.g. `https://api.azhexgate.com` or `http://localhost:8080` (routes live under /api/). */
+  apiUrl: string;
+  apiKey: string;
+  timeoutMs?: number;
+}
+
+/** A claimed tunnel: the supervisor's grant plus its id. */
+export interface ClaimedTunnel extends TunnelGrant {
+  id: string;
+}
+
+interface TunnelView {
+  id: string;
+  public_url: string;
+  relay_endpoint: string;
+  hybrid_connection_name: string;
+  listener_token: string;
+  expires_at: string;
+  session_id?: string;
+}
+
+export function createApiClient(o: ApiClientOptions) {
+  const base = o.apiUrl.replace(/\/+$/, "").replace(/\/api$/, "");
+
+  async function call(method: string, path: string, body?: unknown): Promise<unknown> {
+    let res: Response;
+    try {
+      res = await fetch(`${base}${path}`, {
+        method,
+        headers: { "x-azhexgate-apikey": o.apiKey, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(o.timeoutMs ?? 30_000),
+      });
+    } catch (err) {
+      const why = (err as Error)?.name === "TimeoutError" ? "it did not answer in time" : (err as Error)?.message ?? String(err);
+      throw new ApiClientError("api_unreachable", `Cannot reach the management API at ${base} (${why}). Check --api-url / AZHEXGATE_API_URL and your network.`, true);
+    }
+    if (res.status === 204) return undefined;
+    const text = await res.text();
+    let parsed: unknown;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    if (res.ok) {
+      if (parsed === undefined) throw new ApiClientError("api_bad_answer", `The management API at ${base} answered ${res.status} without JSON; is --api-url pointing at an azhexgate gateway?`, true, res.status);
+      return parsed;
+    }
+    const e = (parsed as { error?: { code?: string; message?: string } })?.error;
+    const code = e?.code ?? `http_${res.status}`;
+    const detail = e?.message ?? (text.slice(0, 200) || res.statusText);
+    switch (res.status) {
+      case 401:
+        throw new ApiClientError("api_key_rejected", `The management API rejected the API key (401). Check --api-key / AZHEXGATE_API_KEY.`, false, 401);
+      case 403:
+        throw new ApiClientError(code, `The management API refused this machine (403 ${code}): ${detail} Ask the operator to allow your address.`, false, 403);
+      case 404:
+        throw new ApiClientError("not_found", `The tunnel no longer exists on the gateway (404): ${detail}`, true, 404);
+      case 409:
+        throw new ApiClientError(code, `${detail}`, false, 409);
+      case 429: {
+        const after = res.headers.get("retry-after");
+        throw new ApiClientError("rate_limited", `The management API is rate limiting this machine${after ? `; retry in ${after} s` : ""}.`, true, 429);
+      }
+      default:
+        throw new ApiClientError(code, `The management API answered ${res.status} ${code}: ${detail}`, res.status >= 500 || res.status === 408, res.status);
+    }
+  }
+
+  function grant(v: TunnelView, sessionId: string): ClaimedTunnel {
+    if (typeof v?.listener_token !== "string" || typeof v.relay_endpoint !== "string") {
+      throw new ApiClientError("api_bad_answer", `The management API at ${base} answered without a listener token; is it an azhexgate gateway of this version?`, false);
+    }
+    return {
+      id: v.id,
+      endpoint: resolveNamespace(v.relay_endpoint),
+      hcPath: v.hybrid_connection_name,
+      token: v.listener_token,
+      expiresAt: Date.parse(v.expires_at),
+      publicUrl: v.public_url,
+      sessionId,
+    };
+  }
+
+  return {
+    /** Claims a tunnel: a random id, or `subdomain` (reserved for this key; the owner takes it back at once). */
+    async create(opts: { subdomain?: string; localPort?: number }): Promise<ClaimedTunnel> {
+      const v = (await call("POST", "/api/tunnels", { subdomain: opts.subdomain, local_port: opts.localPort })) as TunnelView;
+      return grant(v, v.session_id ?? "");
+    },
+    /** A fresh listener token (and the tunnel's current endpoint). `rejected`: the relay refused the current one. */
+    async renew(t: { id: string; sessionId: string }, rejected: boolean): Promise<ClaimedTunnel> {
+      const v = (await call("POST", `/api/tunnels/${encodeURIComponent(t.id)}/token`, { session_id: t.sessionId, rejected })) as TunnelView;
+      return grant(v, t.sessionId);
+    },
+    async remove(id: string): Promise<void> {
+      await call("DELETE", `/api/tunnels/${encodeURIComponent(id)}`);
+    },
+    async list(): Promise<Array<Record<string, unknown>>> {
+      return ((await call("GET", "/api/tunnels")) as { tunnels: Array<Record<string, unknown>> }).tunnels;
+    },
+  };
+}
+
+export type ApiClient = ReturnType<typeof createApiClient>;

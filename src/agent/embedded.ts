@@ -1,0 +1,37 @@
+/**
+ * The embedded default of `azhexgate start`: with no gateway configured, a gateway and a relay
+ * emulator run in this process on loopback, and the agent talks to them exactly as it would to a
+ * deployed gateway (over the management API and the relay protocol).
+ */
+import { randomBytes } from "node:crypto";
+import { resolveGatewayConfig } from "../config.ts";
+import { startGatewayApp, type GatewayApp } from "../gateway/app.ts";
+import type { Logger } from "../log.ts";
+
+export interface Embedded {
+  app: GatewayApp;
+  apiUrl: string;
+  apiKey: string;
+}
+
+/** Starts on `port` (default 8080), or on any free port when that one is taken. */
+export async function startEmbeddedGateway(log: Logger, port = 8080): Promise<Embedded> {
+  const apiKey = randomBytes(24).toString("base64url");
+  const start = (p: number) =>
+    startGatewayApp({
+      config: resolveGatewayConfig({ port: String(p), host: "127.0.0.1", "base-domain": "localhost", "public-scheme": "http", registry: ":memory:" }, {}),
+      env: {}, // always the local relay emulator, whatever AZHEXGATE_RELAY_* says
+      log,
+      extraApiKeys: [apiKey],
+    });
+  let app: GatewayApp;
+  // The gateway binds without SO_REUSEPORT, so a second `azhexgate start` gets EADDRINUSE here.
+  try {
+    app = await start(port);
+  } catch (err) {
+    if (!/EADDRINUSE|in use|Failed to start server/i.test(String((err as Error)?.message ?? err)) || port === 0) throw err;
+    log.info("port busy, using another", { port });
+    app = await start(0);
+  }
+  return { app, apiUrl: `http://localhost:${app.gateway.port}`, apiKey };
+}

@@ -1,0 +1,67 @@
+/**
+ * The supervisor's decisions, pure: what fixes a lost connection (from the error's stable code,
+ * never its text) and when to renew a token.
+ */
+import { RelayError } from "../hc/errors.ts";
+
+/** What the next attempt does first: nothing special, get a fresh token, or claim the tunnel again. */
+export type Fix = "none" | "renew" | "connect";
+
+export interface Decision {
+  fix: Fix;
+  /** Retrying cannot help (what `exitOnFail` stops on). */
+  permanent: boolean;
+  code: string;
+}
+
+function codeOf(err: unknown): string {
+  const c = (err as { code?: unknown })?.code;
+  return typeof c === "string" && c ? c : "error";
+}
+
+function statusOf(err: unknown): number | undefined {
+  const s = (err as { status?: unknown })?.status;
+  return typeof s === "number" ? s : undefined;
+}
+
+/**
+ * Classifies why an attempt or a connection ended. `tried` is the fix the failed attempt had
+ * applied: a fix that was just tried and failed the same way makes a non-retryable error permanent.
+ *
+ * - control channel `token_expired` (1008) → renew the token (rejected), reconnect;
+ * - `unauthorized` / `forbidden` (401 / 403 on open) → renew (rejected); permanent if a fresh token fails too;
+ * - `entity_deleted` (1001) / `not_found` (404): the hybrid connection is gone (gateway restarted,
+ *   tunnel reclaimed or expired) → claim the tunnel again; permanent if a fresh claim 404s too;
+ * - other relay errors: retry as is when `retryable`, else claim afresh (permanent);
+ * - errors from `connect` / `renew` (the management API): 404-like → claim again; `retryable: false` is permanent.
+ */
+export function classify(err: unknown, tried: Fix): Decision {
+  const code = codeOf(err);
+  const retryable = (err as { retryable?: unknown })?.retryable !== false;
+  if (err instanceof RelayError) {
+    switch (err.code) {
+      case "token_expired":
+        return { fix: "renew", permanent: false, code };
+      case "unauthorized":
+      case "forbidden":
+        return { fix: "renew", permanent: tried === "renew", code };
+      case "entity_deleted":
+        return { fix: "connect", permanent: false, code };
+      case "not_found":
+        return { fix: "connect", permanent: tried === "connect", code };
+      default:
+        return { fix: retryable ? "none" : "connect", permanent: !retryable, code };
+    }
+  }
+  if (code === "not_found" || code === "tunnel_not_found" || statusOf(err) === 404) {
+    return { fix: "connect", permanent: tried === "connect" && !retryable, code };
+  }
+  return { fix: tried, permanent: !retryable, code };
+}
+
+/** Renew at 80% of the token's lifetime, and at least 1 s before it expires (never sooner than 100 ms from now). */
+export function renewDelay(issuedAt: number, expiresAt: number, now: number): number {
+  const life = Math.max(0, expiresAt - issuedAt);
+  const at = Math.min(issuedAt + life * 0.8, expiresAt - 1000);
+  return Math.max(100, Math.round(at - now));
+}

@@ -1,0 +1,173 @@
+/**
+ * The OpenAPI 3.1 description of the management API, served at `GET /api/openapi.json`.
+ * Kept in step with `API_ROUTES` in routes.ts by test/api-openapi.test.ts.
+ */
+
+const err = (description: string) => ({ description, content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } } });
+const ref = (name: string) => ({ $ref: `#/components/responses/${name}` });
+/** What every keyed operation may answer. (405 method_not_allowed, with Allow, is for methods not listed here.) */
+const guarded = { "401": ref("Unauthorized"), "403": ref("ForbiddenNetwork"), "429": ref("RateLimited"), "500": ref("Internal") };
+const jsonBody = (schema: string, required: boolean) => ({
+  required,
+  content: { "application/json": { schema: { $ref: `#/components/schemas/${schema}` } } },
+});
+const ok = (description: string, schema: string) => ({ description, content: { "application/json": { schema: { $ref: `#/components/schemas/${schema}` } } } });
+const idParam = { name: "id", in: "path", required: true, description: "The tunnel id (its subdomain label).", schema: { type: "string", pattern: "^[a-z0-9-]{1,40}$" } };
+const isoTime = { type: "string", format: "date-time" };
+
+const tunnelProps = {
+  id: { type: "string", description: "Subdomain label: 8-10 random digits, or a reserved name." },
+  public_url: { type: "string", format: "uri" },
+  relay_endpoint: { type: "string", description: "Relay namespace URL the agent listens on (wss://… in Azure, ws://… locally)." },
+  hybrid_connection_name: { type: "string", description: "Always hc-{id}." },
+  reserved: { type: "boolean", description: "True for a reserved name owned by the API key beyond this tunnel's life." },
+  local_port: { type: ["integer", "null"] },
+  created_at: isoTime,
+  last_seen_at: isoTime,
+  idle_expires_at: { ...isoTime, description: "The tunnel is removed after this unless a token is requested (each token request renews it)." },
+};
+
+export function openApiDocument(): Record<string, unknown> {
+  return {
+    openapi: "3.1.0",
+    info: {
+      title: "azhexgate management API",
+      version: "1",
+      description:
+        "Creates tunnels and issues their relay listener tokens. Paths live under /api/ (version 1, unversioned paths): changes are additive; a breaking change would move to /api/v2/. " +
+        "Every route but this document needs an API key (X-AzHexGate-ApiKey header or Authorization: Bearer) and a client address inside the operator's allow-list. " +
+        "Errors are { error: { code, message } } with a stable code, also in the X-AzHexGate-Error header; " +
+        "a method a path does not list is answered 405 method_not_allowed with an Allow header; an unknown path 404 not_found.",
+    },
+    security: [{ apiKeyHeader: [] }, { bearer: [] }],
+    paths: {
+      "/api/openapi.json": {
+        get: { operationId: "getOpenApi", summary: "This document", security: [], responses: { "200": { description: "OpenAPI 3.1 document" } } },
+      },
+      "/api/tunnels": {
+        post: {
+          operationId: "createTunnel",
+          summary: "Create a tunnel, or take back one of your reserved names from a stale session",
+          requestBody: jsonBody("CreateTunnel", false),
+          responses: {
+            "201": ok("Tunnel created; the listener token is returned only here and by the token route", "CreatedTunnel"),
+            "400": ref("InvalidRequest"),
+            ...guarded,
+            "409": err("subdomain_taken: the reserved name belongs to another API key"),
+            "413": ref("PayloadTooLarge"),
+            "415": ref("UnsupportedMediaType"),
+            "502": ref("RelayUnavailable"),
+          },
+        },
+        get: {
+          operationId: "listTunnels",
+          summary: "Your tunnels (no tokens)",
+          responses: { "200": ok("Tunnels of the calling key", "TunnelList"), ...guarded },
+        },
+      },
+      "/api/tunnels/{id}": {
+        parameters: [idParam],
+        get: { operationId: "getTunnel", summary: "One of your tunnels", responses: { "200": ok("The tunnel", "Tunnel"), "404": ref("NotFound"), ...guarded } },
+        delete: {
+          operationId: "deleteTunnel",
+          summary: "Delete a tunnel and its hybrid connection (a reserved name stays yours)",
+          responses: { "204": { description: "Deleted" }, "404": ref("NotFound"), ...guarded, "502": ref("RelayUnavailable") },
+        },
+      },
+      "/api/tunnels/{id}/token": {
+        parameters: [idParam],
+        post: {
+          operationId: "renewToken",
+          summary: "A fresh listener token for the current session (renews the tunnel's idle deadline)",
+          requestBody: jsonBody("RenewToken", true),
+          responses: {
+            "200": ok("A fresh token", "Token"),
+            "400": ref("InvalidRequest"),
+            "404": ref("NotFound"),
+            ...guarded,
+            "409": err("session_superseded: a newer session of your key took the tunnel over"),
+            "413": ref("PayloadTooLarge"),
+            "415": ref("UnsupportedMediaType"),
+            "502": ref("RelayUnavailable"),
+          },
+        },
+      },
+    },
+    components: {
+      securitySchemes: {
+        apiKeyHeader: { type: "apiKey", in: "header", name: "X-AzHexGate-ApiKey" },
+        bearer: { type: "http", scheme: "bearer", description: "The API key as a bearer token" },
+      },
+      schemas: {
+        Error: {
+          type: "object",
+          required: ["error"],
+          properties: {
+            error: {
+              type: "object",
+              required: ["code", "message"],
+              properties: {
+                code: {
+                  type: "string",
+                  enum: [
+                    "invalid_request", "unauthorized", "forbidden_network", "not_found", "method_not_allowed", "subdomain_taken",
+                    "session_superseded", "payload_too_large", "unsupported_media_type", "rate_limited", "internal", "relay_unavailable",
+                  ],
+                },
+                message: { type: "string" },
+                field: { type: "string", description: "For invalid_request: the offending field." },
+              },
+            },
+          },
+        },
+        CreateTunnel: {
+          type: "object",
+          additionalProperties: false,
+          properties: {
+            subdomain: { type: "string", pattern: "^[a-z0-9](?:[a-z0-9-]{1,38}[a-z0-9])$", description: "A reserved name (3-40 chars, not all digits, not a reserved word); omit for a random id." },
+            local_port: { type: "integer", minimum: 1, maximum: 65535, description: "Informational." },
+          },
+        },
+        RenewToken: {
+          type: "object",
+          additionalProperties: false,
+          required: ["session_id"],
+          properties: {
+            session_id: { type: "string" },
+            rejected: { type: "boolean", description: "True when the relay refused the last token: the signing key is re-read (rotation)." },
+          },
+        },
+        Tunnel: { type: "object", properties: tunnelProps, required: Object.keys(tunnelProps) },
+        TunnelList: { type: "object", required: ["tunnels"], properties: { tunnels: { type: "array", items: { $ref: "#/components/schemas/Tunnel" } } } },
+        CreatedTunnel: {
+          type: "object",
+          properties: {
+            ...tunnelProps,
+            listener_token: { type: "string", description: "SAS token: Listen right on this hybrid connection only." },
+            expires_at: { ...isoTime, description: "When listener_token expires; renew before with the token route." },
+            session_id: { type: "string" },
+          },
+          required: [...Object.keys(tunnelProps), "listener_token", "expires_at", "session_id"],
+        },
+        Token: {
+          type: "object",
+          description: "A fresh listener token with the tunnel's current view (the relay endpoint may have moved after a gateway restart).",
+          required: [...Object.keys(tunnelProps), "listener_token", "expires_at"],
+          properties: { ...tunnelProps, listener_token: { type: "string" }, expires_at: isoTime },
+        },
+      },
+      responses: {
+        InvalidRequest: err("invalid_request: bad JSON or a bad field (named in error.field)"),
+        Unauthorized: err("unauthorized: missing or unknown API key"),
+        ForbiddenNetwork: err("forbidden_network: the client address is outside the allow-list"),
+        NotFound: err("not_found: no such tunnel for this API key"),
+        MethodNotAllowed: err("method_not_allowed (see the Allow header)"),
+        PayloadTooLarge: err("payload_too_large: bodies are limited to 16 KiB"),
+        UnsupportedMediaType: err("unsupported_media_type: bodies must be application/json"),
+        RateLimited: err("rate_limited: too many failed authentications from this address (see Retry-After)"),
+        Internal: err("internal: unexpected error (logged)"),
+        RelayUnavailable: err("relay_unavailable: the relay could not be reached to provision or sign"),
+      },
+    },
+  };
+}

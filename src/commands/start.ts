@@ -1,0 +1,40 @@
+/**
+ * `azhexgate start --port 3000` — the front door. With a gateway configured (--api-url /
+ * AZHEXGATE_API_URL + key) it claims a tunnel there; with nothing configured it runs the embedded
+ * default (gateway + relay emulator in this process on loopback). One supervised agent per port.
+ */
+import { defineCommand } from "citty";
+import { allValues, strictFlags, usageExit } from "./_args.ts";
+
+const args = {
+  port: { type: "string", description: "Local port to expose (repeat for several: --port 3000 --port 5173)", valueHint: "n" },
+  subdomain: { type: "string", description: "Reserved name to claim (owned by your API key), e.g. my-app", valueHint: "name" },
+  "host-header": { type: "string", description: "Host sent to the local app: rewrite (localhost:PORT, default) or preserve (the public host)", valueHint: "mode" },
+  "local-host": { type: "string", description: "Host of the local app (default localhost)", valueHint: "host" },
+  "local-https": { type: "boolean", description: "The local app speaks HTTPS" },
+  "api-url": { type: "string", description: "Management API of a deployed gateway [AZHEXGATE_API_URL]; omit for the embedded local gateway", valueHint: "url" },
+  "api-key": { type: "string", description: "API key for --api-url [AZHEXGATE_API_KEY] (prefer the environment variable)", valueHint: "key" },
+  config: { type: "string", description: "Config file (default: ./azhexgate.json or ./azhexgate.toml if present)", valueHint: "file" },
+  json: { type: "boolean", description: "One JSON event per line on stdout (ready, request, state, error)" },
+  "log-level": { type: "string", description: "silent, error, warn, info or debug (default warn)", valueHint: "level" },
+  qr: { type: "boolean", description: "Also print the public URL as a QR code" },
+  "exit-on-fail": { type: "boolean", description: "Exit (code 1) on a permanent failure instead of retrying" },
+  grace: { type: "string", description: "Seconds in-flight requests may finish after Ctrl+C (default 10)", valueHint: "s" },
+} as const;
+
+export default defineCommand({
+  meta: { name: "start", description: "Expose local ports through a tunnel and print their public URLs" },
+  args,
+  async run({ rawArgs }) {
+    strictFlags("start", rawArgs, args);
+    const { resolveStartConfig } = await import("../agent/start-config.ts");
+    let cfg;
+    try {
+      cfg = await resolveStartConfig(rawArgs, allValues, process.env, process.cwd());
+    } catch (err) {
+      usageExit("start", (err as Error).message);
+    }
+    const { runStart } = await import("../agent/start.ts");
+    process.exitCode = await runStart(cfg);
+  },
+});

@@ -1,0 +1,109 @@
+/**
+ * Configuration, resolved once at the edge: flags > AZHEXGATE_* environment > config file >
+ * defaults; validated and frozen. Nothing below the CLI reads `process.env`. Secrets are kept
+ * out of enumerable fields so a config object can be logged.
+ */
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+export type Env = Record<string, string | undefined>;
+
+/** Names of the gateway settings read from the environment (infra/ must use exactly these). */
+export const GATEWAY_SETTING_NAMES = [
+  "AZHEXGATE_PORT",
+  "AZHEXGATE_HOST",
+  "AZHEXGATE_BASE_DOMAIN",
+  "AZHEXGATE_PUBLIC_SCHEME",
+  "AZHEXGATE_REGISTRY",
+  "AZHEXGATE_API_KEYS",
+  "AZHEXGATE_API_KEYS_FILE",
+  "AZHEXGATE_KEYVAULT_URL",
+  "AZHEXGATE_KEYVAULT_SECRET",
+  "AZHEXGATE_API_ALLOW_CIDRS",
+  "AZHEXGATE_TRUSTED_PROXIES",
+  "AZHEXGATE_TTFB_SECONDS",
+  "AZHEXGATE_DRAIN_SECONDS",
+  "AZHEXGATE_TOKEN_TTL_SECONDS",
+  "AZHEXGATE_IDLE_TTL_SECONDS",
+  "AZHEXGATE_LOG_LEVEL",
+  "AZHEXGATE_LOG_FORMAT",
+] as const;
+
+export interface GatewayConfig {
+  port: number;
+  host: string;
+  baseDomain: string;
+  publicScheme: "http" | "https";
+  /** `sqlite:path`, a path, `:memory:`, or `redis://…`. */
+  registry: string;
+  apiKeysFile?: string;
+  keyVault?: { url: string; secret: string };
+  allowCidrs: string[];
+  trustedProxies: string[];
+  ttfbSeconds: number;
+  drainSeconds: number;
+  /** Listener token lifetime handed to agents (default 3600). */
+  tokenTtlSeconds: number;
+  /** Idle tunnels are removed after this (default 2 h, at least twice the token lifetime). */
+  idleTtlSeconds?: number;
+  logLevel: "silent" | "error" | "warn" | "info" | "debug";
+  logFormat?: "pretty" | "json";
+  /** API keys from AZHEXGATE_API_KEYS (non-enumerable: never printed). */
+  readonly apiKeys: string[];
+}
+
+export function parsePort(v: string, what: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v.trim()) || !Number.isInteger(n) || n < 0 || n > 65535) throw new ConfigError(`${what} must be a whole number from 0 to 65535 (got "${v}")`);
+  return n;
+}
+
+function positive(v: string, what: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new ConfigError(`${what} must be a positive number of seconds (got "${v}")`);
+  return n;
+}
+
+function list(v: string | undefined): string[] {
+  return (v ?? "").split(/[,\s]+/).map((s) => s.trim()).filter(Boolean);
+}
+
+function oneOf<T extends string>(v: string, allowed: readonly T[], what: string): T {
+  if (!(allowed as readonly string[]).includes(v)) throw new ConfigError(`${what} must be one of ${allowed.join(", ")} (got "${v}")`);
+  return v as T;
+}
+
+/** Gateway settings from flags (already parsed by the CLI) over the environment over defaults. */
+export function resolveGatewayConfig(flags: Partial<Record<string, string | undefined>>, env: Env): Readonly<GatewayConfig> {
+  const pick = (flag: string, name: string) => flags[flag] ?? env[name];
+  const keyVaultUrl = pick("keyvault-url", "AZHEXGATE_KEYVAULT_URL");
+  const cfg: GatewayConfig = {
+    port: parsePort(pick("port", "AZHEXGATE_PORT") ?? "8080", "--port / AZHEXGATE_PORT"),
+    host: pick("host", "AZHEXGATE_HOST") ?? "127.0.0.1",
+    baseDomain: (pick("base-domain", "AZHEXGATE_BASE_DOMAIN") ?? "azhexgate.com").toLowerCase(),
+    publicScheme: oneOf(pick("public-scheme", "AZHEXGATE_PUBLIC_SCHEME") ?? "https", ["http", "https"] as const, "--public-scheme / AZHEXGATE_PUBLIC_SCHEME"),
+    registry: pick("registry", "AZHEXGATE_REGISTRY") ?? "sqlite:.azhexgate/registry.db",
+    apiKeysFile: pick("api-keys-file", "AZHEXGATE_API_KEYS_FILE"),
+    keyVault: keyVaultUrl ? { url: keyVaultUrl, secret: pick("keyvault-secret", "AZHEXGATE_KEYVAULT_SECRET") ?? "azhexgate-api-keys" } : undefined,
+    allowCidrs: list(pick("allow-cidr", "AZHEXGATE_API_ALLOW_CIDRS")),
+    trustedProxies: list(pick("trusted-proxies", "AZHEXGATE_TRUSTED_PROXIES")),
+    ttfbSeconds: positive(pick("ttfb", "AZHEXGATE_TTFB_SECONDS") ?? "120", "--ttfb / AZHEXGATE_TTFB_SECONDS"),
+    drainSeconds: positive(pick("drain", "AZHEXGATE_DRAIN_SECONDS") ?? "30", "--drain / AZHEXGATE_DRAIN_SECONDS"),
+    tokenTtlSeconds: positive(pick("token-ttl", "AZHEXGATE_TOKEN_TTL_SECONDS") ?? "3600", "--token-ttl / AZHEXGATE_TOKEN_TTL_SECONDS"),
+    idleTtlSeconds: (() => {
+      const v = pick("idle-ttl", "AZHEXGATE_IDLE_TTL_SECONDS");
+      return v === undefined ? undefined : positive(v, "--idle-ttl / AZHEXGATE_IDLE_TTL_SECONDS");
+    })(),
+    logLevel: oneOf(pick("log-level", "AZHEXGATE_LOG_LEVEL") ?? "info", ["silent", "error", "warn", "info", "debug"] as const, "--log-level / AZHEXGATE_LOG_LEVEL"),
+    logFormat: (() => {
+      const f = pick("log-format", "AZHEXGATE_LOG_FORMAT");
+      return f === undefined ? undefined : oneOf(f, ["pretty", "json"] as const, "--log-format / AZHEXGATE_LOG_FORMAT");
+    })(),
+    apiKeys: [],
+  };
+  if (!/^[a-z0-9.-]+$/.test(cfg.baseDomain)) throw new ConfigError(`--base-domain / AZHEXGATE_BASE_DOMAIN is not a valid domain (got "${cfg.baseDomain}")`);
+  Object.defineProperty(cfg, "apiKeys", { value: Object.freeze(list(env.AZHEXGATE_API_KEYS)), enumerable: false });
+  return Object.freeze(cfg);
+}

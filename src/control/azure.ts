@@ -1,0 +1,206 @@
+/**
+ * The Azure-mode RelayBinding: hybrid connections provisioned through ARM (`@azure/arm-relay`),
+ * listener tokens signed with an env key or with the HC's Listen rule key read through ARM, and the
+ * gateway's sender credential. The Azure SDK packages are imported here, lazily, only when needed.
+ *
+ * Credential (ARM calls and Entra sender tokens): `opts.credential` if given, else
+ * `DefaultAzureCredential` (managed identity `AZURE_CLIENT_ID` when set), created only when ARM is
+ * configured or the sender needs Entra.
+ * Sender token precedence: 1. `opts.credential` → Entra; 2. env key (AZHEXGATE_RELAY_KEY_NAME/KEY)
+ * → SAS (the rule needs Send); 3. DefaultAzureCredential → Entra.
+ * Listener keys: env key if set (namespace rule), else ARM `listKeys` of the HC's `azhexgate-listen` rule.
+ */
+import type { TokenCredential } from "@azure/core-auth";
+import type { RelayAPI } from "@azure/arm-relay";
+import type { Cloud, RelayEndpoint } from "../hc/address.ts";
+import { credentialTokenProvider, sasTokenProvider, type TokenProvider } from "../hc/tokens.ts";
+import { type BindingLog, cachedKeyIssuer, envKeyIssuer, type ListenKey } from "./azure-keys.ts";
+import type { RelaySettings } from "./settings.ts";
+import type { ListenerTokenIssuer, Provisioner, RelayBinding } from "./types.ts";
+
+/** The per-HC SAS rule agents' tokens are signed with (Listen right only). */
+export const LISTEN_RULE = "azhexgate-listen";
+
+export const ARM_ENDPOINTS: Readonly<Record<Cloud, string>> = Object.freeze({
+  public: "https://management.azure.com",
+  usgov: "https://management.usgovcloudapi.net",
+  china: "https://management.chinacloudapi.cn",
+});
+
+export interface AzureBindingOptions {
+  /** Credential for ARM and the sender's Entra tokens (default: DefaultAzureCredential, lazily). */
+  credential?: TokenCredential;
+  /** ARM endpoint (default per cloud, e.g. https://management.azure.com); the emulator in tests. */
+  armEndpoint?: string;
+  /** Extra CA (PEM) the ARM client trusts (the emulator's self-signed certificate). */
+  armTlsCa?: string;
+  /** Data-plane endpoint override (the emulator in tests); default: from the settings. */
+  endpoint?: RelayEndpoint;
+  log?: BindingLog;
+  now?: () => number;
+  /** Re-read ARM keys older than this (default settings.keyRefreshSeconds). */
+  keyRefreshMs?: number;
+  /** Sender Entra tokens are refreshed this long before expiry (default 5 min). */
+  senderRefreshBeforeMs?: number;
+}
+
+/** Provisioning needs ARM coordinates that are not configured. Not retryable. */
+export class ProvisioningUnavailableError extends Error {
+  override readonly name = "ProvisioningUnavailableError";
+  readonly code = "provisioning_unavailable";
+  readonly retryable = false;
+}
+
+/** An ARM call failed; `status` / `armCode` from ARM, `retryable` for 429 / 5xx / no answer. */
+export class RelayArmError extends Error {
+  override readonly name = "RelayArmError";
+  readonly code = "arm_failed";
+  constructor(
+    message: string,
+    readonly status: number | undefined,
+    readonly armCode: string | undefined,
+    readonly retryable: boolean,
+  ) {
+    super(message);
+  }
+}
+
+function statusOf(err: unknown): number | undefined {
+  const s = (err as { statusCode?: unknown })?.statusCode;
+  return typeof s === "number" ? s : undefined;
+}
+
+/** A RestError → RelayArmError with status / code / message only (never the request or response). */
+function armError(action: string, hcPath: string, err: unknown): RelayArmError {
+  const status = statusOf(err);
+  const code = (err as { code?: unknown })?.code;
+  const armCode = typeof code === "string" ? code : undefined;
+  const text = err instanceof Error ? err.message : String(err);
+  const hint = status === 401 || status === 403 ? " (does the gateway's identity hold a role on the relay namespace?)" : "";
+  return new RelayArmError(
+    `ARM ${action} for hybrid connection "${hcPath}" failed (${status ?? "no HTTP status"}${armCode ? ` ${armCode}` : ""}): ${text}${hint}`,
+    status,
+    armCode,
+    status === undefined || status === 429 || status >= 500,
+  );
+}
+
+export async function createAzureBinding(settings: RelaySettings, opts: AzureBindingOptions = {}): Promise<RelayBinding> {
+  const log: BindingLog = opts.log ?? (() => {});
+  const now = opts.now ?? Date.now;
+  const endpoint = opts.endpoint ?? settings.endpoint;
+  const envKey: ListenKey | undefined = settings.keyName && settings.key ? { keyName: settings.keyName, key: settings.key } : undefined;
+  const arm =
+    settings.subscriptionId && settings.resourceGroup && settings.armNamespace
+      ? { subscriptionId: settings.subscriptionId, resourceGroup: settings.resourceGroup, namespace: settings.armNamespace }
+      : undefined;
+  const senderKind: "entra" | "sas" = opts.credential || !envKey ? "entra" : "sas";
+
+  let credential: TokenCredential | undefined = opts.credential;
+  let credentialKind = opts.credential ? "custom TokenCredential" : "none";
+  if (!credential && (arm || senderKind === "entra")) {
+    const { DefaultAzureCredential } = await import("@azure/identity");
+    const clientId = settings.managedIdentityClientId;
+    credential = new DefaultAzureCredential(clientId ? { managedIdentityClientId: clientId } : {});
+    credentialKind = clientId ? `DefaultAzureCredential (managed identity ${clientId})` : "DefaultAzureCredential";
+  }
+
+  let client: Promise<RelayAPI> | undefined;
+  const armClient = (): Promise<RelayAPI> => {
+    client ??= (async () => {
+      const { RelayAPI } = await import("@azure/arm-relay");
+      return new RelayAPI(credential as TokenCredential, arm?.subscriptionId ?? "", {
+        endpoint: opts.armEndpoint ?? ARM_ENDPOINTS[settings.cloud],
+        ...(opts.armTlsCa ? { tlsOptions: { ca: opts.armTlsCa } } : {}),
+        userAgentOptions: { userAgentPrefix: "azhexgate" },
+      });
+    })();
+    client.catch(() => {
+      client = undefined;
+    });
+    return client;
+  };
+
+  const requireArm = (what: string) => {
+    if (!arm) {
+      throw new ProvisioningUnavailableError(
+        `cannot ${what}: AZURE_SUBSCRIPTION_ID and AZURE_RESOURCE_GROUP are not set, so hybrid connections must be created beforehand (e.g. by infra)`,
+      );
+    }
+    return arm;
+  };
+
+  const readKey = async (hcPath: string): Promise<ListenKey> => {
+    const a = requireArm(`read the listen key of hybrid connection "${hcPath}"`);
+    const hcs = (await armClient()).hybridConnections;
+    const list = () => hcs.listKeys(a.resourceGroup, a.namespace, hcPath, LISTEN_RULE);
+    let keys: Awaited<ReturnType<typeof list>>;
+    try {
+      keys = await list();
+    } catch (err) {
+      if (statusOf(err) !== 404) throw armError("listKeys", hcPath, err);
+      // the HC exists without our rule (made by infra / an older version): add it, then read
+      try {
+        await hcs.createOrUpdateAuthorizationRule(a.resourceGroup, a.namespace, hcPath, LISTEN_RULE, { rights: ["Listen"] });
+        keys = await list();
+      } catch (e) {
+        throw armError("listKeys", hcPath, e);
+      }
+    }
+    if (!keys.primaryKey) throw new RelayArmError(`ARM listKeys for hybrid connection "${hcPath}" returned no primary key`, 200, undefined, true);
+    return { keyName: keys.keyName ?? LISTEN_RULE, key: keys.primaryKey };
+  };
+
+  const cached = envKey
+    ? undefined
+    : cachedKeyIssuer({ endpoint, readKey, refreshMs: opts.keyRefreshMs ?? settings.keyRefreshSeconds * 1000, now, log });
+  const issuer: ListenerTokenIssuer = cached ?? envKeyIssuer(endpoint, envKey as ListenKey, now, log);
+
+  const provisioner: Provisioner = {
+    async ensure(hcPath) {
+      const a = requireArm(`create hybrid connection "${hcPath}"`);
+      const hcs = (await armClient()).hybridConnections;
+      try {
+        await hcs.createOrUpdate(a.resourceGroup, a.namespace, hcPath, { requiresClientAuthorization: true });
+        await hcs.createOrUpdateAuthorizationRule(a.resourceGroup, a.namespace, hcPath, LISTEN_RULE, { rights: ["Listen"] });
+      } catch (err) {
+        throw armError("create", hcPath, err);
+      }
+    },
+    async remove(hcPath) {
+      const a = requireArm(`delete hybrid connection "${hcPath}"`);
+      cached?.forget(hcPath);
+      try {
+        await (await armClient()).hybridConnections.delete(a.resourceGroup, a.namespace, hcPath);
+      } catch (err) {
+        if (statusOf(err) !== 404) throw armError("delete", hcPath, err);
+      }
+    },
+  };
+
+  const senderToken: TokenProvider =
+    senderKind === "entra"
+      ? credentialTokenProvider(credential as TokenCredential, { now, refreshBeforeMs: opts.senderRefreshBeforeMs })
+      : sasTokenProvider((envKey as ListenKey).keyName, (envKey as ListenKey).key, 3600, now);
+
+  log("relay.binding", {
+    mode: "azure",
+    namespace: endpoint.host,
+    cloud: settings.cloud,
+    credential: credentialKind,
+    sender: senderKind === "entra" ? "entra" : `sas (${envKey?.keyName})`,
+    listenerKeys: envKey ? `env (${envKey.keyName})` : `arm (${LISTEN_RULE})`,
+    provisioning: arm ? `arm (${arm.resourceGroup}/${arm.namespace})` : "unavailable",
+  });
+
+  return {
+    mode: "azure",
+    endpoint,
+    provisioner,
+    issuer,
+    senderToken,
+    async close() {
+      cached?.clear();
+    },
+  };
+}

@@ -1,0 +1,35 @@
+/**
+ * Seams between the management API and the relay: creating hybrid connections, signing the
+ * agent's listener tokens, and the gateway's own credential. Local mode implements them against
+ * the relay emulator; Azure mode with `@azure/arm-relay` and `@azure/identity` (loaded lazily).
+ */
+import type { RelayEndpoint } from "../hc/address.ts";
+import type { TokenProvider } from "../hc/tokens.ts";
+
+export interface Provisioner {
+  /** Creates hybrid connection `hcPath` (idempotent) with a Listen-only SAS rule for agents. */
+  ensure(hcPath: string): Promise<void>;
+  /** Deletes it (idempotent). */
+  remove(hcPath: string): Promise<void>;
+}
+
+export interface ListenerTokenIssuer {
+  /**
+   * A SAS token scoped to one hybrid connection with the Listen right only, valid `ttlSeconds`.
+   * Secrets stay in memory; the token is the only thing that leaves.
+   */
+  issue(hcPath: string, ttlSeconds: number): Promise<{ token: string; expiresAt: number }>;
+  /** The relay rejected a token signed with the current key (rotation): re-read keys now. */
+  invalidate(hcPath?: string): void;
+}
+
+/** Everything the gateway and the management API need to talk to one relay namespace. */
+export interface RelayBinding {
+  readonly mode: "local" | "azure";
+  readonly endpoint: RelayEndpoint;
+  readonly provisioner: Provisioner;
+  readonly issuer: ListenerTokenIssuer;
+  /** The gateway's sender credential (Entra token in Azure, SAS in local mode). */
+  readonly senderToken: TokenProvider;
+  close(): Promise<void>;
+}

@@ -1,0 +1,132 @@
+/**
+ * The emulator's authorization decisions: which token a request carries, and whether it may
+ * listen / send on an entity. Outcomes are the service's: 401 (missing, malformed, bad signature,
+ * expired, unknown rule), 403 (valid but wrong entity or right), 404 (no such entity).
+ * Descriptions mimic Azure's, with a `TrackingId:` tail (hybrid-connections.md §2, §3.1).
+ */
+import { randomUUID } from "node:crypto";
+import { parseSasToken, sasScope, scopeCovers, verifySasSignature } from "../hc/sas.ts";
+import { type EntityStore, type HybridConnection, type Right, grants } from "./entities.ts";
+import { type EntraConfig, verifyEntraJwt } from "./entra.ts";
+
+export interface AuthContext {
+  readonly entities: EntityStore;
+  readonly entra?: EntraConfig;
+  /** Seconds of grace after a token's `se`. */
+  readonly tokenSkewSeconds: number;
+  /** `host[:port]` published in rendezvous addresses, also accepted as a token audience. */
+  readonly publicHost?: string;
+  /** True when the emulator is bound to a loopback name / IP address: any token host is accepted. */
+  readonly lenientHost: boolean;
+  readonly now: () => number;
+}
+
+export type AuthVerdict =
+  | { ok: true; rights: Right[]; scopePath: string; /** Unix seconds; undefined = never */ expiresAt?: number }
+  | { ok: false; status: 401 | 403 | 404; description: string };
+
+/** `<text> TrackingId:<uuid>, SystemTracker:<host>:<path>, Timestamp:<iso>` */
+export function describe(text: string, host: string, path: string): string {
+  const h = host.replace(/:\d+$/, "").toLowerCase();
+  return `${text} TrackingId:${randomUUID()}, SystemTracker:${h}:${path}, Timestamp:${new Date().toISOString()}`;
+}
+
+function hostOnly(hostPort: string): string {
+  return hostPort
+    .replace(/^\[|\](:\d+)?$/g, "")
+    .replace(/:\d+$/, "")
+    .toLowerCase();
+}
+
+/** True for loopback names and IP literals: any token host is then accepted. */
+export function isLenientHostname(hostname: string): boolean {
+  const h = hostname.toLowerCase();
+  return h === "localhost" || h.endsWith(".localhost") || /^[\d.]+$/.test(h) || h.includes(":");
+}
+
+/** Where a listener / WebSocket sender put its token: `ServiceBusAuthorization` header or `sb-hc-token` query. */
+export function wsToken(req: Request, url: URL): string | undefined {
+  // An empty header does not count as a token carrier (a valid query token still applies).
+  return req.headers.get("servicebusauthorization") || url.searchParams.get("sb-hc-token") || undefined;
+}
+
+/**
+ * An HTTP sender's token per §6.1: `sb-hc-token` query, `ServiceBusAuthorization` header, else (only
+ * when neither is present) `Authorization`. `fromAuthorization` tells the caller to strip that header.
+ */
+export function httpToken(req: Request, url: URL): { token?: string; fromAuthorization: boolean } {
+  const q = url.searchParams.get("sb-hc-token");
+  const h = req.headers.get("servicebusauthorization");
+  if (q !== null || h !== null) return { token: q ?? h ?? undefined, fromAuthorization: false };
+  const a = req.headers.get("authorization");
+  return a === null ? { fromAuthorization: false } : { token: a, fromAuthorization: true };
+}
+
+/** Expiry (`exp`) of a JWT, unverified; undefined when absent. */
+function jwtExpiry(token: string): number | undefined {
+  const part = token.replace(/^Bearer\s+/i, "").split(".")[1];
+  if (!part) return undefined;
+  try {
+    const exp = (JSON.parse(Buffer.from(part, "base64url").toString("utf8")) as { exp?: unknown }).exp;
+    return typeof exp === "number" ? exp : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Checks `token` for `right` on `entityPath` (`hc` = the entity, undefined when it does not exist
+ * yet — then only namespace rules can sign). `requestHost` = the Host the client used.
+ */
+export function authorize(
+  ctx: AuthContext,
+  token: string | undefined,
+  entityPath: string,
+  hc: HybridConnection | undefined,
+  right: Right,
+  requestHost: string,
+): AuthVerdict {
+  const fail = (status: 401 | 403, text: string): AuthVerdict => ({ ok: false, status, description: describe(text, requestHost, entityPath) });
+  if (!token) return fail(401, "MissingToken: The request contains no authorization token (TokenMissingOrInvalid).");
+  const nowS = ctx.now() / 1000;
+
+  const sas = parseSasToken(token.trim());
+  if (!sas) {
+    if (!ctx.entra) return fail(401, "InvalidSignature: The token is malformed or is not a Shared Access Signature (TokenMissingOrInvalid).");
+    const v = verifyEntraJwt(token.trim().replace(/^Bearer\s+/i, ""), ctx.entra, Math.floor(nowS));
+    if (!v.ok) return { ok: false, status: v.status, description: describe(v.description, requestHost, entityPath) };
+    if (!scopeCovers(v.scopePath, entityPath)) return fail(403, `Unauthorized access. The token is not valid for '${entityPath}'.`);
+    if (!v.rights.includes(right) && !v.rights.includes("Manage"))
+      return fail(403, `Unauthorized access. '${right}' claim(s) are required to perform this operation. Resource: '${entityPath}'.`);
+    return { ok: true, rights: v.rights, scopePath: v.scopePath, expiresAt: jwtExpiry(token) };
+  }
+
+  const rule = ctx.entities.findRule(hc, sas.skn);
+  if (!rule) return fail(401, `InvalidSignature: The token has an invalid signature (no authorization rule named '${sas.skn}').`);
+  if (!verifySasSignature(sas, rule.primaryKey) && !verifySasSignature(sas, rule.secondaryKey))
+    return fail(401, "InvalidSignature: The token has an invalid signature.");
+  const scope = sasScope(sas.resource);
+  if (!scope) return fail(401, "InvalidAudience: The token's resource is not a valid URI.");
+  if (!ctx.lenientHost) {
+    const allowed = [hostOnly(requestHost)];
+    if (ctx.publicHost) allowed.push(hostOnly(ctx.publicHost));
+    if (!allowed.includes(scope.host)) return fail(401, `InvalidAudience: The token audience '${scope.host}' does not match this namespace.`);
+  }
+  if (sas.se + ctx.tokenSkewSeconds <= nowS)
+    return fail(401, `ExpiredToken: The token is expired. Expiration time: '${new Date(sas.se * 1000).toISOString()}'.`);
+  if (!scopeCovers(scope.path, entityPath))
+    return fail(403, `Unauthorized access. The token audience '${scope.path || "/"}' is not valid for '${entityPath}'.`);
+  if (!grants(rule, right))
+    return fail(403, `Unauthorized access. '${right}' claim(s) are required to perform this operation. Resource: '${entityPath}'.`);
+  return { ok: true, rights: [...rule.rights], scopePath: scope.path, expiresAt: sas.se };
+}
+
+/** The 404 for an entity that does not exist. */
+export function notFound(requestHost: string, path: string): AuthVerdict & { ok: false } {
+  return { ok: false, status: 404, description: describe("Endpoint does not exist.", requestHost, path) };
+}
+
+/** A handshake failure: status as the status, description as the text/plain body (Bun sends no custom reason phrase). */
+export function failureResponse(status: number, description: string): Response {
+  return new Response(description, { status, headers: { "content-type": "text/plain; charset=utf-8" } });
+}

@@ -1,0 +1,122 @@
+/**
+ * Fault switches for tests (design.md §4): drop control channels (with a close code or abruptly),
+ * refuse / delay / blackhole rendezvous, expire tokens, delete an entity. The same switches are
+ * reachable over HTTP (`POST /$emulator/faults`, loopback only) for child-process tests.
+ */
+import type { EntityStore } from "./entities.ts";
+import type { ListenerRegistry } from "./control.ts";
+
+export interface Faults {
+  /** Returns how many were dropped; "abrupt" = terminate TCP without a close frame. Default close code 1011. */
+  dropControlChannels(hcPath?: string, how?: { code?: number; reason?: string } | "abrupt"): number;
+  /** While set, rendezvous connects from listeners (accept and HTTP) are answered with this status. */
+  refuseAccepts(hcPath: string | undefined, status: number | false): void;
+  /** Delay forwarding `accept` (and HTTP `request`) to the listener. */
+  delayAccepts(ms: number): void;
+  /** Rendezvous upgrades are held and never answered (until switched off / the window closes). */
+  blackholeRendezvous(on: boolean): void;
+  /** Close matching control channels with 1008 as if their token expired. */
+  expireTokens(hcPath?: string): number;
+  /** entities.delete → listeners get close 1001. */
+  deleteHc(hcPath: string): boolean;
+  reset(): void;
+}
+
+/** The switches' state, read by the rendezvous / connect / http paths. */
+export class FaultState {
+  private readonly refused = new Map<string, number>();
+  delayAcceptMs = 0;
+  blackhole = false;
+  private readonly waiters = new Set<() => void>();
+
+  refuse(hcPath: string | undefined, status: number | false): void {
+    const key = hcPath === undefined ? "*" : hcPath.replace(/^\/+|\/+$/g, "").toLowerCase();
+    if (status === false) this.refused.delete(key);
+    else this.refused.set(key, status);
+  }
+
+  /** The injected status for a rendezvous on `path` (entity path, maybe with a suffix), if any. */
+  refusedStatus(path: string): number | undefined {
+    const p = path.replace(/^\/+|\/+$/g, "").toLowerCase();
+    for (const [key, status] of this.refused) if (key === "*" || p === key || p.startsWith(`${key}/`)) return status;
+    return undefined;
+  }
+
+  setBlackhole(on: boolean): void {
+    this.blackhole = on;
+    if (!on) this.release();
+  }
+
+  /** Resolves when the blackhole is switched off, after `maxMs`, or when `signal` aborts. */
+  whileBlackholed(maxMs: number, signal?: AbortSignal): Promise<void> {
+    if (!this.blackhole) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.waiters.delete(done);
+        signal?.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, maxMs);
+      this.waiters.add(done);
+      signal?.addEventListener("abort", done, { once: true });
+    });
+  }
+
+  reset(): void {
+    this.refused.clear();
+    this.delayAcceptMs = 0;
+    this.setBlackhole(false);
+  }
+
+  release(): void {
+    for (const w of [...this.waiters]) w();
+  }
+}
+
+export function createFaults(state: FaultState, listeners: ListenerRegistry, entities: EntityStore): Faults {
+  return {
+    dropControlChannels: (hcPath, how) => listeners.drop(hcPath, how),
+    refuseAccepts: (hcPath, status) => state.refuse(hcPath, status),
+    delayAccepts: (ms) => {
+      state.delayAcceptMs = Math.max(0, ms);
+    },
+    blackholeRendezvous: (on) => state.setBlackhole(on),
+    expireTokens: (hcPath) => listeners.expire(hcPath),
+    deleteHc: (hcPath) => entities.delete(hcPath),
+    reset: () => state.reset(),
+  };
+}
+
+/** Applies one `POST /$emulator/faults` body; throws a TypeError for a bad action. */
+export function applyFaultAction(faults: Faults, body: Record<string, unknown>): unknown {
+  const hcPath = typeof body.hcPath === "string" ? body.hcPath : undefined;
+  switch (body.action) {
+    case "dropControlChannels": {
+      const how =
+        body.how === "abrupt"
+          ? "abrupt"
+          : { code: typeof body.code === "number" ? body.code : undefined, reason: typeof body.reason === "string" ? body.reason : undefined };
+      return faults.dropControlChannels(hcPath, how);
+    }
+    case "refuseAccepts":
+      faults.refuseAccepts(hcPath, typeof body.status === "number" ? body.status : false);
+      return true;
+    case "delayAccepts":
+      faults.delayAccepts(typeof body.ms === "number" ? body.ms : 0);
+      return true;
+    case "blackholeRendezvous":
+      faults.blackholeRendezvous(body.on === true);
+      return true;
+    case "expireTokens":
+      return faults.expireTokens(hcPath);
+    case "deleteHc":
+      if (!hcPath) throw new TypeError("deleteHc needs hcPath");
+      return faults.deleteHc(hcPath);
+    case "reset":
+      faults.reset();
+      return true;
+    default:
+      throw new TypeError(`unknown fault action ${JSON.stringify(body.action)}`);
+  }
+}

@@ -1,0 +1,39 @@
+/**
+ * Public WebSocket ↔ tunnel stream. Close codes crossing the tunnel are sanitised: the other
+ * end is never trusted to put an invalid code on the wire.
+ */
+import type { ServerWebSocket } from "bun";
+import type { TunnelStream } from "../tunnel/stream.ts";
+
+export interface PublicWsData {
+  stream: TunnelStream;
+  /** Serialises sends into the stream so fragments of different messages never interleave. */
+  chain: Promise<void>;
+  publicClosed: boolean;
+}
+
+/** A close code that may be sent in a close frame (RFC 6455 §7.4), else 1000 / 1011. */
+export function sanitizeCloseCode(code: number | undefined): number {
+  if (code === undefined || code === 1005 || code === 1006) return 1000;
+  if ((code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999)) return code;
+  return 1011;
+}
+
+const td = new TextDecoder();
+
+/** Wires a stream's inbound WebSocket traffic to the public socket. */
+export function relayWsToPublic(ws: ServerWebSocket<PublicWsData>): void {
+  const { stream } = ws.data;
+  stream.onWsMessage = (data, binary) => {
+    const r = binary ? ws.sendBinary(data) : ws.sendText(td.decode(data));
+    if (r === 0) stream.reset(0, "public client too slow (backpressure limit)");
+    // -1: queued under backpressure: hold the tunnel credit until the socket drains.
+    return r !== -1;
+  };
+  stream.onWsClose = (code, reason) => {
+    if (!ws.data.publicClosed) ws.close(sanitizeCloseCode(code), reason.slice(0, 123));
+  };
+  stream.onReset = (err) => {
+    if (!ws.data.publicClosed) ws.close(err.code === 0 ? 1001 : 1011, "tunnel stream ended");
+  };
+}

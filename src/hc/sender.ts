@@ -1,0 +1,88 @@
+/**
+ * Hybrid Connections WebSocket sender (`sb-hc-action=connect`), plus the helpers the listener
+ * shares: token resolution and the mapping of WebSocket failures to typed RelayErrors.
+ */
+import { connectWebSocket, type WsConnection, WsConnectError, WsHandshakeError } from "../ws/client.ts";
+import { connectUrl, type RelayEndpoint, resourceUri } from "./address.ts";
+import { handshakeError, RelayError } from "./errors.ts";
+import { fixedTokenProvider, type TokenProvider } from "./tokens.ts";
+
+export const AUTH_HEADER = "ServiceBusAuthorization";
+
+export function toTokenProvider(token: TokenProvider | string): TokenProvider {
+  return typeof token === "string" ? fixedTokenProvider(token) : token;
+}
+
+/** Turns whatever `connectWebSocket` rejected with into a RelayError (`role` shapes 404's `retryable`). */
+export function toRelayError(err: unknown, role: "listener" | "sender" | "rendezvous"): RelayError {
+  if (err instanceof RelayError) return err;
+  if (err instanceof WsHandshakeError) {
+    const e = handshakeError(role, err.status, err.description);
+    // keep the raw answer for callers that want it (never contains a token)
+    Object.assign(e.details, { headers: err.headers, body: err.body });
+    return e;
+  }
+  if (err instanceof WsConnectError) {
+    if (err.kind === "timeout") return new RelayError("timeout", `relay handshake timed out (${err.message})`, true, { cause: err });
+    if (err.kind === "protocol") return new RelayError("protocol", `relay handshake was invalid: ${err.message}`, true, { cause: err });
+    return new RelayError("network", `cannot reach the relay: ${err.message}`, true, { cause: err });
+  }
+  return new RelayError("network", `cannot reach the relay: ${err instanceof Error ? err.message : String(err)}`, true, { cause: err });
+}
+
+export interface SenderOptions {
+  endpoint: RelayEndpoint;
+  hcPath: string;
+  /** Omit for hybrid connections that do not require client authorization. */
+  token?: TokenProvider | string;
+  /** Send the token as `sb-hc-token` in the query instead of the `ServiceBusAuthorization` header. */
+  tokenInQuery?: boolean;
+  suffix?: string;
+  query?: Record<string, string> | URLSearchParams;
+  protocols?: string[];
+  headers?: Record<string, string>;
+  /** Client tracking id (`sb-hc-id`); the listener sees it as the accept `id`. */
+  id?: string;
+  /** Whole handshake including the listener's accept; default 30 s. */
+  timeoutMs?: number;
+  maxMessageSize?: number;
+  highWaterMark?: number;
+  /** Ask the token provider for a fresh token (after a 401). */
+  forceRefresh?: boolean;
+}
+
+/**
+ * Connects a WebSocket sender through the relay. Resolves once a listener accepted; rejects with a
+ * RelayError: `not_found` (no HC / no listener, retryable), `unauthorized`, `forbidden`,
+ * `rejected` (the listener's status and description in `details.status` / `details.statusText`),
+ * `timeout`, `server_error`, `network`.
+ */
+export async function connectSender(o: SenderOptions): Promise<WsConnection> {
+  let token: string | undefined;
+  if (o.token !== undefined) {
+    try {
+      token = await toTokenProvider(o.token).getToken(resourceUri(o.endpoint, o.hcPath), { forceRefresh: o.forceRefresh });
+    } catch (e) {
+      throw new RelayError("unauthorized", `cannot get a token: ${e instanceof Error ? e.message : String(e)}`, true, { cause: e });
+    }
+  }
+  const url = connectUrl(o.endpoint, o.hcPath, {
+    id: o.id,
+    suffix: o.suffix,
+    query: o.query,
+    token: o.tokenInQuery ? token : undefined,
+  });
+  const headers: Record<string, string> = { ...o.headers };
+  if (token !== undefined && !o.tokenInQuery) headers[AUTH_HEADER] = token;
+  try {
+    return await connectWebSocket(url, {
+      headers,
+      protocols: o.protocols,
+      timeoutMs: o.timeoutMs,
+      maxMessageSize: o.maxMessageSize,
+      highWaterMark: o.highWaterMark,
+    });
+  } catch (e) {
+    throw toRelayError(e, "sender");
+  }
+}

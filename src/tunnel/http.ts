@@ -1,0 +1,129 @@
+/**
+ * HTTP semantics at both ends of the tunnel: which headers cross, which are added, how a public
+ * Request becomes a request head (gateway) and how a head becomes a request to the origin
+ * (agent), and back for responses. Pure functions over web-platform types.
+ */
+import type { HeaderList, RequestHead, ResponseHead } from "./head.ts";
+
+/** RFC 9110 §7.6.1 connection-specific headers, plus the legacy ones proxies drop. */
+export const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "http2-settings",
+]);
+
+/** Framing headers recomputed by whoever writes the next hop. */
+const FRAMING = new Set(["content-length", "transfer-encoding"]);
+
+/** WebSocket handshake headers that belong to one hop only. */
+const WS_HOP = new Set(["sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-accept", "sec-websocket-protocol"]);
+
+/** Headers listed in `Connection: a, b` are hop-by-hop too. */
+function connectionTokens(get: (n: string) => string | null): Set<string> {
+  const v = get("connection");
+  return new Set(v ? v.split(",").map((t) => t.trim().toLowerCase()).filter(Boolean) : []);
+}
+
+/** Bodiless request methods: framing headers must not cross even if a client sent them. */
+export function methodHasNoBody(method: string): boolean {
+  return method === "GET" || method === "HEAD" || method === "OPTIONS" || method === "TRACE";
+}
+
+/** A status whose response never carries a body. */
+export function statusHasNoBody(status: number, method?: string): boolean {
+  return method === "HEAD" || status === 204 || status === 304 || (status >= 100 && status < 200);
+}
+
+export interface IngressInfo {
+  /** Public client address (for X-Forwarded-For). */
+  remote?: { address: string; port: number };
+  /** "https" when the public edge terminated TLS (or a trusted proxy said so). */
+  proto: "http" | "https";
+  /** The public Host the client used. */
+  host: string;
+  /** Origin-form target, byte-identical to the request line. */
+  target: string;
+  kind: "http" | "ws";
+}
+
+/** Gateway: a public Request → the request head sent through the tunnel. */
+export function requestHeadFrom(req: Request, info: IngressInfo): RequestHead {
+  const drop = connectionTokens((n) => req.headers.get(n));
+  const headers: HeaderList = [];
+  const noBody = info.kind === "ws" || methodHasNoBody(req.method);
+  let xff = "";
+  for (const [name, value] of req.headers) {
+    const n = name.toLowerCase();
+    if (HOP_BY_HOP.has(n) || drop.has(n) || n === "host") continue;
+    if (info.kind === "ws" && WS_HOP.has(n)) continue;
+    if (noBody && FRAMING.has(n)) continue;
+    if (n === "x-forwarded-for") {
+      xff = value;
+      continue;
+    }
+    if (n === "x-forwarded-proto" || n === "x-forwarded-host") continue; // we set these
+    headers.push([n, value]);
+  }
+  const client = info.remote?.address;
+  if (client || xff) headers.push(["x-forwarded-for", xff && client ? `${xff}, ${client}` : xff || client!]);
+  headers.push(["x-forwarded-proto", info.proto]);
+  headers.push(["x-forwarded-host", info.host]);
+  const head: RequestHead = { kind: info.kind, method: req.method, target: info.target, headers };
+  if (info.remote) head.remote = info.remote;
+  if (info.kind === "ws") {
+    const p = req.headers.get("sec-websocket-protocol");
+    if (p) head.protocols = p.split(",").map((s) => s.trim()).filter(Boolean);
+  }
+  return head;
+}
+
+export interface OriginOptions {
+  /** `http://localhost:3000` — scheme, host and port of the local app. */
+  origin: string;
+  /** "rewrite" (default): Host = the origin's host:port; "preserve": keep the public host. */
+  hostHeader: "rewrite" | "preserve";
+}
+
+/** Agent: the headers of the request to the origin, as a Headers object (repeats appended). */
+export function originRequestHeaders(head: RequestHead, o: OriginOptions): Headers {
+  const h = new Headers();
+  let publicHost = "";
+  for (const [n, v] of head.headers) {
+    if (n === "x-forwarded-host") publicHost = v;
+    if (HOP_BY_HOP.has(n) || n === "host") continue;
+    h.append(n, v);
+  }
+  const originHost = new URL(o.origin).host;
+  h.set("host", o.hostHeader === "preserve" && publicHost ? publicHost : originHost);
+  return h;
+}
+
+/** Agent: an origin Response → the response head sent back (Set-Cookie values kept apart). */
+export function responseHeadFrom(res: Response): ResponseHead {
+  const drop = connectionTokens((n) => res.headers.get(n));
+  const headers: HeaderList = [];
+  for (const [name, value] of res.headers) {
+    const n = name.toLowerCase();
+    if (n === "set-cookie" || HOP_BY_HOP.has(n) || drop.has(n)) continue;
+    headers.push([n, value]);
+  }
+  for (const c of res.headers.getSetCookie()) headers.push(["set-cookie", c]);
+  return { status: res.status, headers };
+}
+
+/** Gateway: response head → Headers for the public Response (framing left to Bun). */
+export function publicResponseHeaders(head: ResponseHead): Headers {
+  const h = new Headers();
+  for (const [n, v] of head.headers) {
+    if (HOP_BY_HOP.has(n)) continue;
+    h.append(n, v);
+  }
+  return h;
+}
