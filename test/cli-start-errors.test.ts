@@ -43,22 +43,27 @@ describe("azhexgate start: failures read well", () => {
 
   test("a wrong API key (401) with --exit-on-fail exits 1 naming AZHEXGATE_API_KEY", async () => {
     const gw = await startGatewayChild();
+    // A real local app, so the only line on stderr is the one about the key (with nothing on the
+    // port, start would also warn that the app is not listening: true, but not this test's point).
+    const origin = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("ok") });
+    const port = String(origin.port);
     const wrong = "wrong-key-but-long-enough-0123456789";
-    const cli = spawnCli(["start", "--port", "3000", "--api-url", gw.apiUrl, "--exit-on-fail"], { env: { AZHEXGATE_API_KEY: wrong }, cwd: cwd() });
+    const cli = spawnCli(["start", "--port", port, "--api-url", gw.apiUrl, "--exit-on-fail"], { env: { AZHEXGATE_API_KEY: wrong }, cwd: cwd() });
     expect(await cli.exit()).toBe(1);
     const { out, err } = cli.text();
     expect(out).toBe("");
     // said once, naming the tunnel, the cause and the fix
-    expect(err.trim()).toBe("error: http://localhost:3000: The management API rejected the API key (401). Check --api-key / AZHEXGATE_API_KEY.");
+    expect(err.trim()).toBe(`error: http://localhost:${port}: The management API rejected the API key (401). Check --api-key / AZHEXGATE_API_KEY.`);
     expect(err).not.toContain(wrong);
     expect(err).not.toContain(API_KEY);
 
-    const json = spawnCli(["start", "--port", "3000", "--api-url", gw.apiUrl, "--exit-on-fail", "--json"], { env: { AZHEXGATE_API_KEY: wrong }, cwd: cwd() });
+    const json = spawnCli(["start", "--port", port, "--api-url", gw.apiUrl, "--exit-on-fail", "--json"], { env: { AZHEXGATE_API_KEY: wrong }, cwd: cwd() });
     expect(await json.exit()).toBe(1);
     const events = json.events();
     expect(events.find((e) => e.event === "error")).toMatchObject({ code: "api_key_rejected", message: expect.stringContaining("AZHEXGATE_API_KEY") });
     expect(events.find((e) => e.event === "state")).toMatchObject({ state: "offline" });
     expect(events.some((e) => e.event === "ready")).toBe(false);
+    origin.stop(true);
   });
 });
 
