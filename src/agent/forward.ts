@@ -1,13 +1,14 @@
 /**
- * Agent side of one stream: forwards it to the local origin — `fetch` for HTTP (streaming both
- * ways, no redirects followed, no decompression), our WebSocket client for WebSockets — and
+ * Agent side of one stream: forwards it to the local origin — our keep-alive HTTP/1.1 client for
+ * HTTP (`origin-http.ts`: streaming both ways, bytes untouched), our WebSocket client for WebSockets — and
  * cancels the upstream when the public client goes away.
  */
 import { jsonPayload, ResetCode } from "../tunnel/frame.ts";
 import type { ResponseHead } from "../tunnel/head.ts";
-import { methodHasNoBody, originRequestHeaders, responseHeadFrom, statusHasNoBody, type OriginOptions } from "../tunnel/http.ts";
+import { methodHasNoBody, originRequestHeaderList, originRequestHeaders, responseHeadFromList, type OriginOptions } from "../tunnel/http.ts";
 import type { TunnelStream } from "../tunnel/stream.ts";
 import { connectWebSocket, WsHandshakeError } from "../ws/client.ts";
+import { OriginPool, OriginProtocolError, type OriginEndpoint, type OriginResponse } from "./origin-http.ts";
 
 export interface ForwardOptions extends OriginOptions {
   /** Called once per finished request (for the CLI's request log). */
@@ -25,6 +26,21 @@ function unreachable(stream: TunnelStream, origin: string, err: unknown): void {
   else stream.reset(ResetCode.ORIGIN_UNREACHABLE, `The local app at ${host} could not be reached: ${(err as Error)?.message ?? String(err)}`);
 }
 
+/** Keep-alive sockets to local apps, shared by every tunnel of this process. */
+export const originPool = new OriginPool();
+
+const endpoints = new Map<string, OriginEndpoint>();
+function endpointOf(origin: string): OriginEndpoint {
+  let ep = endpoints.get(origin);
+  if (!ep) {
+    const u = new URL(origin);
+    const secure = u.protocol === "https:";
+    ep = { hostname: u.hostname.replace(/^\[|\]$/g, ""), port: Number(u.port) || (secure ? 443 : 80), secure };
+    endpoints.set(origin, ep);
+  }
+  return ep;
+}
+
 export async function forward(stream: TunnelStream, o: ForwardOptions): Promise<void> {
   const head = stream.head!;
   if (head.kind === "ws") return forwardWebSocket(stream, o);
@@ -32,33 +48,32 @@ export async function forward(stream: TunnelStream, o: ForwardOptions): Promise<
   const ac = new AbortController();
   stream.onReset = () => ac.abort();
   const hasBody = !methodHasNoBody(head.method);
-  let res: Response;
+  let headers = originRequestHeaderList(head, o);
+  let contentLength: number | null = null;
+  if (hasBody) {
+    const cl = headers.find(([n]) => n === "content-length");
+    if (cl && /^\d{1,15}$/.test(cl[1])) contentLength = Number(cl[1]);
+    headers = headers.filter(([n]) => n !== "content-length");
+  } else void stream.body.cancel().catch(() => {});
+  let res: OriginResponse;
   try {
-    res = await fetch(o.origin + head.target, {
-      method: head.method,
-      headers: originRequestHeaders(head, o),
-      body: hasBody ? stream.body : undefined,
-      redirect: "manual",
-      decompress: false,
-      signal: ac.signal,
-      // A local app on https (--local-https) almost always has a self-signed development
-      // certificate; the hop is on the developer's own machine, so it is not verified.
-      ...(o.origin.startsWith("https:") ? { tls: { rejectUnauthorized: false } } : {}),
-    } as RequestInit);
+    res = await originPool.request(
+      endpointOf(o.origin),
+      { method: head.method, target: head.target, headers, body: hasBody ? stream.body : null, contentLength },
+      ac.signal,
+    );
   } catch (err) {
-    if (!stream.isReset) unreachable(stream, o.origin, err);
+    if (stream.isReset) return;
+    if (err instanceof OriginProtocolError) stream.reset(ResetCode.ORIGIN_UNREACHABLE, `The local app at ${new URL(o.origin).host} sent an invalid HTTP response: ${err.message}.`);
+    else unreachable(stream, o.origin, err);
     return;
   }
-  if (!hasBody) void stream.body.cancel().catch(() => {});
-  const resHead = responseHeadFrom(res);
-  stream.sendResponse(jsonPayload(resHead));
+  stream.sendResponse(jsonPayload(responseHeadFromList(res.status, res.headers)));
   let bytes = 0;
   try {
-    if (res.body && !statusHasNoBody(res.status, head.method)) {
-      for await (const chunk of res.body) {
-        bytes += chunk.length;
-        await stream.write(chunk);
-      }
+    for await (const chunk of res.body) {
+      bytes += chunk.length;
+      await stream.write(chunk);
     }
     stream.end();
   } catch {

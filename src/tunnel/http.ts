@@ -91,18 +91,35 @@ export interface OriginOptions {
   hostHeader: "rewrite" | "preserve";
 }
 
-/** Agent: the headers of the request to the origin, as a Headers object (repeats appended). */
-export function originRequestHeaders(head: RequestHead, o: OriginOptions): Headers {
-  const h = new Headers();
+/** Agent: the header lines of the request to the origin (Host first, repeats kept in order). */
+export function originRequestHeaderList(head: RequestHead, o: OriginOptions): HeaderList {
   let publicHost = "";
+  const rest: HeaderList = [];
   for (const [n, v] of head.headers) {
     if (n === "x-forwarded-host") publicHost = v;
     if (HOP_BY_HOP.has(n) || n === "host") continue;
-    h.append(n, v);
+    rest.push([n, v]);
   }
   const originHost = new URL(o.origin).host;
-  h.set("host", o.hostHeader === "preserve" && publicHost ? publicHost : originHost);
+  return [["host", o.hostHeader === "preserve" && publicHost ? publicHost : originHost], ...rest];
+}
+
+/** Agent: the headers of the request to the origin, as a Headers object (repeats appended). */
+export function originRequestHeaders(head: RequestHead, o: OriginOptions): Headers {
+  const h = new Headers();
+  for (const [n, v] of originRequestHeaderList(head, o)) h.append(n, v);
   return h;
+}
+
+/** Agent: raw origin response header lines → the response head sent back (hop-by-hop dropped). */
+export function responseHeadFromList(status: number, list: HeaderList): ResponseHead {
+  const drop = connectionTokens((n) => {
+    const v = list.filter(([k]) => k === n).map(([, x]) => x);
+    return v.length ? v.join(", ") : null;
+  });
+  const headers: HeaderList = [];
+  for (const [n, v] of list) if (!HOP_BY_HOP.has(n) && !drop.has(n)) headers.push([n, v]);
+  return { status, headers };
 }
 
 /** Agent: an origin Response → the response head sent back (Set-Cookie values kept apart). */
