@@ -133,7 +133,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
   };
 
   /** Opens a stream for `req` and waits for the response head, within the TTFB limit. */
-  const openStream = async (req: Request, server: Server<PublicWsData>, id: string, route: TunnelRoute, kind: "http" | "ws") => {
+  const openStream = async (req: Request, server: Server<PublicWsData>, id: string, route: TunnelRoute, kind: "http" | "ws", target: string) => {
     let session;
     try {
       session = await poolFor(id, route.hcPath).acquire();
@@ -145,7 +145,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
       kind,
       proto: scheme,
       host: req.headers.get("host")!,
-      target: rawTarget(req.url),
+      target,
       remote: remote ? { address: remote.address, port: remote.port } : undefined,
     });
     const stream = await session.open(head).catch((err) => {
@@ -153,16 +153,14 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     });
     const onAbort = () => stream.reset(ResetCode.CANCEL, "public client went away");
     req.signal.addEventListener("abort", onAbort, { once: true });
-    if (kind === "http") void pumpBody(req, stream);
-    let timer: Timer | undefined;
-    const timeout = new Promise<never>((_, rej) => {
-      timer = setTimeout(() => {
-        stream.reset(ResetCode.ORIGIN_TIMEOUT, "time to first byte exceeded");
-        rej(new GatewayError(504, "origin_timeout", `The local app did not start answering within ${Math.round(ttfbMs / 1000)} s.`));
-      }, ttfbMs);
-    });
+    if (kind === "http") {
+      if (methodHasNoBody(req.method)) stream.end();
+      else void pumpBody(req, stream);
+    }
+    // the TTFB limit resets the stream, which rejects `stream.response` with ORIGIN_TIMEOUT → 504
+    const timer = setTimeout(() => stream.reset(ResetCode.ORIGIN_TIMEOUT, `The local app did not start answering within ${Math.round(ttfbMs / 1000)} s.`), ttfbMs);
     try {
-      const resHead = await Promise.race([stream.response, timeout]);
+      const resHead = await stream.response;
       // A WebSocket's lifetime is the socket's, not the upgrade request's.
       if (kind === "ws") req.signal.removeEventListener("abort", onAbort);
       return { stream, resHead };
@@ -186,7 +184,9 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
       let id = "";
       let kind: "http" | "ws" = "http";
       try {
-        const path = rawTarget(req.url).replace(/\?.*$/, "");
+        const target = rawTarget(req.url);
+        const q = target.indexOf("?");
+        const path = q < 0 ? target : target.slice(0, q);
         if (SERVICE_PATHS.has(path) && serviceHost(req.headers.get("host"), o.baseDomain)) return await service(path);
         if (req.method === "CONNECT") throw new GatewayError(405, "method_not_allowed", "CONNECT is not supported.");
         id = routeHost(req.headers.get("host"), o.baseDomain);
@@ -204,7 +204,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
         if (draining) throw new GatewayError(502, "tunnel_offline", "The gateway is restarting; retry in a moment.");
         server.timeout(req, 0); // our own TTFB limit applies; long responses and SSE must not be cut
         if (req.headers.get("upgrade")?.toLowerCase() === "websocket") kind = "ws";
-        const { stream, resHead } = await openStream(req, server, id, route, kind);
+        const { stream, resHead } = await openStream(req, server, id, route, kind, target);
         metrics.requests.inc({ tunnel: id, kind, code: `${Math.floor(resHead.status / 100)}xx` });
         if (kind === "ws") return upgradePublic(req, server, stream, resHead);
         return httpResponse(req, stream, resHead);
@@ -282,9 +282,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
 
 async function pumpBody(req: Request, stream: TunnelStream): Promise<void> {
   try {
-    if (req.body && !methodHasNoBody(req.method)) {
-      for await (const chunk of req.body) await stream.write(chunk);
-    }
+    if (req.body) for await (const chunk of req.body) await stream.write(chunk);
     stream.end();
   } catch {
     stream.reset(ResetCode.CANCEL, "request body failed");

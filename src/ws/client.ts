@@ -7,7 +7,7 @@
 import type { Socket } from "bun";
 import { createHash, randomBytes } from "node:crypto";
 import { Emitter } from "./emitter.ts";
-import { closePayload, encodeFrame, FrameDecoder, isValidCloseCode, Opcode } from "./frame.ts";
+import { closePayload, encodeFrame, encodeMaskedFrameScratch, FrameDecoder, isValidCloseCode, Opcode } from "./frame.ts";
 import { readHandshakeResponse, type HandshakeResponse } from "./handshake.ts";
 
 import { WsConnectError, WsHandshakeError, WsProtocolError } from "./errors.ts";
@@ -113,15 +113,37 @@ export class WsConnection extends Emitter<WsEvents> {
   /** Queues a text (string) or binary message. false = over the high-water mark (await `drained()`) or not open (dropped). */
   send(data: string | Uint8Array): boolean {
     if (this.state !== "open") return false;
-    this.enqueue(encodeFrame(typeof data === "string" ? Opcode.TEXT : Opcode.BINARY, data));
+    const opcode = typeof data === "string" ? Opcode.TEXT : Opcode.BINARY;
+    if (!this.writeDirect(opcode, data, typeof data === "string" ? data.length : data.byteLength)) this.enqueue(encodeFrame(opcode, data));
     return this.queued < this.hwm;
   }
 
   /** Queues one binary message gathered from `parts` (one copy into the frame). Same return as `send`. */
   sendParts(parts: readonly Uint8Array[]): boolean {
     if (this.state !== "open") return false;
-    this.enqueue(encodeFrame(Opcode.BINARY, parts));
+    let len = 0;
+    for (const p of parts) len += p.byteLength;
+    if (!this.writeDirect(Opcode.BINARY, parts, len)) this.enqueue(encodeFrame(Opcode.BINARY, parts));
     return this.queued < this.hwm;
+  }
+
+  /**
+   * A large frame with nothing queued ahead of it is built in the scratch area, masked there and
+   * written at once; only what the socket did not take is copied into the queue. False: not
+   * taken (small, queued frames ahead, or too big for the scratch area) — enqueue instead.
+   */
+  private writeDirect(opcode: number, payload: string | Uint8Array | readonly Uint8Array[], approxLen: number): boolean {
+    if (approxLen < SMALL || this.queue.length > 0 || this.blocked) return false;
+    const frame = encodeMaskedFrameScratch(opcode, payload);
+    if (!frame) return false;
+    const written = Math.max(0, this.socket.write(frame));
+    if (written < frame.length) {
+      const rest = frame.slice(written); // the scratch area is reused by the next frame
+      this.queue.push(rest);
+      this.queued += rest.length;
+      this.blocked = true;
+    }
+    return true;
   }
 
   ping(data: string | Uint8Array = ""): boolean {
