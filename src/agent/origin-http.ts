@@ -66,6 +66,8 @@ class OriginConn {
   /** Set while a request is using the connection. */
   active: Exchange | null = null;
   reused = false;
+  /** Bytes received on this socket so far (fix: a retry is only safe before any answer byte). */
+  bytesIn = 0;
   private writeQueue: Uint8Array[] = [];
   private drainWaiters: Array<() => void> = [];
 
@@ -179,6 +181,8 @@ class Exchange {
           this.buf = data;
           return EMPTY;
         }
+        // fix: a complete head over the limit was accepted when its end arrived in the read that crossed it
+        if (end > MAX_HEAD) throw new OriginProtocolError(`the local app's response head is larger than ${MAX_HEAD / 1024} KiB`);
         this.parseHead(Buffer.from(data.buffer, data.byteOffset, end).toString("latin1"));
         return data.subarray(end);
       }
@@ -308,6 +312,12 @@ class Exchange {
 
   private finish(): void {
     this.mode = "done";
+    if (this.paused && !this.conn.closed) {
+      // fix: the answer is complete and all of it is queued; a socket left paused here went back to
+      // the pool unable to read the next request's answer until this body was consumed (forever if never)
+      this.paused = false;
+      this.conn.socket.resume();
+    }
     this.wake();
     this.onDone(this.keepAlive);
   }
@@ -333,6 +343,19 @@ class Exchange {
   }
 
   private async *iterate(): AsyncGenerator<Uint8Array> {
+    try {
+      yield* this.iterateQueue();
+    } finally {
+      // fix: a consumer that stops iterating before the end (break / throw) left the socket open,
+      // possibly paused, outside the pool forever; drop it
+      if (this.mode !== "done" && !this.failure) {
+        this.fail(new Error("the response body was abandoned"));
+        this.conn.destroy();
+      }
+    }
+  }
+
+  private async *iterateQueue(): AsyncGenerator<Uint8Array> {
     for (;;) {
       if (this.queue.length > 0) {
         const chunk = this.queue.length === 1 ? this.queue[0]! : concatAll(this.queue, this.queued);
@@ -414,7 +437,8 @@ export class OriginPool {
   /** Idle sockets held now (all origins). */
   get idleCount(): number {
     let n = 0;
-    for (const l of this.idle.values()) n += l.length;
+    // fix: a socket the origin closed while idle stays in its list until taken; do not count it
+    for (const l of this.idle.values()) for (const c of l) if (!c.closed) n++;
     return n;
   }
 
@@ -433,11 +457,14 @@ export class OriginPool {
     for (let attempt = 0; ; attempt++) {
       const reusedConn = this.takeIdle(key);
       const conn = reusedConn ?? (await this.connect(key, ep));
+      const bytesBefore = conn.bytesIn;
       try {
         return await this.exchange(conn, req, signal);
       } catch (err) {
         // a stale keep-alive socket: nothing answered; only a bodiless request can be replayed
-        if (reusedConn && attempt === 0 && req.body === null && !signal?.aborted && !(err instanceof OriginProtocolError)) continue;
+        // (fix: "nothing answered" was not checked — a request the origin had begun to answer was replayed)
+        const answered = conn.bytesIn !== bytesBefore;
+        if (reusedConn && attempt === 0 && !answered && req.body === null && !signal?.aborted && !(err instanceof OriginProtocolError)) continue;
         throw err;
       }
     }
@@ -473,6 +500,7 @@ export class OriginPool {
           },
           data(s, d) {
             const c = s.data.conn!;
+            c.bytesIn += (d as Uint8Array).length;
             if (c.active) c.active.onData(d as Uint8Array);
             else c.destroy(); // bytes while idle: not HTTP we understand
           },
@@ -494,6 +522,8 @@ export class OriginPool {
     }
     let list = this.idle.get(conn.key);
     if (!list) this.idle.set(conn.key, (list = []));
+    // fix: drop sockets that closed while idle, so they neither count towards maxIdle nor linger
+    for (let i = list.length - 1; i >= 0; i--) if (list[i]!.closed) list.splice(i, 1);
     if (list.length >= this.maxIdle) {
       conn.socket.end();
       return;
@@ -526,7 +556,11 @@ export class OriginPool {
       ex.fail(new DOMException("The operation was aborted.", "AbortError"));
       conn.destroy();
     };
-    if (signal?.aborted) throw new DOMException("The operation was aborted.", "AbortError");
+    if (signal?.aborted) {
+      // fix: the connection was taken (or opened) but nothing was written: give it back, not leak it
+      this.release(conn, true);
+      throw new DOMException("The operation was aborted.", "AbortError");
+    }
     signal?.addEventListener("abort", onAbort, { once: true });
 
     let head = `${req.method} ${req.target} HTTP/1.1\r\n`;
