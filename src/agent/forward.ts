@@ -54,7 +54,7 @@ export async function forward(stream: TunnelStream, o: ForwardOptions): Promise<
     const cl = headers.find(([n]) => n === "content-length");
     if (cl && /^\d{1,15}$/.test(cl[1])) contentLength = Number(cl[1]);
     headers = headers.filter(([n]) => n !== "content-length");
-  } else void stream.body.cancel().catch(() => {});
+  } else stream.discardBody();
   let res: OriginResponse;
   try {
     res = await originPool.request(
@@ -114,15 +114,13 @@ async function forwardWebSocket(stream: TunnelStream, o: ForwardOptions): Promis
   if (conn.protocol) resHead.protocol = conn.protocol;
   stream.sendResponse(jsonPayload(resHead));
   const te = new TextEncoder();
-  let chain = Promise.resolve();
   let originClosed = false;
   conn.on("message", (data, binary) => {
-    const bytes = typeof data === "string" ? te.encode(data) : data;
-    chain = chain.then(() => stream.wsSend(bytes, binary)).catch(() => conn.terminate());
+    stream.wsSendQueued(typeof data === "string" ? te.encode(data) : data, binary, () => conn.terminate());
   });
   conn.on("close", (code, reason) => {
     originClosed = true;
-    chain = chain.then(() => stream.wsClose(code, reason)).catch(() => {});
+    stream.wsCloseQueued(code, reason);
   });
   conn.on("error", () => {});
   const td = new TextDecoder();

@@ -258,15 +258,23 @@ class Exchange {
     if (!m) throw new OriginProtocolError(`the local app did not answer with HTTP/1.x (${JSON.stringify((lines[0] ?? "").slice(0, 40))})`);
     const status = Number(m[2]);
     const headers: HeaderList = [];
+    // the framing fields, gathered in the same pass (repeats joined with ",")
+    let connection = "";
+    let teList = "";
+    let clList: string[] | null = null;
     for (let i = 1; i < lines.length; i++) {
       const line = lines[i]!;
       if (line === "") continue;
       const c = line.indexOf(":");
-      const name = c > 0 ? line.slice(0, c) : "";
-      if (!TOKEN.test(name)) throw new OriginProtocolError(`the local app sent a malformed header line (${JSON.stringify(line.slice(0, 40))})`);
+      const raw = c > 0 ? line.slice(0, c) : "";
+      if (!TOKEN.test(raw)) throw new OriginProtocolError(`the local app sent a malformed header line (${JSON.stringify(line.slice(0, 40))})`);
       const value = line.slice(c + 1).trim();
-      if (value.includes("\0")) throw new OriginProtocolError(`the local app sent a NUL byte in header ${name}`);
-      headers.push([name.toLowerCase(), value]);
+      if (value.includes("\0")) throw new OriginProtocolError(`the local app sent a NUL byte in header ${raw}`);
+      const name = raw.toLowerCase();
+      headers.push([name, value]);
+      if (name === "connection") connection += `,${value.toLowerCase()}`;
+      else if (name === "transfer-encoding") teList += `,${value.toLowerCase()}`;
+      else if (name === "content-length") (clList ??= []).push(value);
     }
     if (status < 200) {
       if (status === 101) throw new OriginProtocolError("the local app switched protocols on a plain HTTP request");
@@ -274,11 +282,9 @@ class Exchange {
     }
     this.status = status;
     this.headers = headers;
-    const get = (n: string) => headers.filter(([k]) => k === n).map(([, v]) => v);
-    const connection = get("connection").join(",").toLowerCase();
     if (m[1] === "0" ? !/\bkeep-alive\b/.test(connection) : /\bclose\b/.test(connection)) this.keepAlive = false;
-    const te = get("transfer-encoding").join(",").toLowerCase().split(",").map((s) => s.trim()).filter(Boolean);
-    const cl = get("content-length");
+    const te = teList ? teList.split(",").map((s) => s.trim()).filter(Boolean) : [];
+    const cl = clList ?? [];
     if (this.noBody || status === 204 || status === 304) this.mode = "done";
     else if (te.length > 0) {
       if (te[te.length - 1] !== "chunked") {

@@ -61,6 +61,7 @@ export interface GatewayHandle {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
+const utf8 = new TextEncoder();
 const HOST_RE = /^([a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?|\[[0-9a-f:.]+\])(?::(\d{1,5}))?$/i;
 const LABEL_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 
@@ -229,13 +230,13 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
       },
       message(ws, msg) {
         const d = ws.data;
-        const bytes = typeof msg === "string" ? new TextEncoder().encode(msg) : new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength);
-        d.chain = d.chain.then(() => d.stream.wsSend(bytes, typeof msg !== "string")).catch(() => ws.close(1011, "tunnel stream failed"));
+        const bytes = typeof msg === "string" ? utf8.encode(msg) : new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength);
+        d.stream.wsSendQueued(bytes, typeof msg !== "string", () => ws.close(1011, "tunnel stream failed"));
       },
       close(ws, code, reason) {
         const d = ws.data;
         d.publicClosed = true;
-        d.chain = d.chain.then(() => d.stream.wsClose(sanitizeCloseCode(code), reason ?? "")).catch(() => {});
+        d.stream.wsCloseQueued(sanitizeCloseCode(code), reason ?? "");
       },
     },
   });
@@ -296,7 +297,7 @@ function httpResponse(req: Request, stream: TunnelStream, head: ResponseHead): R
   }
   const headers = publicResponseHeaders(head);
   if (statusHasNoBody(head.status, req.method)) {
-    void stream.body.cancel().catch(() => {});
+    stream.discardBody();
     return new Response(null, { status: head.status, headers });
   }
   const whole = stream.takeCompleteBody();
@@ -311,7 +312,7 @@ function upgradePublic(req: Request, server: Server<PublicWsData>, stream: Tunne
   }
   const headers: Record<string, string> = {};
   if (head.protocol) headers["Sec-WebSocket-Protocol"] = head.protocol;
-  const data: PublicWsData = { stream, chain: Promise.resolve(), publicClosed: false };
+  const data: PublicWsData = { stream, publicClosed: false };
   if (server.upgrade(req, { headers, data })) return undefined;
   stream.reset(ResetCode.CANCEL, "public upgrade failed");
   throw new GatewayError(400, "bad_host", "The WebSocket upgrade request was invalid.");

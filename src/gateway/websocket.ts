@@ -7,8 +7,6 @@ import type { TunnelStream } from "../tunnel/stream.ts";
 
 export interface PublicWsData {
   stream: TunnelStream;
-  /** Serialises sends into the stream so fragments of different messages never interleave. */
-  chain: Promise<void>;
   publicClosed: boolean;
 }
 

@@ -91,6 +91,17 @@ export interface OriginOptions {
   hostHeader: "rewrite" | "preserve";
 }
 
+const hosts = new Map<string, string>();
+/** `host:port` of an origin URL (parsed once per origin: this runs per request). */
+function hostOf(origin: string): string {
+  let h = hosts.get(origin);
+  if (h === undefined) {
+    h = new URL(origin).host;
+    if (hosts.size < 1000) hosts.set(origin, h);
+  }
+  return h;
+}
+
 /** Agent: the header lines of the request to the origin (Host first, repeats kept in order). */
 export function originRequestHeaderList(head: RequestHead, o: OriginOptions): HeaderList {
   let publicHost = "";
@@ -100,8 +111,7 @@ export function originRequestHeaderList(head: RequestHead, o: OriginOptions): He
     if (HOP_BY_HOP.has(n) || n === "host") continue;
     rest.push([n, v]);
   }
-  const originHost = new URL(o.origin).host;
-  return [["host", o.hostHeader === "preserve" && publicHost ? publicHost : originHost], ...rest];
+  return [["host", o.hostHeader === "preserve" && publicHost ? publicHost : hostOf(o.origin)], ...rest];
 }
 
 /** Agent: the headers of the request to the origin, as a Headers object (repeats appended). */
@@ -113,12 +123,11 @@ export function originRequestHeaders(head: RequestHead, o: OriginOptions): Heade
 
 /** Agent: raw origin response header lines → the response head sent back (hop-by-hop dropped). */
 export function responseHeadFromList(status: number, list: HeaderList): ResponseHead {
-  const drop = connectionTokens((n) => {
-    const v = list.filter(([k]) => k === n).map(([, x]) => x);
-    return v.length ? v.join(", ") : null;
-  });
+  let connection: string | null = null;
+  for (const [n, v] of list) if (n === "connection") connection = connection === null ? v : `${connection}, ${v}`;
+  const drop = connection === null ? null : connectionTokens(() => connection);
   const headers: HeaderList = [];
-  for (const [n, v] of list) if (!HOP_BY_HOP.has(n) && !drop.has(n)) headers.push([n, v]);
+  for (const [n, v] of list) if (!HOP_BY_HOP.has(n) && !drop?.has(n)) headers.push([n, v]);
   return { status, headers };
 }
 

@@ -117,8 +117,8 @@ export class Session implements StreamHost {
     }
   }
 
-  writable(): Promise<void> {
-    return this.congested ?? Promise.resolve();
+  writable(): Promise<void> | null {
+    return this.congested;
   }
 
   release(id: number): void {

@@ -10,7 +10,8 @@ import type { RequestHead, ResponseHead } from "./head.ts";
 /** What a stream needs from its session (kept narrow so streams are testable alone). */
 export interface StreamHost {
   enqueue(type: number, stream: number, payload: Uint8Array): void;
-  writable(): Promise<void>;
+  /** Null when the transport takes more now, else a promise that resolves when it drains. */
+  writable(): Promise<void> | null;
   release(id: number): void;
   readonly window: number;
 }
@@ -41,6 +42,8 @@ export class TunnelStream {
   private sentEnd = false;
   private resetError: StreamResetError | null = null;
   private wsParts: Uint8Array[] = [];
+  private wsChain: Promise<void> = Promise.resolve();
+  private wsPending = 0;
   /** Our reader cancelled the body: inbound bytes are dropped (and credited) from now on. */
   private discarding = false;
   private wsPartsSize = 0;
@@ -49,8 +52,7 @@ export class TunnelStream {
 
   /** The peer's response head (gateway side). Rejects if the stream is reset first. */
   readonly response: Promise<ResponseHead>;
-  /** Inbound body bytes (HTTP streams). Pull-based: credit flows back as it is read. */
-  readonly body: ReadableStream<Uint8Array>;
+  private bodyStream: ReadableStream<Uint8Array> | null = null;
 
   /**
    * A WebSocket message arrived. Return `false` when the consumer is congested (its socket is
@@ -81,13 +83,27 @@ export class TunnelStream {
       this.responseReject = rej;
     });
     this.response.catch(() => {}); // a reset before anyone awaits must not be an unhandled rejection
-    this.body = new ReadableStream<Uint8Array>(
+  }
+
+  /**
+   * Inbound body bytes (HTTP streams). Pull-based: credit flows back as it is read. Created on
+   * first use: most small responses are taken whole (`takeCompleteBody`) and GETs have no body,
+   * so the web stream is never built for them.
+   */
+  get body(): ReadableStream<Uint8Array> {
+    return (this.bodyStream ??= new ReadableStream<Uint8Array>(
       {
         pull: (controller) => this.pull(controller),
         cancel: () => this.discardInbound(),
       },
       { highWaterMark: 0 },
-    );
+    ));
+  }
+
+  /** The inbound body is not wanted: drop what is queued and what comes (credit still flows). */
+  discardBody(): void {
+    if (this.bodyStream) void this.bodyStream.cancel().catch(() => {});
+    else this.discardInbound();
   }
 
   get isReset(): boolean {
@@ -147,6 +163,40 @@ export class TunnelStream {
     await this.sendCredited(FrameType.WS_MESSAGE, data, binary ? WsFlags.BINARY : 0);
   }
 
+  /**
+   * Sends one WebSocket message after any still in flight, so fragments of different messages
+   * never interleave; synchronously when nothing is queued and credit and the transport allow
+   * (the common case: no promise per message). A failed send calls `onError`.
+   */
+  wsSendQueued(data: Uint8Array, binary: boolean, onError: () => void): void {
+    if (this.wsPending === 0 && this.wsSendNow(data, binary)) return;
+    this.wsPending++;
+    this.wsChain = this.wsChain
+      .then(() => this.wsSend(data, binary))
+      .catch(onError)
+      .finally(() => {
+        this.wsPending--;
+      });
+  }
+
+  /** `wsClose` after the messages still in flight. */
+  wsCloseQueued(code: number, reason: string): void {
+    if (this.wsPending === 0) return this.wsClose(code, reason);
+    this.wsChain = this.wsChain.then(() => this.wsClose(code, reason)).catch(() => {});
+  }
+
+  private wsSendNow(data: Uint8Array, binary: boolean): boolean {
+    const n = data.length;
+    if (this.resetError || this.sentEnd || n >= MAX_FRAME_PAYLOAD || this.credit < n || (n === 0 && this.credit <= 0) || this.host.writable()) return false;
+    const p = new Uint8Array(n + 1);
+    p[0] = (binary ? WsFlags.BINARY : 0) | WsFlags.FIN;
+    p.set(data, 1);
+    this.bytesSent += n;
+    this.credit -= n;
+    this.host.enqueue(FrameType.WS_MESSAGE, this.id, p);
+    return true;
+  }
+
   wsClose(code: number, reason: string): void {
     if (this.resetError || this.sentEnd) return;
     this.host.enqueue(FrameType.WS_CLOSE, this.id, wsClosePayload(code, reason));
@@ -170,8 +220,11 @@ export class TunnelStream {
         await new Promise<void>((r) => this.creditWaiters.push(r));
         if (this.resetError) throw this.resetError;
       }
-      await this.host.writable();
-      if (this.resetError) throw this.resetError;
+      const congested = this.host.writable();
+      if (congested) {
+        await congested;
+        if (this.resetError) throw this.resetError;
+      }
       const limit = wsFlags === null ? MAX_FRAME_PAYLOAD : MAX_FRAME_PAYLOAD - 1;
       const n = Math.min(data.length - off, this.credit, limit);
       const part = data.subarray(off, off + n);
