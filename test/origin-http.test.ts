@@ -678,6 +678,46 @@ describe("keep-alive", () => {
     expect(o.accepted).toBe(2);
   });
 
+  test("`Keep-Alive: timeout=1` from the origin: the idle socket is closed ~0.5 s before the origin would", async () => {
+    const o = answering(() => ok("ok", "Keep-Alive: timeout=1\r\n"));
+    const pool = newPool(); // default idleMs 4 s
+    expect(await text(await pool.request(o.ep, get()))).toBe("ok");
+    const idleSince = performance.now();
+    expect(pool.idleCount).toBe(1);
+    await waitFor(() => o.closedCount === 1, 3000, "the idle socket is closed");
+    const after = o.conns[0]!.closedAt - idleSince;
+    expect(after).toBeGreaterThanOrEqual(400);
+    expect(after).toBeLessThan(900); // well before the origin's own 1 s
+    expect(await text(await pool.request(o.ep, get()))).toBe("ok");
+    expect(o.accepted).toBe(2);
+  });
+
+  test("`Keep-Alive: timeout=0`: the socket is not kept at all", async () => {
+    const o = answering(() => ok("ok", "Keep-Alive: timeout=0\r\n"));
+    const pool = newPool();
+    expect(await text(await pool.request(o.ep, get()))).toBe("ok");
+    expect(pool.idleCount).toBe(0);
+    await waitFor(() => o.closedCount === 1, 3000, "the socket is closed");
+    expect(await text(await pool.request(o.ep, get()))).toBe("ok");
+    expect(o.accepted).toBe(2);
+  });
+
+  test("a request with a body never reuses a socket idle for over 1 s; a bodiless one does", async () => {
+    const o = answering((req) => ok(`got ${latin1(req.body)}`));
+    const pool = newPool();
+    const post = () => pool.request(o.ep, { method: "POST", target: "/p", headers: [["host", "x"]], body: streamOf([bytes("abc")]), contentLength: 3 });
+    expect(await text(await post())).toBe("got abc");
+    expect(await text(await post())).toBe("got abc"); // just idle: reused
+    expect(o.accepted).toBe(1);
+    await Bun.sleep(1100);
+    expect(await text(await pool.request(o.ep, get()))).toBe("got "); // GET after 1.1 s: reused
+    expect(o.accepted).toBe(1);
+    await Bun.sleep(1100);
+    expect(await text(await post())).toBe("got abc"); // POST after 1.1 s: a fresh socket
+    expect(o.accepted).toBe(2);
+    await waitFor(() => o.closedCount === 1, 3000, "the long-idle socket is closed, not kept");
+  });
+
   test("a response received whole but not yet consumed (socket paused at the read limit): the next request on that socket does not hang", async () => {
     const big = "b".repeat(300 * 1024);
     const o = answering((req) => (req.target === "/big" ? ok(big) : ok("small")));

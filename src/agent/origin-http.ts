@@ -6,10 +6,13 @@
  *
  * Response framing follows RFC 9112 §6.3: no body for HEAD / 1xx / 204 / 304, chunked when the
  * last transfer coding is chunked, Content-Length when given, else until the origin closes.
- * Interim 1xx answers (100 Continue, 103 Early Hints) are skipped. A bodiless request that failed
- * on a reused idle socket before any answer byte is retried once on a fresh socket (the origin
- * may close an idle connection just as we reuse it); idle sockets are closed after 4 s, before
- * common servers' keep-alive timeouts, to keep that race rare for requests with a body.
+ * Interim 1xx answers (100 Continue, 103 Early Hints) are skipped.
+ *
+ * The origin may close an idle keep-alive socket just as we reuse it. Against that race: a
+ * bodiless request that failed on a reused socket before any answer byte is retried once on a
+ * fresh socket; a request with a body (which cannot be replayed) never goes on a socket idle for
+ * more than 1 s; idle sockets are closed after 4 s, or 0.5 s before the `Keep-Alive: timeout=N`
+ * the origin announced (Node's http server says `timeout=5`).
  */
 import type { Socket } from "bun";
 import type { HeaderList } from "../tunnel/head.ts";
@@ -47,6 +50,8 @@ export class OriginProtocolError extends Error {
 }
 
 const MAX_HEAD = 256 * 1024;
+/** A request with a body (never replayed) is not sent on a socket idle for longer than this. */
+const BODY_REUSE_MAX_IDLE_MS = 1000;
 /** Response bytes buffered ahead of the tunnel before the socket is paused. */
 const READ_HWM = 256 * 1024;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -63,6 +68,8 @@ class OriginConn {
   closed = false;
   closeError: Error | null = null;
   idleTimer: ReturnType<typeof setTimeout> | undefined;
+  /** When the socket went idle (performance.now()). */
+  idleSince = 0;
   /** Set while a request is using the connection. */
   active: Exchange | null = null;
   reused = false;
@@ -131,6 +138,8 @@ class Exchange {
   status = 0;
   headers: HeaderList = [];
   keepAlive = true;
+  /** The origin's announced keep-alive timeout (`Keep-Alive: timeout=N`), in ms; null = none. */
+  keepAliveMs: number | null = null;
   /** Bytes of the answer received (any at all rules out a retry). */
   received = 0;
   private queue: Uint8Array[] = [];
@@ -275,6 +284,10 @@ class Exchange {
       if (name === "connection") connection += `,${value.toLowerCase()}`;
       else if (name === "transfer-encoding") teList += `,${value.toLowerCase()}`;
       else if (name === "content-length") (clList ??= []).push(value);
+      else if (name === "keep-alive") {
+        const t = /(?:^|[,\s])timeout\s*=\s*(\d{1,6})/i.exec(value);
+        if (t) this.keepAliveMs = Number(t[1]) * 1000;
+      }
     }
     if (status < 200) {
       if (status === 101) throw new OriginProtocolError("the local app switched protocols on a plain HTTP request");
@@ -461,7 +474,7 @@ export class OriginPool {
   async request(ep: OriginEndpoint, req: OriginRequest, signal?: AbortSignal): Promise<OriginResponse> {
     const key = `${ep.secure ? "s" : ""}${ep.hostname}:${ep.port}`;
     for (let attempt = 0; ; attempt++) {
-      const reusedConn = this.takeIdle(key);
+      const reusedConn = this.takeIdle(key, req.body !== null);
       const conn = reusedConn ?? (await this.connect(key, ep));
       const bytesBefore = conn.bytesIn;
       try {
@@ -476,15 +489,24 @@ export class OriginPool {
     }
   }
 
-  private takeIdle(key: string): OriginConn | null {
+  /** The most recently idle open socket; for a request with a body only one idle for at most 1 s. */
+  private takeIdle(key: string, withBody: boolean): OriginConn | null {
     const list = this.idle.get(key);
     while (list && list.length > 0) {
       const c = list.pop()!;
       clearTimeout(c.idleTimer);
-      if (!c.closed) {
-        c.reused = true;
-        return c;
+      if (c.closed) continue;
+      if (withBody && performance.now() - c.idleSince > BODY_REUSE_MAX_IDLE_MS) {
+        // the list is newest-last: every socket left is older still
+        c.socket.end();
+        for (const old of list.splice(0)) {
+          clearTimeout(old.idleTimer);
+          if (!old.closed) old.socket.end();
+        }
+        return null;
       }
+      c.reused = true;
+      return c;
     }
     return null;
   }
@@ -520,9 +542,11 @@ export class OriginPool {
     });
   }
 
-  private release(conn: OriginConn, reusable: boolean): void {
+  private release(conn: OriginConn, reusable: boolean, keepAliveMs: number | null = null): void {
     conn.active = null;
-    if (!reusable || conn.closed) {
+    // close before the origin's announced keep-alive timeout, with a margin for the race
+    const idleMs = keepAliveMs !== null ? Math.min(this.idleMs, keepAliveMs - 500) : this.idleMs;
+    if (!reusable || conn.closed || idleMs < 100) {
       if (!conn.closed) conn.socket.end();
       return;
     }
@@ -535,11 +559,12 @@ export class OriginPool {
       return;
     }
     list.push(conn);
+    conn.idleSince = performance.now();
     conn.idleTimer = setTimeout(() => {
       const i = list.indexOf(conn);
       if (i >= 0) list.splice(i, 1);
       conn.socket.end();
-    }, this.idleMs);
+    }, idleMs);
     conn.idleTimer.unref?.();
   }
 
@@ -555,7 +580,7 @@ export class OriginPool {
         reusable = false;
         void reader!.cancel().catch(() => {});
       }
-      this.release(conn, reusable);
+      this.release(conn, reusable, ex.keepAliveMs);
       signal?.removeEventListener("abort", onAbort);
     };
     const onAbort = () => {
