@@ -54,6 +54,8 @@ const MAX_HEAD = 256 * 1024;
 const BODY_REUSE_MAX_IDLE_MS = 1000;
 /** Response bytes buffered ahead of the tunnel before the socket is paused. */
 const READ_HWM = 256 * 1024;
+/** Queued response pieces up to this size are handed on joined into one. */
+const COALESCE_MAX = 64 * 1024;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const CRLF = 0x0a;
 
@@ -377,10 +379,18 @@ class Exchange {
   private async *iterateQueue(): AsyncGenerator<Uint8Array> {
     for (;;) {
       if (this.queue.length > 0) {
-        const chunk = this.queue.length === 1 ? this.queue[0]! : concatAll(this.queue, this.queued);
-        this.queue = [];
-        this.queued = 0;
-        if (this.paused && !this.conn.closed) {
+        let chunk: Uint8Array;
+        if (this.queue.length === 1 || this.queued <= COALESCE_MAX) {
+          // small pieces (e.g. tiny chunked writes) go on as one tunnel frame
+          chunk = this.queue.length === 1 ? this.queue[0]! : concatAll(this.queue, this.queued);
+          this.queue = [];
+          this.queued = 0;
+        } else {
+          // large pieces go on one by one: copying them together would cost a copy of every byte
+          chunk = this.queue.shift()!;
+          this.queued -= chunk.length;
+        }
+        if (this.paused && this.queued < READ_HWM && !this.conn.closed) {
           this.paused = false;
           this.conn.socket.resume();
         }
