@@ -47,11 +47,11 @@ export class TunnelStream {
   /** Our reader cancelled the body: inbound bytes are dropped (and credited) from now on. */
   private discarding = false;
   private wsPartsSize = 0;
-  private responseResolve!: (h: ResponseHead) => void;
-  private responseReject!: (e: Error) => void;
+  private responseResolve: ((h: ResponseHead) => void) | null = null;
+  private responseReject: ((e: Error) => void) | null = null;
+  private responsePromise: Promise<ResponseHead> | null = null;
+  private responseHead: ResponseHead | null = null;
 
-  /** The peer's response head (gateway side). Rejects if the stream is reset first. */
-  readonly response: Promise<ResponseHead>;
   private bodyStream: ReadableStream<Uint8Array> | null = null;
 
   /**
@@ -78,11 +78,6 @@ export class TunnelStream {
   ) {
     this.credit = peerWindow;
     this.granted = host.window;
-    this.response = new Promise<ResponseHead>((res, rej) => {
-      this.responseResolve = res;
-      this.responseReject = rej;
-    });
-    this.response.catch(() => {}); // a reset before anyone awaits must not be an unhandled rejection
   }
 
   /**
@@ -104,6 +99,25 @@ export class TunnelStream {
   discardBody(): void {
     if (this.bodyStream) void this.bodyStream.cancel().catch(() => {});
     else this.discardInbound();
+  }
+
+  /**
+   * The peer's response head (gateway side). Rejects if the stream is reset first. Built on first
+   * use: the agent side never asks, and a promise per stream is not free.
+   */
+  get response(): Promise<ResponseHead> {
+    if (!this.responsePromise) {
+      if (this.responseHead) this.responsePromise = Promise.resolve(this.responseHead);
+      else if (this.resetError) this.responsePromise = Promise.reject(this.resetError);
+      else {
+        this.responsePromise = new Promise<ResponseHead>((res, rej) => {
+          this.responseResolve = res;
+          this.responseReject = rej;
+        });
+      }
+      this.responsePromise.catch(() => {}); // a reset before anyone awaits must not be an unhandled rejection
+    }
+    return this.responsePromise;
   }
 
   get isReset(): boolean {
@@ -244,7 +258,9 @@ export class TunnelStream {
   // ---- inbound (called by the session) ----
 
   handleResponse(head: ResponseHead): void {
-    this.responseResolve(head);
+    if (this.responseHead || this.resetError) return; // the first answer (or the reset) stands
+    this.responseHead = head;
+    this.responseResolve?.(head);
   }
 
   handleData(payload: Uint8Array): void {
@@ -326,7 +342,7 @@ export class TunnelStream {
   fail(err: StreamResetError): void {
     if (this.resetError) return;
     this.resetError = err;
-    this.responseReject(err);
+    this.responseReject?.(err);
     this.handleWindow(0);
     this.wakePull();
     this.onReset?.(err);
