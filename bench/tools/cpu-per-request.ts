@@ -11,33 +11,20 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { spawn, stopAll } from "../lib/proc.ts";
+import { azhexgate } from "../lib/rows.ts";
 
 const [path = "/small", conns = "50", secs = "3", reps = "3"] = process.argv.slice(2);
-const ROLES = join(import.meta.dir, "../roles");
-const flags = (role: string) => (process.env[`BENCH_BUN_FLAGS_${role.toUpperCase()}`] ?? "").split(" ").filter(Boolean);
 const cpuSeconds = (pid: number) => {
   const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
   return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, USER_HZ = 100
 };
 
 try {
-  const origin = await spawn("origin", ["bun", join(ROLES, "origin.ts"), "0"]);
-  const id = "12345678";
-  const hc = `hc-${id}`;
-  const relay = await spawn("relay", ["bun", ...flags("relay"), join(ROLES, "relay.ts"), "0", hc]);
-  const env = {
-    BENCH_RELAY: String(relay.ready.endpoint),
-    BENCH_KEY_NAME: String(relay.ready.keyName),
-    BENCH_KEY: String(relay.ready.key),
-    BENCH_TUNNEL: id,
-    BENCH_HC: hc,
-    BENCH_ORIGIN: `http://127.0.0.1:${origin.ready.port}`,
-  };
-  const gateway = await spawn("gateway", ["bun", "--max-http-header-size=262144", ...flags("gateway"), join(ROLES, "gateway.ts"), "0"], { env });
-  const agent = await spawn("agent", ["bun", ...flags("agent"), join(ROLES, "agent.ts")], { env });
-  const pids = { origin: origin.pid, relay: relay.pid, gateway: gateway.pid, agent: agent.pid };
-  const url = `http://127.0.0.1:${gateway.ready.port}${path}`;
-  const wrk = (s: string) => Bun.spawnSync(["wrk", "-t1", `-c${conns}`, `-d${s}s`, "-H", `Host: ${id}.localhost`, url], { timeout: (Number(s) + 10) * 1000 }).stdout.toString();
+  const origin = await spawn("origin", ["bun", join(import.meta.dir, "../roles/origin.ts"), "0"]);
+  const row = await azhexgate.start(Number(origin.ready.port)); // relay, gateway, agent: as in `bun run bench`
+  const pids = { origin: origin.pid, ...row.procs };
+  const url = `${row.base}${path}`;
+  const wrk = (s: string) => Bun.spawnSync(["wrk", "-t1", `-c${conns}`, `-d${s}s`, "-H", `Host: ${row.host}`, url], { timeout: (Number(s) + 10) * 1000 }).stdout.toString();
   wrk("1"); // warm-up (sessions dialed, JIT warm)
   for (let r = 0; r < Number(reps); r++) {
     const before = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, cpuSeconds(p)]));
