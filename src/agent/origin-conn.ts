@@ -1,0 +1,434 @@
+/**
+ * One HTTP/1.1 connection to the local app (`OriginConn`: writes with backpressure, close) and one
+ * request/response on it (`Exchange`: the incremental RFC 9112 response parser — status line,
+ * headers, Content-Length / chunked / close-delimited bodies, interim 1xx skipped — and the body
+ * queue that pauses the socket above 256 KiB). The pool that reuses connections is origin-http.ts.
+ */
+import type { Socket } from "bun";
+import type { HeaderList } from "../tunnel/head.ts";
+
+/** Where the local app listens. */
+export interface OriginEndpoint {
+  hostname: string;
+  port: number;
+  secure: boolean;
+}
+
+export interface OriginRequest {
+  method: string;
+  /** Origin-form target (`/path?q`). */
+  target: string;
+  /** Header lines to send (Host included); framing headers are written by the client. */
+  headers: HeaderList;
+  /** Request body; `null` sends none. */
+  body: ReadableStream<Uint8Array> | null;
+  /** Declared body length (Content-Length), else the body goes chunked. */
+  contentLength: number | null;
+}
+
+export interface OriginResponse {
+  status: number;
+  /** Header lines as received (names lower-cased, repeats kept, framing headers included). */
+  headers: HeaderList;
+  /** Body bytes in order; empty when the response has none. Ends when the body is complete. */
+  body: AsyncIterable<Uint8Array>;
+}
+
+/** The origin broke HTTP/1.1 (bad status line, header, chunk size …): not a connection problem. */
+export class OriginProtocolError extends Error {
+  override readonly name = "OriginProtocolError";
+}
+
+const MAX_HEAD = 256 * 1024;
+/** Response bytes buffered ahead of the tunnel before the socket is paused. */
+const READ_HWM = 256 * 1024;
+/** Queued response pieces up to this size are handed on joined into one. */
+const COALESCE_MAX = 64 * 1024;
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const CRLF = 0x0a;
+
+type Mode = "head" | "length" | "chunk-size" | "chunk-data" | "chunk-crlf" | "trailers" | "close" | "done";
+
+export interface Ctx {
+  conn: OriginConn | null;
+}
+
+export class OriginConn {
+  socket!: Socket<Ctx>;
+  closed = false;
+  closeError: Error | null = null;
+  idleTimer: ReturnType<typeof setTimeout> | undefined;
+  /** When the socket went idle (performance.now()). */
+  idleSince = 0;
+  /** Set while a request is using the connection. */
+  active: Exchange | null = null;
+  reused = false;
+  /** Bytes received on this socket so far (fix: a retry is only safe before any answer byte). */
+  bytesIn = 0;
+  private writeQueue: Uint8Array[] = [];
+  private drainWaiters: Array<() => void> = [];
+
+  constructor(readonly key: string) {}
+
+  /** Drops the connection now (never reused). */
+  destroy(): void {
+    if (!this.closed) {
+      this.closed = true;
+      this.socket.terminate();
+    }
+  }
+
+  /** Writes `data`, resolving when the socket has taken all of it. */
+  write(data: Uint8Array | string): Promise<void> | undefined {
+    if (this.closed) return Promise.reject(this.closeError ?? new Error("the connection to the local app closed"));
+    if (this.writeQueue.length === 0) {
+      const bytes = typeof data === "string" ? Buffer.from(data, "latin1") : data;
+      const n = this.socket.write(bytes);
+      if (n >= bytes.length) return undefined;
+      this.writeQueue.push(bytes.subarray(Math.max(0, n)));
+    } else this.writeQueue.push(typeof data === "string" ? Buffer.from(data, "latin1") : data);
+    return new Promise<void>((res, rej) => this.drainWaiters.push(() => (this.closed ? rej(this.closeError ?? new Error("the connection to the local app closed")) : res())));
+  }
+
+  onDrain(): void {
+    while (this.writeQueue.length > 0) {
+      const head = this.writeQueue[0]!;
+      const n = this.socket.write(head);
+      if (n >= head.length) this.writeQueue.shift();
+      else {
+        this.writeQueue[0] = head.subarray(Math.max(0, n));
+        return;
+      }
+    }
+    this.wakeWriters();
+  }
+
+  onClose(err?: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closeError = err ?? null;
+    clearTimeout(this.idleTimer);
+    this.writeQueue = [];
+    this.wakeWriters();
+    this.active?.onClose(err);
+  }
+
+  private wakeWriters(): void {
+    const w = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const f of w) f();
+  }
+}
+
+/** One request/response on one connection: the incremental response parser and body queue. */
+export class Exchange {
+  mode: Mode = "head";
+  private buf: Uint8Array | null = null;
+  private remaining = 0;
+  status = 0;
+  headers: HeaderList = [];
+  keepAlive = true;
+  /** The origin's announced keep-alive timeout (`Keep-Alive: timeout=N`), in ms; null = none. */
+  keepAliveMs: number | null = null;
+  /** Bytes of the answer received (any at all rules out a retry). */
+  received = 0;
+  private queue: Uint8Array[] = [];
+  private queued = 0;
+  private waiter: (() => void) | null = null;
+  private failure: Error | null = null;
+  private paused = false;
+  headResolve!: (r: OriginResponse) => void;
+  headReject!: (e: Error) => void;
+  readonly head: Promise<OriginResponse>;
+  /** Called once the response is complete (or failed), with whether the socket can be reused. */
+  onDone: (reusable: boolean) => void = () => {};
+
+  constructor(readonly conn: OriginConn, private readonly noBody: boolean) {
+    this.head = new Promise<OriginResponse>((res, rej) => {
+      this.headResolve = res;
+      this.headReject = rej;
+    });
+    this.head.catch(() => {});
+  }
+
+  onData(chunk: Uint8Array): void {
+    if (this.mode === "done" || this.failure) return this.conn.destroy(); // bytes after the answer
+    this.received += chunk.length;
+    let data = this.buf ? concat(this.buf, chunk) : chunk;
+    this.buf = null;
+    try {
+      while (data.length > 0 && !this.isDone()) data = this.step(data);
+    } catch (e) {
+      this.fail(e as Error);
+      this.conn.destroy();
+      return;
+    }
+    if (this.isDone() && data.length > 0) this.conn.destroy(); // bytes after the answer: never reuse
+  }
+
+  isDone(): boolean {
+    return this.mode === "done";
+  }
+
+  /** Consumes a prefix of `data`; returns the rest. */
+  private step(data: Uint8Array): Uint8Array {
+    switch (this.mode) {
+      case "head": {
+        const end = headEnd(data);
+        if (end < 0) {
+          if (data.length > MAX_HEAD) throw new OriginProtocolError(`the local app's response head is larger than ${MAX_HEAD / 1024} KiB`);
+          this.buf = data;
+          return EMPTY;
+        }
+        // fix: a complete head over the limit was accepted when its end arrived in the read that crossed it
+        if (end > MAX_HEAD) throw new OriginProtocolError(`the local app's response head is larger than ${MAX_HEAD / 1024} KiB`);
+        this.parseHead(Buffer.from(data.buffer, data.byteOffset, end).toString("latin1"));
+        return data.subarray(end);
+      }
+      case "length": {
+        const n = Math.min(this.remaining, data.length);
+        this.push(data.subarray(0, n));
+        this.remaining -= n;
+        if (this.remaining === 0) this.finish();
+        return data.subarray(n);
+      }
+      case "close":
+        this.push(data);
+        return EMPTY;
+      case "chunk-size": {
+        const nl = data.indexOf(CRLF);
+        if (nl < 0) {
+          if (data.length > 4096) throw new OriginProtocolError("the local app sent a malformed chunk size line");
+          this.buf = data;
+          return EMPTY;
+        }
+        const line = Buffer.from(data.buffer, data.byteOffset, nl).toString("latin1").replace(/\r$/, "");
+        const m = /^([0-9a-fA-F]{1,12})[ \t]*(;.*)?$/.exec(line);
+        if (!m) throw new OriginProtocolError(`the local app sent a malformed chunk size line (${JSON.stringify(line.slice(0, 40))})`);
+        const size = parseInt(m[1]!, 16);
+        if (size === 0) this.mode = "trailers";
+        else {
+          this.remaining = size;
+          this.mode = "chunk-data";
+        }
+        return data.subarray(nl + 1);
+      }
+      case "chunk-data": {
+        const n = Math.min(this.remaining, data.length);
+        this.push(data.subarray(0, n));
+        this.remaining -= n;
+        if (this.remaining === 0) this.mode = "chunk-crlf";
+        return data.subarray(n);
+      }
+      case "chunk-crlf": {
+        if (data[0] === 0x0d) {
+          if (data.length < 2) {
+            this.buf = data;
+            return EMPTY;
+          }
+          if (data[1] !== CRLF) throw new OriginProtocolError("the local app sent a chunk without its CRLF");
+          this.mode = "chunk-size";
+          return data.subarray(2);
+        }
+        if (data[0] !== CRLF) throw new OriginProtocolError("the local app sent a chunk without its CRLF");
+        this.mode = "chunk-size";
+        return data.subarray(1);
+      }
+      case "trailers": {
+        // trailer fields are dropped; the section ends with an empty line
+        const nl = data.indexOf(CRLF);
+        if (nl < 0) {
+          if (data.length > MAX_HEAD) throw new OriginProtocolError("the local app's trailer section is too large");
+          this.buf = data;
+          return EMPTY;
+        }
+        const empty = nl === 0 || (nl === 1 && data[0] === 0x0d);
+        if (empty) this.finish();
+        return data.subarray(nl + 1);
+      }
+      default:
+        return EMPTY;
+    }
+  }
+
+  private parseHead(text: string): void {
+    const lines = text.split(/\r?\n/);
+    const m = /^HTTP\/1\.([01]) (\d{3})(?: .*)?$/.exec(lines[0] ?? "");
+    if (!m) throw new OriginProtocolError(`the local app did not answer with HTTP/1.x (${JSON.stringify((lines[0] ?? "").slice(0, 40))})`);
+    const status = Number(m[2]);
+    const headers: HeaderList = [];
+    // the framing fields, gathered in the same pass (repeats joined with ",")
+    let connection = "";
+    let teList = "";
+    let clList: string[] | null = null;
+    for (let i = 1; i < lines.length; i++) {
+      const line = lines[i]!;
+      if (line === "") continue;
+      const c = line.indexOf(":");
+      const raw = c > 0 ? line.slice(0, c) : "";
+      if (!TOKEN.test(raw)) throw new OriginProtocolError(`the local app sent a malformed header line (${JSON.stringify(line.slice(0, 40))})`);
+      const value = line.slice(c + 1).trim();
+      if (value.includes("\0")) throw new OriginProtocolError(`the local app sent a NUL byte in header ${raw}`);
+      const name = raw.toLowerCase();
+      headers.push([name, value]);
+      if (name === "connection") connection += `,${value.toLowerCase()}`;
+      else if (name === "transfer-encoding") teList += `,${value.toLowerCase()}`;
+      else if (name === "content-length") (clList ??= []).push(value);
+      else if (name === "keep-alive") {
+        const t = /(?:^|[,\s])timeout\s*=\s*(\d{1,6})/i.exec(value);
+        if (t) this.keepAliveMs = Number(t[1]) * 1000;
+      }
+    }
+    if (status < 200) {
+      if (status === 101) throw new OriginProtocolError("the local app switched protocols on a plain HTTP request");
+      return; // 100 Continue, 103 Early Hints …: the final answer follows
+    }
+    this.status = status;
+    this.headers = headers;
+    if (m[1] === "0" ? !/\bkeep-alive\b/.test(connection) : /\bclose\b/.test(connection)) this.keepAlive = false;
+    const te = teList ? teList.split(",").map((s) => s.trim()).filter(Boolean) : [];
+    const cl = clList ?? [];
+    if (this.noBody || status === 204 || status === 304) this.mode = "done";
+    else if (te.length > 0) {
+      if (te[te.length - 1] !== "chunked") {
+        this.mode = "close";
+        this.keepAlive = false;
+      } else this.mode = "chunk-size";
+    } else if (cl.length > 0) {
+      const values = new Set(cl.join(",").split(",").map((s) => s.trim()));
+      const v = [...values][0]!;
+      if (values.size !== 1 || !/^\d{1,15}$/.test(v)) throw new OriginProtocolError(`the local app sent an invalid Content-Length (${JSON.stringify(cl.join(", ").slice(0, 40))})`);
+      this.remaining = Number(v);
+      this.mode = this.remaining === 0 ? "done" : "length";
+    } else {
+      this.mode = "close";
+      this.keepAlive = false;
+    }
+    this.headResolve({ status, headers, body: this.iterate() });
+    if (this.mode === "done") this.finish();
+  }
+
+  private push(chunk: Uint8Array): void {
+    if (chunk.length === 0) return;
+    this.queue.push(chunk);
+    this.queued += chunk.length;
+    if (this.queued >= READ_HWM && !this.paused) {
+      this.paused = true;
+      this.conn.socket.pause();
+    }
+    this.wake();
+  }
+
+  private finish(): void {
+    this.mode = "done";
+    if (this.paused && !this.conn.closed) {
+      // fix: the answer is complete and all of it is queued; a socket left paused here went back to
+      // the pool unable to read the next request's answer until this body was consumed (forever if never)
+      this.paused = false;
+      this.conn.socket.resume();
+    }
+    this.wake();
+    this.onDone(this.keepAlive);
+  }
+
+  fail(err: Error): void {
+    if (this.failure || this.mode === "done") return;
+    this.failure = err;
+    this.headReject(err);
+    this.wake();
+    this.onDone(false);
+  }
+
+  onClose(err?: Error): void {
+    if (this.mode === "close" && !err) return this.finish(); // close-delimited body: complete
+    if (this.mode === "done") return;
+    this.fail(err ?? new Error(this.status ? "the local app closed the connection in the middle of the response body" : "the local app closed the connection without answering"));
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    this.waiter = null;
+    w?.();
+  }
+
+  private async *iterate(): AsyncGenerator<Uint8Array> {
+    try {
+      yield* this.iterateQueue();
+    } finally {
+      // fix: a consumer that stops iterating before the end (break / throw) left the socket open,
+      // possibly paused, outside the pool forever; drop it
+      if (this.mode !== "done" && !this.failure) {
+        this.fail(new Error("the response body was abandoned"));
+        this.conn.destroy();
+      }
+    }
+  }
+
+  private async *iterateQueue(): AsyncGenerator<Uint8Array> {
+    for (;;) {
+      if (this.queue.length > 0) {
+        let chunk: Uint8Array;
+        if (this.queue.length === 1 || this.queued <= COALESCE_MAX) {
+          // small pieces (e.g. tiny chunked writes) go on as one tunnel frame
+          chunk = this.queue.length === 1 ? this.queue[0]! : concatAll(this.queue, this.queued);
+          this.queue = [];
+          this.queued = 0;
+        } else {
+          // large pieces go on one by one: copying them together would cost a copy of every byte
+          chunk = this.queue.shift()!;
+          this.queued -= chunk.length;
+        }
+        if (this.paused && this.queued < READ_HWM && !this.conn.closed) {
+          this.paused = false;
+          this.conn.socket.resume();
+        }
+        yield chunk;
+        continue;
+      }
+      if (this.failure) throw this.failure;
+      if (this.mode === "done") return;
+      await new Promise<void>((r) => (this.waiter = r));
+    }
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+function concatAll(parts: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+/** `size CRLF data CRLF` in one buffer. */
+export function chunkFrame(value: Uint8Array): Uint8Array {
+  const size = `${value.length.toString(16)}\r\n`;
+  const out = new Uint8Array(size.length + value.length + 2);
+  for (let i = 0; i < size.length; i++) out[i] = size.charCodeAt(i);
+  out.set(value, size.length);
+  out[out.length - 2] = 0x0d;
+  out[out.length - 1] = 0x0a;
+  return out;
+}
+
+/** Index just past the blank line ending a head, or -1. Accepts bare LF line ends. */
+function headEnd(d: Uint8Array): number {
+  let i = d.indexOf(CRLF);
+  while (i >= 0) {
+    if (d[i + 1] === CRLF) return i + 2;
+    if (d[i + 1] === 0x0d && d[i + 2] === CRLF) return i + 3;
+    i = d.indexOf(CRLF, i + 1);
+  }
+  return -1;
+}
