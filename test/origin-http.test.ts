@@ -687,7 +687,7 @@ describe("keep-alive", () => {
     await waitFor(() => o.closedCount === 1, 3000, "the idle socket is closed");
     const after = o.conns[0]!.closedAt - idleSince;
     expect(after).toBeGreaterThanOrEqual(400);
-    expect(after).toBeLessThan(900); // well before the origin's own 1 s
+    expect(after).toBeLessThan(1000); // before the origin closes it itself (1 s)
     expect(await text(await pool.request(o.ep, get()))).toBe("ok");
     expect(o.accepted).toBe(2);
   });
