@@ -8,7 +8,7 @@ import type { ResponseHead } from "../tunnel/head.ts";
 import { methodHasNoBody, originRequestHeaderList, originRequestHeaders, responseHeadFromList, type OriginOptions } from "../tunnel/http.ts";
 import type { TunnelStream } from "../tunnel/stream.ts";
 import { connectWebSocket, WsHandshakeError } from "../ws/client.ts";
-import { OriginPool, OriginProtocolError, type OriginEndpoint, type OriginResponse } from "./origin-http.ts";
+import { AbortHook, OriginPool, OriginProtocolError, type OriginEndpoint, type OriginResponse } from "./origin-http.ts";
 
 export interface ForwardOptions extends OriginOptions {
   /** Called once per finished request (for the CLI's request log). */
@@ -45,8 +45,8 @@ export async function forward(stream: TunnelStream, o: ForwardOptions): Promise<
   const head = stream.head!;
   if (head.kind === "ws") return forwardWebSocket(stream, o);
   const t0 = performance.now();
-  const ac = new AbortController();
-  stream.onReset = () => ac.abort();
+  const abort = new AbortHook();
+  stream.onReset = () => abort.abort();
   const hasBody = !methodHasNoBody(head.method);
   let headers = originRequestHeaderList(head, o);
   let contentLength: number | null = null;
@@ -60,7 +60,7 @@ export async function forward(stream: TunnelStream, o: ForwardOptions): Promise<
     res = await originPool.request(
       endpointOf(o.origin),
       { method: head.method, target: head.target, headers, body: hasBody ? stream.body : null, contentLength },
-      ac.signal,
+      abort,
     );
   } catch (err) {
     if (stream.isReset) return;
@@ -78,7 +78,7 @@ export async function forward(stream: TunnelStream, o: ForwardOptions): Promise<
     stream.end();
   } catch {
     if (!stream.isReset) stream.reset(ResetCode.INTERNAL, "the local app's response body failed");
-    ac.abort();
+    abort.abort();
   }
   o.onRequest?.({ method: head.method, target: head.target, status: res.status, ms: performance.now() - t0, bytes });
 }

@@ -34,6 +34,32 @@ export interface OriginResponse {
   body: AsyncIterable<Uint8Array>;
 }
 
+/** What a request needs of an abort signal: an `AbortSignal` fits, and so does `AbortHook`. */
+export interface AbortLike {
+  readonly aborted: boolean;
+  addEventListener(type: "abort", listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: "abort", listener: () => void): void;
+}
+
+/** A one-listener abort signal without the DOM event machinery (one per proxied request). */
+export class AbortHook implements AbortLike {
+  aborted = false;
+  private listener: (() => void) | null = null;
+  addEventListener(_type: "abort", listener: () => void): void {
+    this.listener = listener;
+  }
+  removeEventListener(): void {
+    this.listener = null;
+  }
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    const l = this.listener;
+    this.listener = null;
+    l?.();
+  }
+}
+
 /** The origin broke HTTP/1.1 (bad status line, header, chunk size …): not a connection problem. */
 export class OriginProtocolError extends Error {
   override readonly name = "OriginProtocolError";
@@ -304,7 +330,7 @@ export class Exchange {
       this.mode = "close";
       this.keepAlive = false;
     }
-    this.headResolve({ status, headers, body: this.iterate() });
+    this.headResolve({ status, headers, body: this.bodyIterable() });
     if (this.mode === "done") this.finish();
   }
 
@@ -351,45 +377,50 @@ export class Exchange {
     w?.();
   }
 
-  private async *iterate(): AsyncGenerator<Uint8Array> {
-    try {
-      yield* this.iterateQueue();
-    } finally {
-      // fix: a consumer that stops iterating before the end (break / throw) left the socket open,
-      // possibly paused, outside the pool forever; drop it
-      if (this.mode !== "done" && !this.failure) {
-        this.fail(new Error("the response body was abandoned"));
-        this.conn.destroy();
-      }
-    }
+  /**
+   * The body as an async iterable: one object, no generator (a request's worth of promises and
+   * iterator results less). A consumer that stops early (break / throw → `return()`) drops the
+   * socket, which could otherwise stay open, paused, outside the pool.
+   */
+  private bodyIterable(): AsyncIterable<Uint8Array> {
+    const it: AsyncIterableIterator<Uint8Array> = {
+      next: () => this.nextChunk(),
+      return: () => {
+        if (this.mode !== "done" && !this.failure) {
+          this.fail(new Error("the response body was abandoned"));
+          this.conn.destroy();
+        }
+        return Promise.resolve({ value: undefined, done: true });
+      },
+      [Symbol.asyncIterator]: () => it,
+    };
+    return it;
   }
 
-  private async *iterateQueue(): AsyncGenerator<Uint8Array> {
-    for (;;) {
-      if (this.queue.length > 0) {
-        let chunk: Uint8Array;
-        if (this.queue.length === 1 || this.queued <= COALESCE_MAX) {
-          // small pieces (e.g. tiny chunked writes) go on as one tunnel frame
-          chunk = this.queue.length === 1 ? this.queue[0]! : concatAll(this.queue, this.queued);
-          this.queue = [];
-          this.queued = 0;
-        } else {
-          // large pieces go on one by one: copying them together would cost a copy of every byte
-          chunk = this.queue.shift()!;
-          this.queued -= chunk.length;
-        }
-        if (this.paused && this.queued < READ_HWM && !this.conn.closed) {
-          this.paused = false;
-          this.conn.socket.resume();
-        }
-        yield chunk;
-        continue;
+  private nextChunk(): Promise<IteratorResult<Uint8Array>> {
+    if (this.queue.length > 0) {
+      let chunk: Uint8Array;
+      if (this.queue.length === 1 || this.queued <= COALESCE_MAX) {
+        // small pieces (e.g. tiny chunked writes) go on as one tunnel frame
+        chunk = this.queue.length === 1 ? this.queue[0]! : concatAll(this.queue, this.queued);
+        this.queue = [];
+        this.queued = 0;
+      } else {
+        // large pieces go on one by one: copying them together would cost a copy of every byte
+        chunk = this.queue.shift()!;
+        this.queued -= chunk.length;
       }
-      if (this.failure) throw this.failure;
-      if (this.mode === "done") return;
-      await new Promise<void>((r) => (this.waiter = r));
+      if (this.paused && this.queued < READ_HWM && !this.conn.closed) {
+        this.paused = false;
+        this.conn.socket.resume();
+      }
+      return Promise.resolve({ value: chunk, done: false });
     }
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.mode === "done") return Promise.resolve({ value: undefined, done: true });
+    return new Promise<void>((r) => (this.waiter = r)).then(() => this.nextChunk());
   }
+
 }
 
 const EMPTY = new Uint8Array(0);

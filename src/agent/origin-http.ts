@@ -14,9 +14,9 @@
  * more than 1 s; idle sockets are closed after 4 s, or 0.5 s before the `Keep-Alive: timeout=N`
  * the origin announced (Node's http server says `timeout=5`).
  */
-import { chunkFrame, Exchange, OriginConn, OriginProtocolError, type Ctx, type OriginEndpoint, type OriginRequest, type OriginResponse } from "./origin-conn.ts";
+import { chunkFrame, Exchange, OriginConn, OriginProtocolError, type AbortLike, type Ctx, type OriginEndpoint, type OriginRequest, type OriginResponse } from "./origin-conn.ts";
 
-export { OriginProtocolError, type OriginEndpoint, type OriginRequest, type OriginResponse } from "./origin-conn.ts";
+export { AbortHook, OriginProtocolError, type AbortLike, type OriginEndpoint, type OriginRequest, type OriginResponse } from "./origin-conn.ts";
 
 /** A request with a body (never replayed) is not sent on a socket idle for longer than this. */
 const BODY_REUSE_MAX_IDLE_MS = 1000;
@@ -57,7 +57,7 @@ export class OriginPool {
    * Sends `req` and resolves with the response head once it arrives; the body streams from
    * `response.body`. `signal` aborts the exchange (the socket is dropped).
    */
-  async request(ep: OriginEndpoint, req: OriginRequest, signal?: AbortSignal): Promise<OriginResponse> {
+  async request(ep: OriginEndpoint, req: OriginRequest, signal?: AbortLike): Promise<OriginResponse> {
     const key = `${ep.secure ? "s" : ""}${ep.hostname}:${ep.port}`;
     for (let attempt = 0; ; attempt++) {
       const reusedConn = this.takeIdle(key, req.body !== null);
@@ -154,7 +154,7 @@ export class OriginPool {
     conn.idleTimer.unref?.();
   }
 
-  private async exchange(conn: OriginConn, req: OriginRequest, signal?: AbortSignal): Promise<OriginResponse> {
+  private async exchange(conn: OriginConn, req: OriginRequest, signal?: AbortLike): Promise<OriginResponse> {
     const ex = new Exchange(conn, req.method === "HEAD");
     conn.active = ex;
     const reader = req.body?.getReader() ?? null;

@@ -42,7 +42,7 @@ export class TunnelStream {
   private sentEnd = false;
   private resetError: StreamResetError | null = null;
   private wsParts: Uint8Array[] = [];
-  private wsChain: Promise<void> = Promise.resolve();
+  private wsChain: Promise<void> | null = null; // built on the first queued WebSocket send
   private wsPending = 0;
   /** Our reader cancelled the body: inbound bytes are dropped (and credited) from now on. */
   private discarding = false;
@@ -185,7 +185,7 @@ export class TunnelStream {
   wsSendQueued(data: Uint8Array, binary: boolean, onError: () => void): void {
     if (this.wsPending === 0 && this.wsSendNow(data, binary)) return;
     this.wsPending++;
-    this.wsChain = this.wsChain
+    this.wsChain = (this.wsChain ?? Promise.resolve())
       .then(() => this.wsSend(data, binary))
       .catch(onError)
       .finally(() => {
@@ -196,7 +196,7 @@ export class TunnelStream {
   /** `wsClose` after the messages still in flight. */
   wsCloseQueued(code: number, reason: string): void {
     if (this.wsPending === 0) return this.wsClose(code, reason);
-    this.wsChain = this.wsChain.then(() => this.wsClose(code, reason)).catch(() => {});
+    this.wsChain = (this.wsChain ?? Promise.resolve()).then(() => this.wsClose(code, reason)).catch(() => {});
   }
 
   private wsSendNow(data: Uint8Array, binary: boolean): boolean {
