@@ -32,6 +32,13 @@ class Series {
     const k = this.keyOf(labels);
     this.values.set(k, (this.values.get(k) ?? 0) + by);
   }
+  /** An incrementer for one label set, its key computed once (for per-request hot paths). */
+  counterFor(labels: Labels): (by?: number) => void {
+    const k = this.keyOf(labels);
+    return (by = 1) => {
+      this.values.set(k, (this.values.get(k) ?? 0) + by);
+    };
+  }
   set(labels: Labels, value: number): void {
     this.values.set(this.keyOf(labels), value);
   }

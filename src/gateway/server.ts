@@ -124,13 +124,28 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
   const poolFor = (id: string, hcPath: string): SessionPool => {
     let p = pools.get(id);
     if (!p) {
+      const bytesIn = metrics.bytes.counterFor({ tunnel: id, direction: "in" });
+      const bytesOut = metrics.bytes.counterFor({ tunnel: id, direction: "out" });
       const onStreamEnd = (s: TunnelStream) => {
-        if (s.bytesSent) metrics.bytes.inc({ tunnel: id, direction: "in" }, s.bytesSent);
-        if (s.bytesReceived) metrics.bytes.inc({ tunnel: id, direction: "out" }, s.bytesReceived);
+        if (s.bytesSent) bytesIn(s.bytesSent);
+        if (s.bytesReceived) bytesOut(s.bytesReceived);
       };
       pools.set(id, (p = new SessionPool({ ...o.pool, dial: () => o.dial(hcPath), onStreamEnd })));
     }
     return p;
+  };
+
+  /** Per tunnel: request counters by kind and status class, label keys built once. */
+  const requestCounters = new Map<string, Array<(by?: number) => void>>();
+  const countRequest = (id: string, kind: "http" | "ws", status: number) => {
+    let c = requestCounters.get(id);
+    if (!c) {
+      if (requestCounters.size >= 100_000) requestCounters.clear(); // bounded, like the series' key memo
+      requestCounters.set(id, (c = []));
+    }
+    const cls = Math.floor(status / 100);
+    const i = (kind === "ws" ? 6 : 0) + cls;
+    (c[i] ??= metrics.requests.counterFor({ tunnel: id, kind, code: `${cls}xx` }))();
   };
 
   /** Opens a stream for `req` and waits for the response head, within the TTFB limit. */
@@ -206,7 +221,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
         server.timeout(req, 0); // our own TTFB limit applies; long responses and SSE must not be cut
         if (req.headers.get("upgrade")?.toLowerCase() === "websocket") kind = "ws";
         const { stream, resHead } = await openStream(req, server, id, route, kind, target);
-        metrics.requests.inc({ tunnel: id, kind, code: `${Math.floor(resHead.status / 100)}xx` });
+        countRequest(id, kind, resHead.status);
         if (kind === "ws") return upgradePublic(req, server, stream, resHead);
         return httpResponse(req, stream, resHead);
       } catch (err) {
