@@ -144,12 +144,9 @@ export function responseHeadFrom(res: Response): ResponseHead {
   return { status: res.status, headers };
 }
 
-/** Gateway: response head → Headers for the public Response (framing left to Bun). */
-export function publicResponseHeaders(head: ResponseHead): Headers {
-  const h = new Headers();
-  for (const [n, v] of head.headers) {
-    if (HOP_BY_HOP.has(n)) continue;
-    h.append(n, v);
-  }
-  return h;
+/** Gateway: response head → header pairs for the public Response (framing left to Bun; repeats kept). */
+export function publicResponseHeaders(head: ResponseHead): HeaderList {
+  let drop = false;
+  for (const [n] of head.headers) if (HOP_BY_HOP.has(n)) drop = true;
+  return drop ? head.headers.filter(([n]) => !HOP_BY_HOP.has(n)) : head.headers;
 }
