@@ -34,32 +34,6 @@ export interface OriginResponse {
   body: AsyncIterable<Uint8Array>;
 }
 
-/** What a request needs of an abort signal: an `AbortSignal` fits, and so does `AbortHook`. */
-export interface AbortLike {
-  readonly aborted: boolean;
-  addEventListener(type: "abort", listener: () => void, options?: { once?: boolean }): void;
-  removeEventListener(type: "abort", listener: () => void): void;
-}
-
-/** A one-listener abort signal without the DOM event machinery (one per proxied request). */
-export class AbortHook implements AbortLike {
-  aborted = false;
-  private listener: (() => void) | null = null;
-  addEventListener(_type: "abort", listener: () => void): void {
-    this.listener = listener;
-  }
-  removeEventListener(): void {
-    this.listener = null;
-  }
-  abort(): void {
-    if (this.aborted) return;
-    this.aborted = true;
-    const l = this.listener;
-    this.listener = null;
-    l?.();
-  }
-}
-
 /** The origin broke HTTP/1.1 (bad status line, header, chunk size …): not a connection problem. */
 export class OriginProtocolError extends Error {
   override readonly name = "OriginProtocolError";

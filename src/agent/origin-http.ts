@@ -14,9 +14,35 @@
  * more than 1 s; idle sockets are closed after 4 s, or 0.5 s before the `Keep-Alive: timeout=N`
  * the origin announced (Node's http server says `timeout=5`).
  */
-import { chunkFrame, Exchange, OriginConn, OriginProtocolError, type AbortLike, type Ctx, type OriginEndpoint, type OriginRequest, type OriginResponse } from "./origin-conn.ts";
+import { chunkFrame, Exchange, OriginConn, OriginProtocolError, type Ctx, type OriginEndpoint, type OriginRequest, type OriginResponse } from "./origin-conn.ts";
 
-export { AbortHook, OriginProtocolError, type AbortLike, type OriginEndpoint, type OriginRequest, type OriginResponse } from "./origin-conn.ts";
+export { OriginProtocolError, type OriginEndpoint, type OriginRequest, type OriginResponse } from "./origin-conn.ts";
+
+/** What a request needs of an abort signal: an `AbortSignal` fits, and so does `AbortHook`. */
+export interface AbortLike {
+  readonly aborted: boolean;
+  addEventListener(type: "abort", listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: "abort", listener: () => void): void;
+}
+
+/** A one-listener abort signal without the DOM event machinery (one per proxied request). */
+export class AbortHook implements AbortLike {
+  aborted = false;
+  private listener: (() => void) | null = null;
+  addEventListener(_type: "abort", listener: () => void): void {
+    this.listener = listener;
+  }
+  removeEventListener(): void {
+    this.listener = null;
+  }
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    const l = this.listener;
+    this.listener = null;
+    l?.();
+  }
+}
 
 /** A request with a body (never replayed) is not sent on a socket idle for longer than this. */
 const BODY_REUSE_MAX_IDLE_MS = 1000;
