@@ -34,6 +34,9 @@ export function apiFailure(name: string, what: string, res: Response, text: stri
       return fail(name, `${what} → 429: too many failed authentications from this address`, `Wait${after ? ` ${after} s` : ""} and retry with the right key.`);
     }
     case 404:
+      if (res.headers.get("x-azhexgate-error") === "tunnel_not_found") {
+        return fail(name, `${what} → 404: the gateway does not serve its management API on this host`, "Use the gateway's base domain in --api-url: https://api.{domain} or https://{domain} (not an IP address or another host name).");
+      }
       return fail(name, `${what} → 404${said}`, e.code ? "The gateway answered but does not know this route; is it a current azhexgate version?" : "No management API at this URL: --api-url must be the gateway's apex or api. host.");
     default:
       return fail(

@@ -72,7 +72,9 @@ export function isTlsError(err: unknown): boolean {
 
 /** One sentence for a failed connection or request; `timeoutMs` names the deadline. */
 export function describeError(err: unknown, timeoutMs?: number): string {
-  const e = err as { name?: string; code?: string; message?: string } | undefined;
+  // The most specific cause that carries a code (e.g. RelayError → WsConnectError → ECONNREFUSED).
+  let e = err as { name?: string; code?: string; message?: string; cause?: unknown } | undefined;
+  for (let c = e, i = 0; c && i < 5; c = c.cause as typeof e, i++) if (typeof c.code === "string" && c.code) e = c;
   if (e?.name === "TimeoutError" || e?.name === "AbortError") {
     return timeoutMs ? `no answer within ${Math.round(timeoutMs / 100) / 10} s` : "no answer in time";
   }

@@ -76,12 +76,12 @@ export async function runDoctor(o: RunOptions): Promise<{ exitCode: number; resu
       skipAll(TUNNEL_STEPS, "no API key given");
       return finish();
     }
-    if (key.status === "fail") {
-      skipAll(TUNNEL_STEPS, "the API key check failed");
-      return finish();
-    }
     if (ready.status === "fail") {
       skipAll(TUNNEL_STEPS, "the gateway is not ready");
+      return finish();
+    }
+    if (key.status === "fail") {
+      skipAll(TUNNEL_STEPS, "the API key check failed");
       return finish();
     }
     probe = new TunnelProbe(t, o.apiKey!, net);

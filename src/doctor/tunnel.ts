@@ -33,7 +33,7 @@ function relayFailure(err: RelayError | Error, where: string, t: Target, timeout
   const host = where.replace(/^wss?:\/\//, "");
   switch (code) {
     case "network":
-      return fail("tunnel.listen", `the listener could not connect to the relay at ${where}: ${describeError((err as { cause?: unknown }).cause ?? err, timeoutMs)}`, `Agents need outbound wss (TCP 443) to ${host}: check firewalls and proxies on this machine; operators: check the gateway's AZHEXGATE_RELAY_NAMESPACE.`);
+      return fail("tunnel.listen", `the listener could not connect to the relay at ${where}: ${describeError(err, timeoutMs)}`, `Agents need outbound wss (TCP 443) to ${host}: check firewalls and proxies on this machine; operators: check the gateway's AZHEXGATE_RELAY_NAMESPACE.`);
     case "timeout":
       return fail("tunnel.listen", `the relay at ${where} did not accept the listener in time (${msg})`, `Check that ${host} is reachable from here (outbound wss on 443) and retry.`);
     case "unauthorized":
