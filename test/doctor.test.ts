@@ -12,7 +12,7 @@ import { createLocalBinding } from "../src/control/local.ts";
 import { runDoctor } from "../src/doctor/run.ts";
 import { parseTarget } from "../src/doctor/target.ts";
 import type { CheckResult } from "../src/doctor/types.ts";
-import { startEmulator, type EmulatorHandle } from "../src/emulator/server.ts";
+import { startEmulator, type EmulatorHandle, type EmulatorOptions } from "../src/emulator/server.ts";
 import { startGatewayApp, type GatewayApp } from "../src/gateway/app.ts";
 import { silentLogger } from "../src/log.ts";
 import { API_KEY, killAll, spawnCli, startGatewayChild } from "./support/cli-proc.ts";
@@ -35,8 +35,8 @@ interface Gw {
 }
 
 /** A gateway app in this process on its own relay emulator (so a test can stop the relay). */
-async function startGw(o: { baseDomain?: string; publicScheme?: "http" | "https" } = {}): Promise<Gw> {
-  const relay = await startEmulator();
+async function startGw(o: { baseDomain?: string; publicScheme?: "http" | "https"; relay?: EmulatorOptions } = {}): Promise<Gw> {
+  const relay = await startEmulator(o.relay);
   const config = resolveGatewayConfig(
     { port: "0", host: "127.0.0.1", "base-domain": o.baseDomain ?? "localhost", "public-scheme": o.publicScheme ?? "http", registry: ":memory:" },
     { AZHEXGATE_API_KEYS: KEY },
@@ -203,10 +203,23 @@ describe("broken gateways", () => {
     const l = d.by("tunnel.listen");
     expect(l.detail).toContain(`could not connect to the relay at ${relayUrl}`);
     expect(l.detail).toContain("connection refused");
-    expect(l.fix).toMatch(/outbound wss \(TCP 443\)/);
+    expect(l.fix).toContain(`outbound ws (TCP ${new URL(relayUrl.replace("ws", "http")).port}) to 127.0.0.1`);
     expect(d.by("tunnel.roundtrip").detail).toContain("the listener is not connected");
     expect(await tunnelsOf(`http://localhost:${gw.port}`)).toEqual([]);
     expect(d.text).not.toContain(KEY);
+  }, 60_000);
+
+  test("the relay refuses the rendezvous: the listener connects, the round trip fails naming tunnel_offline", async () => {
+    const gw = await startGw({ relay: { acceptTimeoutMs: 1500 } });
+    gw.relay.faults.refuseAccepts(undefined, 503);
+    const d = await doctor(`http://localhost:${gw.port}`, { apiKey: KEY });
+    expect(d.exitCode).toBe(1);
+    expect(statuses(d.results)).toMatchObject({ "tunnel.create": "pass", "tunnel.listen": "pass", "tunnel.roundtrip": "fail", "tunnel.delete": "pass" });
+    const r = d.by("tunnel.roundtrip");
+    expect(r.detail).toMatch(/^GET http:\/\/\d+\.localhost:\d+\/… → 502 tunnel_offline/);
+    expect(r.fix).toContain("sender credential");
+    expect(d.text).toMatch(/^✗ tunnel\.roundtrip /m);
+    expect(await tunnelsOf(`http://localhost:${gw.port}`)).toEqual([]);
   }, 60_000);
 
   test("not ready: /readyz 503 and its reason are shown, the tunnel steps are skipped", async () => {

@@ -40,6 +40,10 @@ export async function checkHealthz(t: Target, net: NetOptions): Promise<Outcome>
   }
   const body = await readText(res);
   if (res.status === 200) return pass("health", `GET /healthz → 200 ${probeReason(body)}`);
+  const location = res.headers.get("location");
+  if (res.status >= 300 && res.status < 400 && location) {
+    return fail("health", `GET /healthz → ${res.status} redirect to ${location}`, `The front end redirects: run doctor with the URL it redirects to (e.g. --api-url ${new URL(location, url).origin}).`);
+  }
   const fix =
     res.status === 404
       ? `Nothing at ${url}: is --api-url the gateway's apex or api. host? A 404 from the platform itself means the host name is not bound to the app.`

@@ -30,12 +30,14 @@ const ROUND_TRIP_ATTEMPTS = 3;
 function relayFailure(err: RelayError | Error, where: string, t: Target, timeoutMs: number): Outcome {
   const code = (err as RelayError).code;
   const msg = err.message;
-  const host = where.replace(/^wss?:\/\//, "");
+  const u = new URL(where.replace(/^ws/, "http"));
+  const host = u.hostname;
+  const port = u.port || (u.protocol === "https:" ? "443" : "80");
   switch (code) {
     case "network":
-      return fail("tunnel.listen", `the listener could not connect to the relay at ${where}: ${describeError(err, timeoutMs)}`, `Agents need outbound wss (TCP 443) to ${host}: check firewalls and proxies on this machine; operators: check the gateway's AZHEXGATE_RELAY_NAMESPACE.`);
+      return fail("tunnel.listen", `the listener could not connect to the relay at ${where}: ${describeError(err, timeoutMs)}`, `Agents need outbound ${where.split(":")[0]} (TCP ${port}) to ${host}: check firewalls and proxies on this machine; operators: check the gateway's AZHEXGATE_RELAY_NAMESPACE.`);
     case "timeout":
-      return fail("tunnel.listen", `the relay at ${where} did not accept the listener in time (${msg})`, `Check that ${host} is reachable from here (outbound wss on 443) and retry.`);
+      return fail("tunnel.listen", `the relay at ${where} did not accept the listener in time (${msg})`, `Check that ${host} is reachable from here (outbound TCP ${port}) and retry.`);
     case "unauthorized":
       return fail("tunnel.listen", `the relay at ${where} refused the listener token the gateway issued (${msg})`, "The gateway signs listener tokens with a key the relay does not accept: operators, check AZHEXGATE_RELAY_KEY_NAME / AZHEXGATE_RELAY_KEY (a rule with Listen on the namespace) and the gateway's clock.");
     case "forbidden":
@@ -190,7 +192,7 @@ export class TunnelProbe {
       case "tunnel_not_found":
         return fail("tunnel.roundtrip", said, "The gateway that answered does not know the tunnel just created: with several replicas they must share one registry (Redis); or *.domain points at another gateway.");
       case "tunnel_offline":
-        return fail("tunnel.roundtrip", said, "The gateway cannot reach the listener through the relay: operators, check its sender credential (the managed identity needs Azure Relay Sender or Owner on the namespace; new role assignments take minutes) and its log.");
+        return fail("tunnel.roundtrip", said, "The gateway could not reach the listener through the relay. Operators: check the gateway's sender credential (its managed identity needs Azure Relay Sender or Owner on the namespace; new role assignments take minutes) and its log. Here: the listener must be able to open its rendezvous connection (outbound wss) to the relay.");
       case "origin_unreachable":
       case "origin_timeout":
         return fail("tunnel.roundtrip", `${said} (doctor's own local app on 127.0.0.1:${this.origin.port})`, "The listener reached this machine but could not reach doctor's local app; is something on this machine blocking loopback connections?");
