@@ -11,6 +11,7 @@ import { resolveGatewayConfig } from "../src/config.ts";
 import { createLocalBinding } from "../src/control/local.ts";
 import { runDoctor } from "../src/doctor/run.ts";
 import { parseTarget } from "../src/doctor/target.ts";
+import { fetchCertificate, judgeCertificate } from "../src/doctor/tls.ts";
 import type { CheckResult } from "../src/doctor/types.ts";
 import { startEmulator, type EmulatorHandle, type EmulatorOptions } from "../src/emulator/server.ts";
 import { startGatewayApp, type GatewayApp } from "../src/gateway/app.ts";
@@ -35,10 +36,10 @@ interface Gw {
 }
 
 /** A gateway app in this process on its own relay emulator (so a test can stop the relay). */
-async function startGw(o: { baseDomain?: string; publicScheme?: "http" | "https"; relay?: EmulatorOptions } = {}): Promise<Gw> {
+async function startGw(o: { baseDomain?: string; publicScheme?: "http" | "https"; relay?: EmulatorOptions; flags?: Record<string, string> } = {}): Promise<Gw> {
   const relay = await startEmulator(o.relay);
   const config = resolveGatewayConfig(
-    { port: "0", host: "127.0.0.1", "base-domain": o.baseDomain ?? "localhost", "public-scheme": o.publicScheme ?? "http", registry: ":memory:" },
+    { port: "0", host: "127.0.0.1", "base-domain": o.baseDomain ?? "localhost", "public-scheme": o.publicScheme ?? "http", registry: ":memory:", ...o.flags },
     { AZHEXGATE_API_KEYS: KEY },
   );
   const app = await startGatewayApp({ config, env: {}, log: silentLogger, binding: createLocalBinding(relay) });
@@ -97,6 +98,7 @@ describe("azhexgate doctor as a child process", () => {
     }
     expect(events.at(-1)).toMatchObject({ event: "summary", ok: true, failed: 0, passed: 10, skipped: 1, exit_code: 0 });
     expect(child.text().out).not.toContain(API_KEY);
+    expect(child.text().out).not.toMatch(/sig=(?!REDACTED)/i); // no listener token either
   }, 90_000);
 
   test("a wrong key fails at the key step (exit 1), the tunnel steps are skipped, the key is not echoed", async () => {
@@ -249,6 +251,16 @@ describe("broken gateways", () => {
     for (const n of ["ready", "api_key", ...TUNNEL]) expect(d.by(n).status).toBe("skip");
   }, 60_000);
 
+  test("an address outside the API allow-list: the key step says so (403) and names the setting", async () => {
+    const gw = await startGw({ flags: { "allow-cidr": "203.0.113.0/24" } });
+    const d = await doctor(`http://localhost:${gw.port}`, { apiKey: KEY });
+    expect(d.exitCode).toBe(1);
+    const k = d.by("api_key");
+    expect(k.detail).toContain("403 forbidden_network: the management API does not accept calls from this address");
+    expect(k.fix).toContain("AZHEXGATE_API_ALLOW_CIDRS");
+    for (const n of TUNNEL) expect(d.by(n).status).toBe("skip");
+  }, 60_000);
+
   test("an API URL on an IP address: DNS is skipped and the key step says to use the base domain", async () => {
     const gw = await startGw();
     const d = await doctor(`http://127.0.0.1:${gw.port}`, { apiKey: KEY });
@@ -259,6 +271,27 @@ describe("broken gateways", () => {
     expect(k.status).toBe("fail");
     expect(k.detail).toContain("does not serve its management API on this host");
     expect(k.fix).toContain("base domain");
+  }, 60_000);
+});
+
+describe("certificate dates (a real served certificate, judged at other times)", () => {
+  test("expired, not yet valid, expiring within 14 days, and fine", async () => {
+    const gw = await startGw({ baseDomain: "gw.localhost" });
+    const { cert, key } = makeCert(["gw.localhost", "*.gw.localhost"]);
+    const front = startTlsFront({ cert, key, target: { hostname: "127.0.0.1", port: gw.port } });
+    cleanups.push(() => front.stop());
+    const served = await fetchCertificate("gw.localhost", front.port, cert, 10_000);
+    expect(served.trusted).toBe(true);
+    const from = Date.parse(served.cert.valid_from);
+    const until = Date.parse(served.cert.valid_to);
+    const day = 86_400_000;
+    const at = (now: number) => judgeCertificate("tls.api", "gw.localhost", "gw.localhost", served, true, now);
+    expect(at(until + day)).toMatchObject({ status: "fail", detail: expect.stringContaining("expired on") });
+    expect(at(from - day)).toMatchObject({ status: "fail", detail: expect.stringContaining("is not valid before") });
+    expect(at(until - 3 * day)).toMatchObject({ status: "warn", detail: expect.stringContaining("expires in 3 day(s)") });
+    expect(at(from + day).status).toBe("pass");
+    const other = judgeCertificate("tls.wildcard", "x.other.localhost", "*.other.localhost", served, true, from + day);
+    expect(other).toMatchObject({ status: "fail", detail: "the certificate served for x.other.localhost covers gw.localhost, *.gw.localhost but not *.other.localhost" });
   }, 60_000);
 });
 

@@ -47,5 +47,7 @@ export default defineCommand({
     const { runDoctor } = await import("../doctor/run.ts");
     const { exitCode } = await runDoctor({ target, apiUrl, apiKey: apiKey || undefined, ca, timeoutMs, json: !!a.json });
     process.exitCode = exitCode;
+    // Everything doctor opened is closed; should a stray socket linger, do not wait for it.
+    setTimeout(() => process.exit(exitCode), 2000).unref();
   },
 });

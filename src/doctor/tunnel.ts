@@ -12,7 +12,7 @@ import { resolveNamespace } from "../hc/address.ts";
 import type { RelayError } from "../hc/errors.ts";
 import { HybridConnectionListener } from "../hc/listener.ts";
 import { apiError, apiFailure } from "./api-key.ts";
-import { describeError, fetchWith, readText, type NetOptions } from "./net.ts";
+import { describeError, fetchWith, readText, withTimeout, type NetOptions } from "./net.ts";
 import { type Target, tunnelOrigin } from "./target.ts";
 import { fail, pass, warn, type Outcome } from "./types.ts";
 
@@ -225,7 +225,7 @@ export class TunnelProbe {
     this.listener = undefined;
     this.sessions = undefined;
     sessions?.cut();
-    await listener?.close().catch(() => {});
+    if (listener) await withTimeout(listener.close(), this.net.timeoutMs, "closing the listener").catch(() => {});
     sessions?.closeAll(1001, "doctor done");
   }
 
