@@ -34,7 +34,7 @@ export async function runDoctor(o: RunOptions): Promise<{ exitCode: number; resu
   const out = createReporter(o.json, o.write ?? ((l) => process.stdout.write(`${l}\n`)), scrub);
 
   const record = (r: Outcome, ms: number) => {
-    const full: CheckResult = { ...r, ms };
+    const full: CheckResult = { ...r, ms: r.ms ?? ms };
     results.push(full);
     out.check(full);
   };
@@ -44,7 +44,7 @@ export async function runDoctor(o: RunOptions): Promise<{ exitCode: number; resu
     const v = await fn();
     const list = outcomes(v);
     const ms = Math.round(performance.now() - t0);
-    for (const r of list) record(r, list.length === 1 ? ms : Math.round(ms / list.length));
+    for (const r of list) record(r, ms);
     return v;
   };
   const skipAll = (names: readonly string[], why: string) => {

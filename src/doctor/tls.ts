@@ -105,27 +105,30 @@ export async function checkTls(t: Target, o: { ca?: string; timeoutMs: number; w
     return { outcomes: [outcome], apiOk: true, wildcardOk: true };
   }
   const outcomes: Outcome[] = [];
+  let t0 = performance.now();
+  const took = () => Math.round(performance.now() - t0);
   let apiOk = false;
   try {
     const o1 = judgeCertificate("tls.api", t.host, t.host, await fetchCertificate(t.host, t.port, o.ca, o.timeoutMs), !!o.ca);
     apiOk = o1.status !== "fail";
-    outcomes.push(o1);
+    outcomes.push({ ...o1, ms: took() });
   } catch (err) {
-    outcomes.push(fail("tls.api", `no TLS connection to ${t.host}:${t.port}: ${describeError(err, o.timeoutMs)}`, `Check that the gateway's front end serves https on port ${t.port} for ${t.host}.`));
+    outcomes.push({ ...fail("tls.api", `no TLS connection to ${t.host}:${t.port}: ${describeError(err, o.timeoutMs)}`, `Check that the gateway's front end serves https on port ${t.port} for ${t.host}.`), ms: took() });
   }
   if (!t.probeHost) return { outcomes, apiOk, wildcardOk: true };
   const label = `*.${t.domain}`;
   if (!o.wildcardResolves) {
-    outcomes.push(skip("tls.wildcard", `certificate for ${label} not checked: ${t.probeHost} does not resolve`));
+    outcomes.push({ ...skip("tls.wildcard", `certificate for ${label} not checked: ${t.probeHost} does not resolve`), ms: 0 });
     return { outcomes, apiOk, wildcardOk: false };
   }
   let wildcardOk = false;
+  t0 = performance.now();
   try {
     const o2 = judgeCertificate("tls.wildcard", t.probeHost, label, await fetchCertificate(t.probeHost, t.port, o.ca, o.timeoutMs), !!o.ca);
     wildcardOk = o2.status !== "fail";
-    outcomes.push(o2.status === "pass" ? { ...o2, detail: `${o2.detail} (served for ${t.probeHost})` } : o2);
+    outcomes.push({ ...o2, detail: o2.status === "pass" ? `${o2.detail} (served for ${t.probeHost})` : o2.detail, ms: took() });
   } catch (err) {
-    outcomes.push(fail("tls.wildcard", `no TLS connection to ${t.probeHost}:${t.port}: ${describeError(err, o.timeoutMs)}`, `Bind ${label} with a certificate on the gateway's front end (port ${t.port}).`));
+    outcomes.push({ ...fail("tls.wildcard", `no TLS connection to ${t.probeHost}:${t.port}: ${describeError(err, o.timeoutMs)}`, `Bind ${label} with a certificate on the gateway's front end (port ${t.port}).`), ms: took() });
   }
   return { outcomes, apiOk, wildcardOk };
 }

@@ -78,10 +78,8 @@ export class TunnelProbe {
     return this.claimed !== undefined;
   }
 
-  /** Secrets doctor must never print (the listener token once issued). */
-  get secrets(): string[] {
-    return this.claimed ? [this.claimed.token] : [];
-  }
+  /** Secrets doctor must never print (the listener token once issued, also after the delete). */
+  readonly secrets: string[] = [];
 
   async create(): Promise<Outcome> {
     const what = "POST /api/tunnels";
@@ -115,6 +113,7 @@ export class TunnelProbe {
       return fail("tunnel.create", `${what} → ${res.status} without a tunnel id, relay endpoint and listener token`, "Is --api-url an azhexgate gateway of this version?");
     }
     this.claimed = claimed;
+    this.secrets.push(claimed.token);
     const detail = `created tunnel ${claimed.id} (${claimed.publicUrl || "no public URL"}), relay ${claimed.relayEndpoint}`;
     let advertised: URL | undefined;
     try {

@@ -27,8 +27,8 @@ export interface DoctorOptions {
   timeoutMs: number;
 }
 
-/** What a check function returns before timing is added. */
-export type Outcome = Omit<CheckResult, "ms">;
+/** What a check function returns; `ms` only when it timed the check itself (one of several run together). */
+export type Outcome = Omit<CheckResult, "ms"> & { ms?: number };
 
 export const pass = (name: string, detail: string): Outcome => ({ name, status: "pass", detail });
 export const fail = (name: string, detail: string, fix: string): Outcome => ({ name, status: "fail", detail, fix });
