@@ -59,7 +59,7 @@ const issuerOf = (cert: PeerCertificate) => cert.issuer?.O ?? cert.issuer?.CN ??
 const UNTRUSTED_FIX = (ca: boolean) =>
   ca
     ? "The certificate does not chain to the --ca file or a public root: check that --ca holds the CA that issued it (PEM), and that the server sends its intermediate certificates."
-    : "Serve a certificate from a public CA (an App Service managed certificate or a Key Vault certificate), include its intermediate chain; for a private CA pass --ca FILE.";
+    : "Serve a certificate issued by a public CA, with its intermediate chain (the tunnel names need a wildcard certificate); for a private CA pass --ca FILE.";
 
 /** Judges one served certificate for `host`; `label` is what the line names (the host or `*.{domain}`). */
 export function judgeCertificate(name: string, host: string, label: string, served: ServedCert, hasCa: boolean, now = Date.now()): Outcome {
@@ -67,7 +67,7 @@ export function judgeCertificate(name: string, host: string, label: string, serv
   const until = Date.parse(cert.valid_to);
   const from = Date.parse(cert.valid_from);
   if (Number.isFinite(until) && until < now) {
-    return fail(name, `the certificate for ${host} expired on ${new Date(until).toISOString().slice(0, 10)}`, "Renew the certificate (or let the platform renew its managed certificate) and bind the new one.");
+    return fail(name, `the certificate for ${host} expired on ${new Date(until).toISOString().slice(0, 10)}`, "Renew the certificate and bind the new one on the gateway's front end.");
   }
   if (Number.isFinite(from) && from > now) {
     return fail(name, `the certificate for ${host} is not valid before ${new Date(from).toISOString()}`, "Check the server's clock and this machine's clock, or bind a certificate that is valid now.");
@@ -86,7 +86,7 @@ export function judgeCertificate(name: string, host: string, label: string, serv
   const days = Math.floor((until - now) / 86_400_000);
   const summary = `the certificate for ${label} is trusted (issued by ${issuerOf(cert)}), covers ${names(cert)}, valid until ${new Date(until).toISOString().slice(0, 10)}`;
   if (Number.isFinite(until) && days < EXPIRY_WARNING_DAYS) {
-    return warn(name, `${summary}: expires in ${days} day(s)`, "Renew the certificate now (Key Vault certificates renew automatically only when auto-renewal is set up).");
+    return warn(name, `${summary}: expires in ${days} day(s)`, "Renew the certificate now and bind the new one before this date.");
   }
   return pass(name, summary);
 }

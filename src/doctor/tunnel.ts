@@ -4,6 +4,10 @@
  * listener + TunnelSessions the agent runs) towards a tiny app doctor serves on 127.0.0.1 that
  * answers a random nonce; `roundTrip` fetches `{scheme}://{id}.{domain}/…` through the gateway
  * and checks the nonce came back; `remove` deletes the tunnel. `close()` always tidies up.
+ *
+ * The role names in the fixes are Azure Relay's built-in roles (Azure Relay Owner / Listener /
+ * Sender), and a new role assignment can take up to five minutes to take effect:
+ * https://learn.microsoft.com/en-us/azure/azure-relay/authenticate-application
  */
 import { randomBytes } from "node:crypto";
 import { serveAccepts } from "../agent/agent.ts";
@@ -43,7 +47,7 @@ function relayFailure(err: RelayError | Error, where: string, t: Target, timeout
     case "forbidden":
       return fail("tunnel.listen", `the relay at ${where} says the issued token lacks the Listen right (${msg})`, "Operators: the rule that signs listener tokens must grant Listen on the hybrid connections (hc-*).");
     case "not_found":
-      return fail("tunnel.listen", `the relay at ${where} does not have the tunnel's hybrid connection (${msg})`, "The gateway could not create it: operators, check its relay role assignment (Azure Relay Owner on the namespace; new assignments take minutes) and its log.");
+      return fail("tunnel.listen", `the relay at ${where} does not have the tunnel's hybrid connection (${msg})`, "The gateway could not create it: operators, check its relay role assignment (Azure Relay Owner on the namespace; a new role assignment can take up to five minutes) and its log.");
     case "listener_limit":
       return fail("tunnel.listen", `the relay refused the listener: limit reached (${msg})`, "Too many listeners on this hybrid connection; retry later.");
     default:
@@ -97,7 +101,7 @@ export class TunnelProbe {
     if (!res.ok) {
       const e = apiError(text);
       if (e.code === "relay_unavailable") {
-        return fail("tunnel.create", `${what} → ${res.status} relay_unavailable: ${e.message ?? ""}`.trim(), "The gateway cannot create hybrid connections: operators, check its relay role assignment (Azure Relay Owner on the namespace; allow a few minutes after granting it) and its log.");
+        return fail("tunnel.create", `${what} → ${res.status} relay_unavailable: ${e.message ?? ""}`.trim(), "The gateway cannot create hybrid connections: operators, check its relay role assignment (Azure Relay Owner on the namespace; a new role assignment can take up to five minutes) and its log.");
       }
       return apiFailure("tunnel.create", what, res, text);
     }
@@ -191,7 +195,7 @@ export class TunnelProbe {
       case "tunnel_not_found":
         return fail("tunnel.roundtrip", said, "The gateway that answered does not know the tunnel just created: with several replicas they must share one registry (Redis); or *.domain points at another gateway.");
       case "tunnel_offline":
-        return fail("tunnel.roundtrip", said, "The gateway could not reach the listener through the relay. Operators: check the gateway's sender credential (its managed identity needs Azure Relay Sender or Owner on the namespace; new role assignments take minutes) and its log. Here: the listener must be able to open its rendezvous connection (outbound wss) to the relay.");
+        return fail("tunnel.roundtrip", said, "The gateway could not reach the listener through the relay. Operators: check the gateway's sender credential (its managed identity needs Azure Relay Sender or Owner on the namespace; a new role assignment can take up to five minutes) and its log. Here: the listener must be able to open its rendezvous connection (outbound wss) to the relay.");
       case "origin_unreachable":
       case "origin_timeout":
         return fail("tunnel.roundtrip", `${said} (doctor's own local app on 127.0.0.1:${this.origin.port})`, "The listener reached this machine but could not reach doctor's local app; is something on this machine blocking loopback connections?");

@@ -43,6 +43,8 @@ interface Pipe {
   peer?: Socket<Pipe>;
   queue: Uint8Array[];
   closed: boolean;
+  /** Bytes from the client that arrived before the upstream connection opened. */
+  early: Uint8Array[];
 }
 
 function send(s: Socket<Pipe>, bytes: Uint8Array): void {
@@ -85,18 +87,16 @@ export function startTlsFront(o: { cert: string; key: string; target: { hostname
     tls: { cert: o.cert, key: o.key },
     socket: {
       open(down) {
-        down.data = { queue: [], closed: false };
-        const early: Uint8Array[] = [];
-        (down.data as Pipe & { early?: Uint8Array[] }).early = early;
+        down.data = { queue: [], closed: false, early: [] };
         void Bun.connect<Pipe>({
           hostname: o.target.hostname,
           port: o.target.port,
-          data: { queue: [], closed: false },
+          data: { queue: [], closed: false, early: [] },
           socket: {
             open(up) {
               up.data.peer = down;
               down.data.peer = up;
-              for (const b of early.splice(0)) send(up, b);
+              for (const b of down.data.early.splice(0)) send(up, b);
             },
             data(up, bytes) {
               if (up.data.peer) send(up.data.peer, bytes);
@@ -113,7 +113,7 @@ export function startTlsFront(o: { cert: string; key: string; target: { hostname
       },
       data(down, bytes) {
         if (down.data.peer) send(down.data.peer, bytes);
-        else (down.data as Pipe & { early?: Uint8Array[] }).early?.push(bytes.slice());
+        else down.data.early.push(bytes.slice());
       },
       drain: flush,
       close(down) {
