@@ -63,7 +63,9 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       acrUserManagedIdentityID: pullWithIdentity ? identityClientId : null
       alwaysOn: true
       webSocketsEnabled: true
-      http20Enabled: true
+      // HTTP/1.1 from browsers to the front end: the WebSocket upgrade path the gateway is
+      // tested with (HTTP/2 would put RFC 8441 WebSockets on the front end; not tried on Azure)
+      http20Enabled: false
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
       healthCheckPath: '/healthz'
