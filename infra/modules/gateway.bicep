@@ -56,7 +56,6 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     httpsOnly: true
     clientAffinityEnabled: false
     publicNetworkAccess: 'Enabled'
-    keyVaultReferenceIdentity: identityId
     siteConfig: {
       linuxFxVersion: 'DOCKER|${image}'
       acrUseManagedIdentityCreds: pullWithIdentity
@@ -108,7 +107,6 @@ output siteName string = site.name
 output planId string = plan.id
 output defaultHostName string = site.properties.defaultHostName
 output customDomainVerificationId string = site.properties.customDomainVerificationId
-// Not in the Bicep type of Microsoft.Web/sites (a linter warning), but returned by ARM; used only
+// Returned by ARM but not part of the Bicep type of Microsoft.Web/sites (hence any()); used only
 // for the optional apex A record.
-#disable-next-line BCP053
-output inboundIpAddress string = site.properties.inboundIpAddress
+output inboundIpAddress string = any(site.properties).inboundIpAddress
