@@ -20,7 +20,7 @@ import { parseRegistrySpec } from "../src/registry/index.ts";
 const root = new URL("..", import.meta.url).pathname;
 const known = new Set<string>([...GATEWAY_SETTING_NAMES, ...RELAY_SETTING_NAMES]);
 /** Read by App Service itself or by the runtime, not by our loaders. */
-const platform = new Set(["WEBSITES_PORT", "WEBSITES_ENABLE_APP_SERVICE_STORAGE", "NODE_ENV"]);
+const platform = new Set(["WEBSITES_PORT", "WEBSITES_ENABLE_APP_SERVICE_STORAGE", "WEBSITES_CONTAINER_STOP_TIME_LIMIT", "NODE_ENV"]);
 
 // ---- a minimal Bicep reader (enough for these files; comments and strings handled) ----------
 
@@ -343,6 +343,11 @@ describe("infra app settings match the config loaders", () => {
       expect(env.has(required) ? required : `missing ${required}`).toBe(required);
     }
     expect(env.get("WEBSITES_PORT")).toBe(env.get("AZHEXGATE_PORT")!);
+    // App Service kills the container this long after SIGTERM: the drain must fit inside
+    const stop = Number(/^'(\d+)'$/.exec(env.get("WEBSITES_CONTAINER_STOP_TIME_LIMIT") ?? "")?.[1]);
+    const drain = resolveGatewayConfig({}, { AZHEXGATE_DRAIN_SECONDS: /^'(.*)'$/.exec(env.get("AZHEXGATE_DRAIN_SECONDS") ?? "")?.[1] }).drainSeconds;
+    expect(stop).toBeLessThanOrEqual(120);
+    expect(drain + 5).toBeLessThanOrEqual(stop);
   });
 
   test("with those settings the loaders select Azure mode and a valid gateway config", () => {

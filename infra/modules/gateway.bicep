@@ -71,6 +71,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       appSettings: [
         { name: 'WEBSITES_PORT', value: '8080' }
         { name: 'WEBSITES_ENABLE_APP_SERVICE_STORAGE', value: 'false' }
+        // App Service waits 5 s after SIGTERM by default (max 120) before it kills the container:
+        // give the gateway's drain its time (https://learn.microsoft.com/azure/app-service/reference-app-settings)
+        { name: 'WEBSITES_CONTAINER_STOP_TIME_LIMIT', value: '40' }
+        { name: 'AZHEXGATE_DRAIN_SECONDS', value: '30' }
         { name: 'AZHEXGATE_HOST', value: '0.0.0.0' }
         { name: 'AZHEXGATE_PORT', value: '8080' }
         { name: 'AZHEXGATE_BASE_DOMAIN', value: baseDomain }
@@ -88,6 +92,19 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       ]
     }
   }
+}
+
+// no FTP / basic-auth deployment credentials: the image comes from a registry
+resource ftpAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'ftp'
+  properties: { allow: false }
+}
+
+resource scmAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'scm'
+  properties: { allow: false }
 }
 
 resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
