@@ -1,8 +1,13 @@
 # azhexgate gateway image (management API + public ingress). Built on the official Bun image.
-# Not buildable on the development machines (no Docker engine there); kept simple and explicit.
+# No Docker engine on the development machines: test/image.test.ts rebuilds this filesystem on
+# the host the way the steps below do (production install from the lockfile, src/ copied) and
+# runs it as a non-root user with the ENV below, checking boot, HEALTHCHECK and imports.
 #
 #   docker build -t azhexgate .
-#   docker run -p 8080:8080 -e AZHEXGATE_API_KEYS=... -e AZHEXGATE_RELAY_NAMESPACE=... azhexgate
+#   docker run -p 8080:8080 -v azhexgate-data:/data -e AZHEXGATE_API_KEYS=... -e AZHEXGATE_RELAY_NAMESPACE=... azhexgate
+#
+# On Azure (infra/, docs/deploy.md) App Service sets AZHEXGATE_REGISTRY to the shared Redis, so
+# the SQLite default below only serves a single `docker run` with a volume on /data.
 
 FROM oven/bun:1.4.4-slim AS deps
 WORKDIR /app

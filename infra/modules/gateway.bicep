@@ -1,74 +1,129 @@
-// The gateway: a Container App running the repository's Dockerfile image with the managed
-// identity. App settings below are read by src/config.ts and src/control/settings.ts (a test
-// keeps the names in sync).
+// The gateway: App Service for Linux containers (the repository's Dockerfile image) with the
+// user-assigned managed identity. Why App Service and not Container Apps: docs/deploy.md.
+// App settings are read by src/config.ts and src/control/settings.ts; WEBSITES_* by the
+// platform (test/infra.test.ts keeps the names in sync with the loaders).
 param location string
 param name string
+@description('Full image reference, e.g. myregistry.azurecr.io/azhexgate:0.1.0 or ghcr.io/owner/azhexgate:0.1.0.')
 param image string
+@description('App Service plan SKU: P0v3 and up (Standard / Premium: no limit on WebSockets per instance; Basic allows 350).')
+param planSku string
+param instanceCount int
 param identityId string
 param identityClientId string
+@description('True when the image comes from a private Azure Container Registry the identity holds AcrPull on.')
+param pullWithIdentity bool
 param relayNamespace string
 param baseDomain string
 param keyVaultUrl string
+param apiKeysSecretName string
 param apiAllowCidrs string
-param logAnalyticsCustomerId string
-@secure()
-param logAnalyticsSharedKey string
-param appInsightsConnectionString string
-@description('Tunnel registry: empty = SQLite on the replica (then keep one replica); redis://… (Azure Cache for Redis) to run several.')
-param registry string = ''
+param trustedProxies string
+param redisClusterName string
+param redisPort int
+param logAnalyticsWorkspaceId string
 
-resource env 'Microsoft.App/managedEnvironments@2024-03-01' = {
-  name: '${name}-env'
-  location: location
-  properties: {
-    appLogsConfiguration: {
-      destination: 'log-analytics'
-      logAnalyticsConfiguration: { customerId: logAnalyticsCustomerId, sharedKey: logAnalyticsSharedKey }
-    }
-  }
+resource redis 'Microsoft.Cache/redisEnterprise@2025-07-01' existing = {
+  name: redisClusterName
 }
 
-resource app 'Microsoft.App/containerApps@2024-03-01' = {
+resource redisDb 'Microsoft.Cache/redisEnterprise/databases@2025-07-01' existing = {
+  parent: redis
+  name: 'default'
+}
+
+// rediss://:KEY@host:10000 — TLS plus the access key as the password (URL-encoded: keys hold
+// '+', '/' and '='). Bun's RedisClient takes both from the URL (checked by test/infra.test.ts
+// against a TLS redis-server). Set directly rather than as a Key Vault reference: an unresolved
+// reference reaches the app as the literal "@Microsoft.KeyVault(...)" text (docs/deploy.md).
+var registryUrl = 'rediss://:${uriComponent(redisDb.listKeys().primaryKey)}@${redis.properties.hostName}:${redisPort}'
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: '${name}-plan'
+  location: location
+  kind: 'linux'
+  sku: { name: planSku, capacity: instanceCount }
+  properties: { reserved: true }
+}
+
+resource site 'Microsoft.Web/sites@2024-04-01' = {
   name: name
   location: location
+  kind: 'app,linux,container'
   identity: { type: 'UserAssigned', userAssignedIdentities: { '${identityId}': {} } }
   properties: {
-    managedEnvironmentId: env.id
-    configuration: {
-      ingress: { external: true, targetPort: 8080, transport: 'http', allowInsecure: false }
-    }
-    template: {
-      containers: [
-        {
-          name: 'gateway'
-          image: image
-          resources: { cpu: json('1.0'), memory: '2Gi' }
-          env: [
-            { name: 'AZHEXGATE_RELAY_NAMESPACE', value: relayNamespace }
-            { name: 'AZURE_SUBSCRIPTION_ID', value: subscription().subscriptionId }
-            { name: 'AZURE_RESOURCE_GROUP', value: resourceGroup().name }
-            { name: 'AZURE_CLIENT_ID', value: identityClientId }
-            { name: 'AZHEXGATE_BASE_DOMAIN', value: baseDomain }
-            { name: 'AZHEXGATE_PUBLIC_SCHEME', value: 'https' }
-            { name: 'AZHEXGATE_HOST', value: '0.0.0.0' }
-            { name: 'AZHEXGATE_PORT', value: '8080' }
-            { name: 'AZHEXGATE_KEYVAULT_URL', value: keyVaultUrl }
-            { name: 'AZHEXGATE_KEYVAULT_SECRET', value: 'azhexgate-api-keys' }
-            { name: 'AZHEXGATE_API_ALLOW_CIDRS', value: apiAllowCidrs }
-            { name: 'AZHEXGATE_LOG_FORMAT', value: 'json' }
-            { name: 'AZHEXGATE_REGISTRY', value: empty(registry) ? 'sqlite:/data/registry.db' : registry }
-            { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: appInsightsConnectionString }
-          ]
-          probes: [
-            { type: 'Liveness', httpGet: { path: '/healthz', port: 8080 } }
-            { type: 'Readiness', httpGet: { path: '/readyz', port: 8080 } }
-          ]
-        }
+    serverFarmId: plan.id
+    httpsOnly: true
+    clientAffinityEnabled: false
+    publicNetworkAccess: 'Enabled'
+    siteConfig: {
+      linuxFxVersion: 'DOCKER|${image}'
+      acrUseManagedIdentityCreds: pullWithIdentity
+      acrUserManagedIdentityID: pullWithIdentity ? identityClientId : null
+      alwaysOn: true
+      webSocketsEnabled: true
+      // HTTP/1.1 from browsers to the front end: the WebSocket upgrade path the gateway is
+      // tested with (HTTP/2 would put RFC 8441 WebSockets on the front end; not tried on Azure)
+      http20Enabled: false
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      healthCheckPath: '/healthz'
+      appSettings: [
+        { name: 'WEBSITES_PORT', value: '8080' }
+        { name: 'WEBSITES_ENABLE_APP_SERVICE_STORAGE', value: 'false' }
+        // App Service waits 5 s after SIGTERM by default (max 120) before it kills the container:
+        // give the gateway's drain its time (https://learn.microsoft.com/azure/app-service/reference-app-settings)
+        { name: 'WEBSITES_CONTAINER_STOP_TIME_LIMIT', value: '40' }
+        { name: 'AZHEXGATE_DRAIN_SECONDS', value: '30' }
+        { name: 'AZHEXGATE_HOST', value: '0.0.0.0' }
+        { name: 'AZHEXGATE_PORT', value: '8080' }
+        { name: 'AZHEXGATE_BASE_DOMAIN', value: baseDomain }
+        { name: 'AZHEXGATE_PUBLIC_SCHEME', value: 'https' }
+        { name: 'AZHEXGATE_LOG_FORMAT', value: 'json' }
+        { name: 'AZHEXGATE_REGISTRY', value: registryUrl }
+        { name: 'AZHEXGATE_KEYVAULT_URL', value: keyVaultUrl }
+        { name: 'AZHEXGATE_KEYVAULT_SECRET', value: apiKeysSecretName }
+        { name: 'AZHEXGATE_API_ALLOW_CIDRS', value: apiAllowCidrs }
+        { name: 'AZHEXGATE_TRUSTED_PROXIES', value: trustedProxies }
+        { name: 'AZHEXGATE_RELAY_NAMESPACE', value: relayNamespace }
+        { name: 'AZURE_SUBSCRIPTION_ID', value: subscription().subscriptionId }
+        { name: 'AZURE_RESOURCE_GROUP', value: resourceGroup().name }
+        { name: 'AZURE_CLIENT_ID', value: identityClientId }
       ]
-      // SQLite lives on one replica; with a Redis registry raise maxReplicas.
-      scale: { minReplicas: 1, maxReplicas: empty(registry) ? 1 : 3 }
     }
   }
 }
 
-output fqdn string = app.properties.configuration.ingress.fqdn
+// no FTP / basic-auth deployment credentials: the image comes from a registry
+resource ftpAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'ftp'
+  properties: { allow: false }
+}
+
+resource scmAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'scm'
+  properties: { allow: false }
+}
+
+resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  scope: site
+  name: 'gateway-logs'
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      { category: 'AppServiceConsoleLogs', enabled: true }
+      { category: 'AppServiceHTTPLogs', enabled: true }
+      { category: 'AppServicePlatformLogs', enabled: true }
+    ]
+  }
+}
+
+output siteName string = site.name
+output planId string = plan.id
+output defaultHostName string = site.properties.defaultHostName
+output customDomainVerificationId string = site.properties.customDomainVerificationId
+// Returned by ARM but not part of the Bicep type of Microsoft.Web/sites (hence any()); used only
+// for the optional apex A record.
+output inboundIpAddress string = any(site.properties).inboundIpAddress

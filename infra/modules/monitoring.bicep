@@ -1,4 +1,5 @@
-// Log Analytics workspace (container logs: the gateway writes JSON lines) and Application Insights.
+// Log Analytics workspace: the gateway's JSON log lines (App Service console logs), HTTP logs
+// and platform logs land here through the site's diagnostic settings (gateway.bicep).
 param location string
 param name string
 
@@ -8,14 +9,4 @@ resource logs 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
   properties: { sku: { name: 'PerGB2018' }, retentionInDays: 30 }
 }
 
-resource ai 'Microsoft.Insights/components@2020-02-02' = {
-  name: '${name}-ai'
-  location: location
-  kind: 'web'
-  properties: { Application_Type: 'web', WorkspaceResourceId: logs.id }
-}
-
-output customerId string = logs.properties.customerId
-#disable-next-line outputs-should-not-contain-secrets
-output sharedKey string = logs.listKeys().primarySharedKey
-output appInsightsConnectionString string = ai.properties.ConnectionString
+output workspaceId string = logs.id
