@@ -12,6 +12,7 @@ import pkg from "../package.json" with { type: "json" };
 const main = defineCommand({
   meta: { name: "azhexgate", version: pkg.version, description: pkg.description },
   subCommands: {
+    config: () => import("./commands/config.ts").then((m) => m.default),
     gateway: () => import("./commands/gateway.ts").then((m) => m.default),
     relay: () => import("./commands/relay.ts").then((m) => m.default),
     start: () => import("./commands/start.ts").then((m) => m.default),
