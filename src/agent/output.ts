@@ -13,6 +13,8 @@ export interface Output {
   request(t: { tunnel_id: string }, e: RequestEvent): void;
   state(t: { tunnel_id?: string; local_url: string }, s: AgentState): void;
   error(code: string, message: string, fields?: Record<string, unknown>): void;
+  /** Something to know that is not a failure (e.g. nothing listening on the port yet). */
+  warn(code: string, message: string, fields?: Record<string, unknown>): void;
   info(message: string): void;
 }
 
@@ -45,6 +47,7 @@ export function createOutput(json: boolean, write: (line: string) => void = (l) 
         emit({ event: "state", ...t, ...rest });
       },
       error: (code, message, fields) => emit({ event: "error", code, message, ...fields }),
+      warn: (code, message, fields) => emit({ event: "warning", code, message, ...fields }),
       info: (message) => emit({ event: "info", message }),
     };
   }
@@ -59,9 +62,10 @@ export function createOutput(json: boolean, write: (line: string) => void = (l) 
       else if (s.state === "online") err(`${t.local_url}: online at ${s.publicUrl}`);
       // offline because of an error: the error line that follows says it (once, not twice)
       else if (s.state === "offline" && !s.error) err(`${t.local_url}: offline (${s.reason})`);
-      else if (s.state === "stopping") err(`stopping: waiting for ${s.inFlight} request(s), up to ${Math.round(s.graceMs / 1000)} s (Ctrl+C again to stop now)`);
+      else if (s.state === "stopping" && s.inFlight > 0) err(`stopping: waiting for ${s.inFlight} request(s) in flight, up to ${s.graceMs / 1000} s (Ctrl+C again to stop now)`);
     },
     error: (_code, message, fields) => err(`error: ${typeof fields?.local_url === "string" ? `${fields.local_url}: ` : ""}${message}`),
+    warn: (_code, message) => err(`warning: ${message}`),
     info: (message) => err(message),
   };
 }

@@ -7,12 +7,13 @@ import { createLogger } from "../log.ts";
 import { ApiClientError, createApiClient, type ApiClient, type ClaimedTunnel } from "./api-client.ts";
 import { startEmbeddedGateway, type Embedded } from "./embedded.ts";
 import { EXIT, terminalExitCode } from "./exit-codes.ts";
+import { originPool } from "./forward.ts";
 import { createOutput, type Output } from "./output.ts";
 import type { StartConfig, TunnelSpec } from "./start-config.ts";
 import { superviseAgent, type SupervisorHandle } from "./supervisor.ts";
 
 /** True when something accepts TCP connections on host:port. */
-async function listening(host: string, port: number): Promise<boolean> {
+async function accepts(host: string, port: number): Promise<boolean> {
   try {
     const s = await Bun.connect({ hostname: host, port, socket: { data() {} } });
     s.end();
@@ -20,6 +21,16 @@ async function listening(host: string, port: number): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/**
+ * True when the local app accepts connections. `localhost` is tried on 127.0.0.1 and ::1 (an app
+ * such as Vite may listen on only one of them; forwarding resolves localhost either way).
+ */
+async function listening(host: string, port: number): Promise<boolean> {
+  const addrs = host === "localhost" ? ["127.0.0.1", "::1"] : [host.replace(/^\[|\]$/g, "")];
+  const results = await Promise.all(addrs.map((a) => accepts(a, port)));
+  return results.some(Boolean);
 }
 
 /** A tunnel that ended for good: the error and the exit code it ends the process with. */
@@ -33,6 +44,8 @@ function runTunnel(spec: TunnelSpec, client: ApiClient, cfg: StartConfig, out: O
   let claimed: ClaimedTunnel | undefined;
   let announced = false;
   let fatal: Fatal | undefined;
+  /** Streams still in flight when the grace period ended (cut off). */
+  let cut = 0;
   /** A terminal management-API error: say it once, stop this tunnel, let runStart exit with its code. */
   const endWith = (err: unknown): void => {
     const exitCode = terminalExitCode(err);
@@ -98,9 +111,12 @@ function runTunnel(spec: TunnelSpec, client: ApiClient, cfg: StartConfig, out: O
       out.state({ tunnel_id: claimed?.id, local_url: localUrl }, s);
       if (s.state === "offline" && s.error) out.error((s.error as { code?: string }).code ?? "error", s.error.message, { local_url: localUrl });
     },
-    log: (event, fields) => log.debug(event, fields),
+    log: (event, fields) => {
+      if (event === "stopped" && typeof fields?.cutStreams === "number") cut = fields.cutStreams;
+      log.debug(event, fields);
+    },
   });
-  return { handle, localUrl, claimed: () => claimed, ephemeral: !spec.subdomain, fatal: () => fatal };
+  return { handle, localUrl, claimed: () => claimed, ephemeral: !spec.subdomain, fatal: () => fatal, cut: () => cut };
 }
 
 async function printQr(url: string, out: Output): Promise<void> {
@@ -125,8 +141,8 @@ export async function runStart(cfg: StartConfig): Promise<number> {
   }
   const client = createApiClient({ apiUrl, apiKey: apiKey! });
   for (const t of cfg.tunnels) {
-    if (!(await listening(t.localHost === "localhost" ? "127.0.0.1" : t.localHost, t.port))) {
-      out.error("origin_not_listening", `Nothing is listening on ${t.localHost}:${t.port} yet; requests will get 502 until your app starts.`, { local_port: t.port });
+    if (!(await listening(t.localHost, t.port))) {
+      out.warn("origin_not_listening", `Nothing is listening on ${t.localHost}:${t.port} yet; requests will get 502 until your app starts.`, { local_port: t.port });
     }
   }
   let endAllFatal: () => void = () => {};
@@ -145,10 +161,17 @@ export async function runStart(cfg: StartConfig): Promise<number> {
       }
       void (async () => {
         await stopAll(false);
-        for (const t of tunnels) {
-          const c = t.claimed();
-          if (t.ephemeral && c && !embedded && !t.fatal()) await client.remove(c.id).catch(() => {});
-        }
+        const cut = tunnels.reduce((n, t) => n + t.cut(), 0);
+        if (cut > 0 && signals === 1) out.info(`stopped: ${cut} request(s) still in flight after the ${cfg.graceMs / 1000} s grace were cut off`);
+        // ephemeral tunnels are deleted on the gateway, all at once and briefly: exiting must not wait on the network
+        await Promise.race([
+          Promise.all(tunnels.map((t) => {
+            const c = t.claimed();
+            return t.ephemeral && c && !embedded && !t.fatal() ? client.remove(c.id).catch(() => {}) : undefined;
+          })),
+          Bun.sleep(2000),
+        ]);
+        originPool.close(); // idle keep-alive sockets to the app would hold the process open for up to 4 s
         await embedded?.app.stop();
         resolve(EXIT.ok);
       })();

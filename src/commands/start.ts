@@ -37,6 +37,9 @@ export default defineCommand({
       usageExit("start", (err as Error).message);
     }
     const { runStart } = await import("../agent/start.ts");
-    process.exitCode = await runStart(cfg);
+    const code = await runStart(cfg);
+    // Exit now: nothing left to wait for (a lingering socket or timer must not delay Ctrl+C).
+    await Promise.all([process.stdout, process.stderr].map((s) => new Promise<void>((r) => s.write("", () => r()))));
+    process.exit(code);
   },
 });
