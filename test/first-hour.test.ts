@@ -17,7 +17,7 @@ const cwd = () => mkdtempSync(join(tmpdir(), "azhexgate-first-"));
 
 /** `azhexgate gateway` exactly as the README shows it, plus a free port (AZHEXGATE_PORT=0). */
 async function readmeGateway(env: Record<string, string> = {}): Promise<{ child: Child; port: number }> {
-  const child = spawnCli(["gateway"], { env: { AZHEXGATE_API_KEYS: KEY, AZHEXGATE_PORT: "0", AZHEXGATE_REGISTRY: ":memory:", AZHEXGATE_LOG_FORMAT: "json", ...env }, cwd: cwd() });
+  const child = spawnCli(["gateway"], { env: { AZHEXGATE_API_KEYS: KEY, AZHEXGATE_PORT: "0", ...env }, cwd: cwd() });
   const line = await child.waitErr(/"gateway ready"/, 20_000);
   return { child, port: Number(new URL((JSON.parse(line) as { url: string }).url).port) };
 }
