@@ -7,7 +7,7 @@ import { afterEach, expect, test } from "bun:test";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort, get, killAll, spawnCli } from "./support/cli-proc.ts";
+import { API_KEY, freePort, get, killAll, spawnCli, startGatewayChild } from "./support/cli-proc.ts";
 
 afterEach(killAll);
 
@@ -96,6 +96,22 @@ test("human output: the 502 and the WebSocket session each get one line saying w
     expect(await cli.waitOut(/^GET\s+\/down\s/)).toMatch(/^GET\s+\/down\s+502\s+\d+ ms\s+0 B {2}origin_unreachable$/);
     await wsRoundTrip(`${upUrl.replace(/^http/, "ws")}/ws`);
     expect(await cli.waitOut(/^WS\s+\/ws\s/)).toMatch(/^WS\s+\/ws\s+101\s+\d+ ms\s+\d+ B {2}closed 1000$/);
+  } finally {
+    app.stop(true);
+  }
+});
+
+test("--json: a request the gateway times out (504) is logged with the status the client got", async () => {
+  const gw = await startGatewayChild({ extra: ["--ttfb", "1"] });
+  const app = appWithWebSocket();
+  try {
+    const cli = spawnCli(["start", String(app.port), "--api-url", gw.apiUrl, "--json"], { env: { AZHEXGATE_API_KEY: API_KEY }, cwd: cwd() });
+    const ready = await cli.waitEvent((e) => e.event === "ready", 20_000);
+    const res = await get(`${ready.public_url}/slow`, 10_000);
+    expect(res.status).toBe(504);
+    expect(res.headers.get("x-azhexgate-error")).toBe("origin_timeout");
+    const e = await cli.waitEvent((x) => x.event === "request" && x.path === "/slow", 15_000);
+    expect(e).toMatchObject({ kind: "http", status: 504, error: "origin_timeout", tunnel_id: ready.tunnel_id });
   } finally {
     app.stop(true);
   }
