@@ -88,7 +88,7 @@ export function isLoopbackHost(host: string): boolean {
   return h === "localhost" || h === "::1" || /^127(?:\.\d{1,3}){3}$/.test(h) || /^::ffff:127(?:\.\d{1,3}){3}$/.test(h);
 }
 
-/** The base domain when none is set: `localhost` on loopback (works with no DNS), else the placeholder. */
+/** The base domain when none is set and the gateway is not on loopback (on loopback: `localhost`, which needs no DNS). */
 export const DEFAULT_BASE_DOMAIN = "azhexgate.com";
 
 /** Gateway settings from flags (already parsed by the CLI) over the environment over defaults. */
