@@ -13,6 +13,7 @@ const main = defineCommand({
   meta: { name: "azhexgate", version: pkg.version, description: pkg.description },
   subCommands: {
     doctor: () => import("./commands/doctor.ts").then((m) => m.default),
+    config: () => import("./commands/config.ts").then((m) => m.default),
     gateway: () => import("./commands/gateway.ts").then((m) => m.default),
     relay: () => import("./commands/relay.ts").then((m) => m.default),
     start: () => import("./commands/start.ts").then((m) => m.default),

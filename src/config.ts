@@ -36,6 +36,13 @@ export interface GatewayConfig {
   host: string;
   baseDomain: string;
   publicScheme: "http" | "https";
+  /**
+   * True for a local gateway (no base domain set, bound to loopback): tunnels are
+   * `{id}.localhost:{port}` over http and the management API answers on any host that is not a
+   * tunnel's (`localhost`, `127.0.0.1`, `[::1]`, any IP). A deployed gateway (base domain set)
+   * keeps the strict rule: the API only on the apex and `api.` hosts.
+   */
+  localHosts: boolean;
   /** `sqlite:path`, a path, `:memory:`, or `redis://…`. */
   registry: string;
   apiKeysFile?: string;
@@ -75,15 +82,29 @@ function oneOf<T extends string>(v: string, allowed: readonly T[], what: string)
   return v as T;
 }
 
+/** 127.0.0.0/8, ::1 and localhost: addresses only this machine can reach. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, "");
+  return h === "localhost" || h === "::1" || /^127(?:\.\d{1,3}){3}$/.test(h) || /^::ffff:127(?:\.\d{1,3}){3}$/.test(h);
+}
+
+/** The base domain when none is set and the gateway is not on loopback (on loopback: `localhost`, which needs no DNS). */
+export const DEFAULT_BASE_DOMAIN = "azhexgate.com";
+
 /** Gateway settings from flags (already parsed by the CLI) over the environment over defaults. */
 export function resolveGatewayConfig(flags: Partial<Record<string, string | undefined>>, env: Env): Readonly<GatewayConfig> {
   const pick = (flag: string, name: string) => flags[flag] ?? env[name];
   const keyVaultUrl = pick("keyvault-url", "AZHEXGATE_KEYVAULT_URL");
+  const host = pick("host", "AZHEXGATE_HOST") ?? "127.0.0.1";
+  const baseDomainSet = pick("base-domain", "AZHEXGATE_BASE_DOMAIN");
+  const localHosts = baseDomainSet === undefined && isLoopbackHost(host);
+  const baseDomain = (baseDomainSet ?? (localHosts ? "localhost" : DEFAULT_BASE_DOMAIN)).toLowerCase();
   const cfg: GatewayConfig = {
     port: parsePort(pick("port", "AZHEXGATE_PORT") ?? "8080", "--port / AZHEXGATE_PORT"),
-    host: pick("host", "AZHEXGATE_HOST") ?? "127.0.0.1",
-    baseDomain: (pick("base-domain", "AZHEXGATE_BASE_DOMAIN") ?? "azhexgate.com").toLowerCase(),
-    publicScheme: oneOf(pick("public-scheme", "AZHEXGATE_PUBLIC_SCHEME") ?? "https", ["http", "https"] as const, "--public-scheme / AZHEXGATE_PUBLIC_SCHEME"),
+    host,
+    baseDomain,
+    publicScheme: oneOf(pick("public-scheme", "AZHEXGATE_PUBLIC_SCHEME") ?? (baseDomain === "localhost" ? "http" : "https"), ["http", "https"] as const, "--public-scheme / AZHEXGATE_PUBLIC_SCHEME"),
+    localHosts,
     registry: pick("registry", "AZHEXGATE_REGISTRY") ?? "sqlite:.azhexgate/registry.db",
     apiKeysFile: pick("api-keys-file", "AZHEXGATE_API_KEYS_FILE"),
     keyVault: keyVaultUrl ? { url: keyVaultUrl, secret: pick("keyvault-secret", "AZHEXGATE_KEYVAULT_SECRET") ?? "azhexgate-api-keys" } : undefined,

@@ -41,15 +41,15 @@ describe("azhexgate start: failures read well", () => {
     expect(cli.text().err).not.toContain(SECRET);
   });
 
-  test("a wrong API key (401) with --exit-on-fail exits 1 naming AZHEXGATE_API_KEY", async () => {
+  test("a wrong API key (401) exits 3 at once naming AZHEXGATE_API_KEY (no --exit-on-fail needed, no retry loop)", async () => {
     const gw = await startGatewayChild();
     // A real local app, so the only line on stderr is the one about the key (with nothing on the
     // port, start would also warn that the app is not listening: true, but not this test's point).
     const origin = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("ok") });
     const port = String(origin.port);
     const wrong = "wrong-key-but-long-enough-0123456789";
-    const cli = spawnCli(["start", "--port", port, "--api-url", gw.apiUrl, "--exit-on-fail"], { env: { AZHEXGATE_API_KEY: wrong }, cwd: cwd() });
-    expect(await cli.exit()).toBe(1);
+    const cli = spawnCli(["start", "--port", port, "--api-url", gw.apiUrl], { env: { AZHEXGATE_API_KEY: wrong }, cwd: cwd() });
+    expect(await cli.exit()).toBe(3);
     const { out, err } = cli.text();
     expect(out).toBe("");
     // said once, naming the tunnel, the cause and the fix
@@ -58,11 +58,36 @@ describe("azhexgate start: failures read well", () => {
     expect(err).not.toContain(API_KEY);
 
     const json = spawnCli(["start", "--port", port, "--api-url", gw.apiUrl, "--exit-on-fail", "--json"], { env: { AZHEXGATE_API_KEY: wrong }, cwd: cwd() });
-    expect(await json.exit()).toBe(1);
+    expect(await json.exit()).toBe(3);
     const events = json.events();
-    expect(events.find((e) => e.event === "error")).toMatchObject({ code: "api_key_rejected", message: expect.stringContaining("AZHEXGATE_API_KEY") });
+    expect(events.find((e) => e.event === "error")).toMatchObject({ code: "api_key_rejected", exit_code: 3, message: expect.stringContaining("AZHEXGATE_API_KEY") });
     expect(events.find((e) => e.event === "state")).toMatchObject({ state: "offline" });
-    expect(events.some((e) => e.event === "ready")).toBe(false);
+    expect(events.some((e) => e.event === "ready" || (e.event === "state" && e.state === "reconnecting"))).toBe(false);
+    origin.stop(true);
+  });
+
+  test("a reserved name owned by another API key exits 4; a 5xx is retried", async () => {
+    const other = "other-key-0123456789abcdef-xyz";
+    const gw = await startGatewayChild({ env: { AZHEXGATE_API_KEYS: `${API_KEY},${other}` } });
+    const taken = await fetch(`${gw.apiUrl}/api/tunnels`, {
+      method: "POST",
+      headers: { "x-azhexgate-apikey": other, "content-type": "application/json" },
+      body: JSON.stringify({ subdomain: "someone-elses" }),
+    });
+    expect(taken.status).toBe(201);
+    const origin = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("ok") });
+    const cli = spawnCli(["start", "--port", String(origin.port), "--subdomain", "someone-elses", "--api-url", gw.apiUrl, "--json"], { env: { AZHEXGATE_API_KEY: API_KEY }, cwd: cwd() });
+    expect(await cli.exit()).toBe(4);
+    expect(cli.events().find((e) => e.event === "error")).toMatchObject({ code: "subdomain_taken", exit_code: 4, message: expect.stringContaining("reserved by another API key") });
+
+    // a management API answering 503 is a passing trouble: keep retrying
+    const flaky = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => Response.json({ error: { code: "unavailable", message: "try later" } }, { status: 503 }) });
+    const retry = spawnCli(["start", "--port", String(origin.port), "--api-url", `http://127.0.0.1:${flaky.port}`, "--json"], { env: { AZHEXGATE_API_KEY: API_KEY }, cwd: cwd() });
+    await retry.waitEvent((e) => e.event === "state" && e.state === "reconnecting" && e.attempt === 2, 15_000);
+    expect(retry.proc.exitCode).toBeNull();
+    retry.kill("SIGINT");
+    expect(await retry.exit()).toBe(0);
+    flaky.stop(true);
     origin.stop(true);
   });
 });
@@ -72,7 +97,7 @@ describe("bad usage: one line on stderr, exit code 2", () => {
     [["start", "--bogus"], 'azhexgate start: unknown option "--bogus" (see --help)'],
     [["start", "--port", "abc"], 'azhexgate start: --port must be the port your local app listens on, a whole number from 1 to 65535 (got "abc")'],
     [["start", "--port", "0"], 'azhexgate start: --port must be the port your local app listens on, a whole number from 1 to 65535 (got "0")'],
-    [["start"], "azhexgate start: --port is required: the port your local app listens on, e.g. azhexgate start --port 3000"],
+    [["start"], "azhexgate start: --port is required: the port your local app listens on, e.g. azhexgate start 3000 (or --port 3000)"],
     [["start", "--port", "3000", "--api-url", "ftp://example.com"], 'azhexgate start: --api-url / AZHEXGATE_API_URL must be an http(s) URL (got "ftp://example.com")'],
     [["start", "--port", "3000", "--api-url", "http://127.0.0.1:9"], "azhexgate start: --api-url needs an API key: set AZHEXGATE_API_KEY (or --api-key)"],
     [["start", "--port", "3000", "--grace", "soon"], 'azhexgate start: --grace must be a number of seconds (got "soon")'],
@@ -91,7 +116,8 @@ describe("bad usage: one line on stderr, exit code 2", () => {
 });
 
 describe("--help and --version", () => {
-  const flagsOf = (cmd: { args?: unknown }) => Object.keys(cmd.args as Record<string, unknown>);
+  const flagsOf = (cmd: { args?: unknown }) =>
+    Object.entries(cmd.args as Record<string, { type?: string }>).filter(([, d]) => d.type !== "positional").map(([k]) => k);
 
   for (const [name, cmd] of [["start", startCommand], ["gateway", gatewayCommand]] as const) {
     test(`${name} --help lists every option with its description and prints no secret`, async () => {

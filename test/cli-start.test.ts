@@ -179,7 +179,7 @@ describe("azhexgate start (embedded default)", () => {
   test("nothing listening on the port: warns, keeps running, 502 origin_unreachable naming the port, serves once the app is up", async () => {
     const port = freePort();
     const cli = spawnCli(["start", "--port", String(port), "--json"], { cwd: emptyCwd() });
-    const warn = await cli.waitEvent((e) => e.event === "error", 20_000);
+    const warn = await cli.waitEvent((e) => e.event === "warning", 20_000);
     expect(warn).toMatchObject({ code: "origin_not_listening", local_port: port });
     expect(String(warn.message)).toBe(`Nothing is listening on localhost:${port} yet; requests will get 502 until your app starts.`);
     const url = String((await cli.waitEvent((e) => e.event === "ready")).public_url);

@@ -77,9 +77,23 @@ export function createApiClient(o: ApiClientOptions) {
       case 403:
         throw new ApiClientError(code, `The management API refused this machine (403 ${code}): ${detail} Ask the operator to allow your address.`, false, 403);
       case 404:
+        if (code === "tunnel_not_found") {
+          // The gateway's host routing answered, not its management API: the URL's host is a tunnel's or unknown.
+          const host = new URL(base).host;
+          throw new ApiClientError(
+            "api_wrong_host",
+            `The gateway at ${base} does not serve its management API on the host ${host} (404 tunnel_not_found: ${detail}) ` +
+              `Set --api-url / AZHEXGATE_API_URL to the gateway's API host (its base domain or api.{base domain}), ` +
+              `or start the gateway with AZHEXGATE_BASE_DOMAIN (--base-domain) set to the host you use.`,
+            false,
+            404,
+          );
+        }
         throw new ApiClientError("not_found", `The tunnel no longer exists on the gateway (404): ${detail}`, true, 404);
       case 409:
-        throw new ApiClientError(code, `${detail}`, false, 409);
+        // "reserved by another API key" and "taken over by a newer session" stay true however often we retry;
+        // "in use; try again in a moment" (a reclaim race) does not.
+        throw new ApiClientError(code, `${detail}`, code === "subdomain_taken" && /try again/i.test(detail), 409);
       case 429: {
         const after = res.headers.get("retry-after");
         throw new ApiClientError("rate_limited", `The management API is rate limiting this machine${after ? `; retry in ${after} s` : ""}.`, true, 429);
@@ -87,6 +101,14 @@ export function createApiClient(o: ApiClientOptions) {
       default:
         throw new ApiClientError(code, `The management API answered ${res.status} ${code}: ${detail}`, res.status >= 500 || res.status === 408, res.status);
     }
+  }
+
+  /** A 404 on the collection itself: no management API at this URL (a path, or not an azhexgate gateway). */
+  function noApiHere(err: unknown): never {
+    if (err instanceof ApiClientError && err.code === "not_found") {
+      throw new ApiClientError("api_wrong_url", `There is no azhexgate management API at ${base}/api/tunnels (404). Check --api-url / AZHEXGATE_API_URL: it is the gateway's base URL, e.g. http://localhost:8080.`, false, 404);
+    }
+    throw err;
   }
 
   function grant(v: TunnelView, sessionId: string): ClaimedTunnel {
@@ -107,7 +129,7 @@ export function createApiClient(o: ApiClientOptions) {
   return {
     /** Claims a tunnel: a random id, or `subdomain` (reserved for this key; the owner takes it back at once). */
     async create(opts: { subdomain?: string; localPort?: number }): Promise<ClaimedTunnel> {
-      const v = (await call("POST", "/api/tunnels", { subdomain: opts.subdomain, local_port: opts.localPort })) as TunnelView;
+      const v = (await call("POST", "/api/tunnels", { subdomain: opts.subdomain, local_port: opts.localPort }).catch(noApiHere)) as TunnelView;
       return grant(v, v.session_id ?? "");
     },
     /** A fresh listener token (and the tunnel's current endpoint). `rejected`: the relay refused the current one. */
@@ -119,7 +141,7 @@ export function createApiClient(o: ApiClientOptions) {
       await call("DELETE", `/api/tunnels/${encodeURIComponent(id)}`);
     },
     async list(): Promise<Array<Record<string, unknown>>> {
-      return ((await call("GET", "/api/tunnels")) as { tunnels: Array<Record<string, unknown>> }).tunnels;
+      return ((await call("GET", "/api/tunnels").catch(noApiHere)) as { tunnels: Array<Record<string, unknown>> }).tunnels;
     },
   };
 }

@@ -19,7 +19,7 @@ export async function startEmbeddedGateway(log: Logger, port = 8080): Promise<Em
   const apiKey = randomBytes(24).toString("base64url");
   const start = (p: number) =>
     startGatewayApp({
-      config: resolveGatewayConfig({ port: String(p), host: "127.0.0.1", "base-domain": "localhost", "public-scheme": "http", registry: ":memory:" }, {}),
+      config: resolveGatewayConfig({ port: String(p), host: "127.0.0.1", registry: ":memory:" }, {}), // local defaults: {id}.localhost over http,
       env: {}, // always the local relay emulator, whatever AZHEXGATE_RELAY_* says
       log,
       extraApiKeys: [apiKey],

@@ -6,13 +6,39 @@
 import { jsonPayload, ResetCode } from "../tunnel/frame.ts";
 import type { ResponseHead } from "../tunnel/head.ts";
 import { methodHasNoBody, originRequestHeaderList, originRequestHeaders, responseHeadFromList, type OriginOptions } from "../tunnel/http.ts";
-import type { TunnelStream } from "../tunnel/stream.ts";
+import type { StreamResetError, TunnelStream } from "../tunnel/stream.ts";
 import { connectWebSocket, WsHandshakeError } from "../ws/client.ts";
 import { AbortHook, OriginPool, OriginProtocolError, type OriginEndpoint, type OriginResponse } from "./origin-http.ts";
 
+/**
+ * One finished HTTP request or WebSocket session, failures included. `status` is what the public
+ * client got: the app's status, 502 (app down / invalid answer), 504 (the gateway's time limit),
+ * 101 for a WebSocket session, or 499 (nginx's "client closed request") when the client went away
+ * before any answer. `error` names what went wrong, when something did.
+ */
+export interface RequestEvent {
+  kind: "http" | "ws";
+  method: string;
+  target: string;
+  status: number;
+  ms: number;
+  /** Response body bytes (HTTP); message bytes both ways (WebSocket). */
+  bytes: number;
+  error?: string;
+  /** WebSocket close code. */
+  closeCode?: number;
+}
+
 export interface ForwardOptions extends OriginOptions {
-  /** Called once per finished request (for the CLI's request log). */
-  onRequest?: (e: { method: string; target: string; status: number; ms: number; bytes: number }) => void;
+  /** Called once per finished request or WebSocket session (for the CLI's request log). */
+  onRequest?: (e: RequestEvent) => void;
+}
+
+/** What the public client got when the gateway reset the stream before an answer. */
+function peerReset(err: StreamResetError | undefined): { status: number; error: string } {
+  if (err?.code === ResetCode.ORIGIN_TIMEOUT) return { status: 504, error: "origin_timeout" };
+  if (err?.code === ResetCode.CANCEL) return { status: 499, error: "client_gone" };
+  return { status: 502, error: err && /session lost|relay connection closed/.test(err.reason) ? "tunnel_lost" : "reset" };
 }
 
 function refused(err: unknown): boolean {
@@ -20,10 +46,15 @@ function refused(err: unknown): boolean {
   return code === "ConnectionRefused" || code === "ECONNREFUSED" || /refused|Unable to connect/i.test(String((err as Error)?.message));
 }
 
-function unreachable(stream: TunnelStream, origin: string, err: unknown): void {
+/** Resets the stream (the gateway answers 502 origin_unreachable); returns the event's error code. */
+function unreachable(stream: TunnelStream, origin: string, err: unknown): string {
   const host = new URL(origin).host;
-  if (refused(err)) stream.reset(ResetCode.ORIGIN_UNREACHABLE, `Nothing is listening on ${host}: start the local app (or check --port).`);
-  else stream.reset(ResetCode.ORIGIN_UNREACHABLE, `The local app at ${host} could not be reached: ${(err as Error)?.message ?? String(err)}`);
+  if (refused(err)) {
+    stream.reset(ResetCode.ORIGIN_UNREACHABLE, `Nothing is listening on ${host}: start the local app (or check --port).`);
+    return "origin_unreachable";
+  }
+  stream.reset(ResetCode.ORIGIN_UNREACHABLE, `The local app at ${host} could not be reached: ${(err as Error)?.message ?? String(err)}`);
+  return "origin_error";
 }
 
 /** Keep-alive sockets to local apps, shared by every tunnel of this process. */
@@ -46,7 +77,13 @@ export async function forward(stream: TunnelStream, o: ForwardOptions): Promise<
   if (head.kind === "ws") return forwardWebSocket(stream, o);
   const t0 = performance.now();
   const abort = new AbortHook();
-  stream.onReset = () => abort.abort();
+  let resetBy: StreamResetError | undefined;
+  stream.onReset = (err) => {
+    resetBy = err;
+    abort.abort();
+  };
+  const report = (status: number, bytes: number, error?: string) =>
+    o.onRequest?.({ kind: "http", method: head.method, target: head.target, status, ms: performance.now() - t0, bytes, ...(error ? { error } : {}) });
   const hasBody = !methodHasNoBody(head.method);
   let headers = originRequestHeaderList(head, o);
   let contentLength: number | null = null;
@@ -63,13 +100,19 @@ export async function forward(stream: TunnelStream, o: ForwardOptions): Promise<
       abort,
     );
   } catch (err) {
-    if (stream.isReset) return;
-    if (err instanceof OriginProtocolError) stream.reset(ResetCode.ORIGIN_UNREACHABLE, `The local app at ${new URL(o.origin).host} sent an invalid HTTP response: ${err.message}.`);
-    else unreachable(stream, o.origin, err);
-    return;
+    if (stream.isReset) {
+      const r = peerReset(resetBy);
+      return report(r.status, 0, r.error);
+    }
+    if (err instanceof OriginProtocolError) {
+      stream.reset(ResetCode.ORIGIN_UNREACHABLE, `The local app at ${new URL(o.origin).host} sent an invalid HTTP response: ${err.message}.`);
+      return report(502, 0, "origin_invalid_response");
+    }
+    return report(502, 0, unreachable(stream, o.origin, err));
   }
   stream.sendResponse(jsonPayload(responseHeadFromList(res.status, res.headers)));
   let bytes = 0;
+  let error: string | undefined;
   try {
     for await (const chunk of res.body) {
       bytes += chunk.length;
@@ -77,10 +120,12 @@ export async function forward(stream: TunnelStream, o: ForwardOptions): Promise<
     }
     stream.end();
   } catch {
+    // the client got the status, then a cut-off body
+    error = resetBy ? (resetBy.code === ResetCode.CANCEL ? "client_gone" : "reset") : "origin_body_failed";
     if (!stream.isReset) stream.reset(ResetCode.INTERNAL, "the local app's response body failed");
     abort.abort();
   }
-  o.onRequest?.({ method: head.method, target: head.target, status: res.status, ms: performance.now() - t0, bytes });
+  report(res.status, bytes, error);
 }
 
 /** Request headers that must not be copied onto our own WebSocket handshake. */
@@ -91,6 +136,18 @@ async function forwardWebSocket(stream: TunnelStream, o: ForwardOptions): Promis
   const headers: Record<string, string> = {};
   for (const [n, v] of originRequestHeaders(head, o)) if (!WS_SKIP.has(n)) headers[n] = v;
   const wsOrigin = o.origin.replace(/^http/, "ws");
+  const t0 = performance.now();
+  let resetBy: StreamResetError | undefined;
+  stream.onReset = (err) => {
+    resetBy = err;
+  };
+  let reported = false;
+  const report = (status: number, error?: string, closeCode?: number) => {
+    if (reported) return;
+    reported = true;
+    const bytes = status === 101 ? stream.bytesSent + stream.bytesReceived : 0;
+    o.onRequest?.({ kind: "ws", method: "GET", target: head.target, status, ms: performance.now() - t0, bytes, ...(error ? { error } : {}), ...(closeCode !== undefined ? { closeCode } : {}) });
+  };
   let conn;
   try {
     conn = await connectWebSocket(wsOrigin + head.target, {
@@ -105,10 +162,18 @@ async function forwardWebSocket(stream: TunnelStream, o: ForwardOptions): Promis
       stream.sendResponse(jsonPayload(h));
       if (err.body) await stream.write(new TextEncoder().encode(err.body)).catch(() => {});
       stream.end();
-      return;
+      return report(h.status, err.status === 101 ? "origin_invalid_response" : "upgrade_refused");
     }
-    unreachable(stream, o.origin, err);
-    return;
+    if (stream.isReset) {
+      const r = peerReset(resetBy);
+      return report(r.status, r.error);
+    }
+    return report(502, unreachable(stream, o.origin, err));
+  }
+  if (stream.isReset) {
+    conn.terminate();
+    const r = peerReset(resetBy);
+    return report(r.status, r.error);
   }
   const resHead: ResponseHead = { status: 101, headers: [] };
   if (conn.protocol) resHead.protocol = conn.protocol;
@@ -121,6 +186,8 @@ async function forwardWebSocket(stream: TunnelStream, o: ForwardOptions): Promis
   conn.on("close", (code, reason) => {
     originClosed = true;
     stream.wsCloseQueued(code, reason);
+    // one event per session, when it ends: 101, how long it lasted, bytes both ways, the close code
+    report(101, resetBy ? (resetBy.code === ResetCode.CANCEL ? "client_gone" : "reset") : undefined, code);
   });
   conn.on("error", () => {});
   const td = new TextDecoder();
@@ -135,5 +202,8 @@ async function forwardWebSocket(stream: TunnelStream, o: ForwardOptions): Promis
     const valid = (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
     conn.close(valid ? code : 1000, valid ? reason : "");
   };
-  stream.onReset = () => conn.terminate();
+  stream.onReset = (err) => {
+    resetBy = err;
+    conn.terminate();
+  };
 }

@@ -3,21 +3,18 @@
  * state changes) or, with --json, one JSON object per line on stdout (`ready`, `request`,
  * `state`, `error`). Nothing here ever prints a token or a key.
  */
+import type { RequestEvent } from "./forward.ts";
 import type { AgentState } from "./supervisor.ts";
 
-export interface RequestEvent {
-  method: string;
-  target: string;
-  status: number;
-  ms: number;
-  bytes: number;
-}
+export type { RequestEvent };
 
 export interface Output {
   ready(t: { public_url: string; local_url: string; tunnel_id: string }): void;
   request(t: { tunnel_id: string }, e: RequestEvent): void;
   state(t: { tunnel_id?: string; local_url: string }, s: AgentState): void;
   error(code: string, message: string, fields?: Record<string, unknown>): void;
+  /** Something to know that is not a failure (e.g. nothing listening on the port yet). */
+  warn(code: string, message: string, fields?: Record<string, unknown>): void;
   info(message: string): void;
 }
 
@@ -32,26 +29,43 @@ export function createOutput(json: boolean, write: (line: string) => void = (l) 
     const emit = (o: Record<string, unknown>) => write(JSON.stringify({ ...o, time: new Date().toISOString() }));
     return {
       ready: (t) => emit({ event: "ready", ...t }),
-      request: (t, e) => emit({ event: "request", tunnel_id: t.tunnel_id, method: e.method, path: e.target, status: e.status, ms: Math.round(e.ms * 10) / 10, bytes: e.bytes }),
+      request: (t, e) =>
+        emit({
+          event: "request",
+          tunnel_id: t.tunnel_id,
+          kind: e.kind,
+          method: e.method,
+          path: e.target,
+          status: e.status,
+          ms: Math.round(e.ms * 10) / 10,
+          bytes: e.bytes,
+          ...(e.error ? { error: e.error } : {}),
+          ...(e.closeCode !== undefined ? { close_code: e.closeCode } : {}),
+        }),
       state: (t, s) => {
         const { error: _e, ...rest } = s as AgentState & { error?: Error };
         emit({ event: "state", ...t, ...rest });
       },
       error: (code, message, fields) => emit({ event: "error", code, message, ...fields }),
+      warn: (code, message, fields) => emit({ event: "warning", code, message, ...fields }),
       info: (message) => emit({ event: "info", message }),
     };
   }
   return {
     ready: (t) => write(`Tunnel established\nPublic URL:    ${t.public_url}\nForwarding to: ${t.local_url}\n`),
-    request: (_t, e) => write(`${e.method.padEnd(7)} ${e.target.length > 60 ? `${e.target.slice(0, 57)}...` : e.target.padEnd(60)} ${e.status} ${e.ms.toFixed(0).padStart(5)} ms ${size(e.bytes).padStart(9)}`),
+    request: (_t, e) => {
+      const extra = [e.closeCode !== undefined ? `closed ${e.closeCode}` : "", e.error ?? ""].filter(Boolean).join(", ");
+      write(`${(e.kind === "ws" ? "WS" : e.method).padEnd(7)} ${e.target.length > 60 ? `${e.target.slice(0, 57)}...` : e.target.padEnd(60)} ${e.status} ${e.ms.toFixed(0).padStart(5)} ms ${size(e.bytes).padStart(9)}${extra ? `  ${extra}` : ""}`);
+    },
     state: (t, s) => {
       if (s.state === "reconnecting") err(`${t.local_url}: reconnecting in ${(s.inMs / 1000).toFixed(1)} s (${s.reason})`);
       else if (s.state === "online") err(`${t.local_url}: online at ${s.publicUrl}`);
       // offline because of an error: the error line that follows says it (once, not twice)
       else if (s.state === "offline" && !s.error) err(`${t.local_url}: offline (${s.reason})`);
-      else if (s.state === "stopping") err(`stopping: waiting for ${s.inFlight} request(s), up to ${Math.round(s.graceMs / 1000)} s (Ctrl+C again to stop now)`);
+      else if (s.state === "stopping" && s.inFlight > 0) err(`stopping: waiting for ${s.inFlight} request(s) in flight, up to ${s.graceMs / 1000} s (Ctrl+C again to stop now)`);
     },
     error: (_code, message, fields) => err(`error: ${typeof fields?.local_url === "string" ? `${fields.local_url}: ` : ""}${message}`),
+    warn: (_code, message) => err(`warning: ${message}`),
     info: (message) => err(message),
   };
 }

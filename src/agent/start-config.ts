@@ -3,11 +3,30 @@
  * (azhexgate.json / azhexgate.toml, several tunnels) > defaults. Validated; errors are one
  * sentence naming the setting.
  */
+import { readStartFile } from "./config-file.ts";
+
 /** A local app's port: 1-65535 (0 is "any port" for a server, never a place to forward to). */
 function localPort(v: string, what: string): number {
   const n = Number(v);
   if (!/^\d+$/.test(v.trim()) || n < 1 || n > 65535) throw new Error(`${what} must be the port your local app listens on, a whole number from 1 to 65535 (got "${v}")`);
   return n;
+}
+
+/**
+ * A positional target, as ngrok / cloudflared users type it: `3000`, `localhost:5173`,
+ * `127.0.0.1:8000`, `[::1]:3000` or `http(s)://host:port`.
+ */
+export function parseTarget(v: string): { port: number; host?: string; https?: boolean } {
+  const what = `"${v}" (the local app to expose: a port like 3000, or host:port like localhost:5173)`;
+  if (/^\d+$/.test(v)) return { port: localPort(v, "the port") };
+  let m = /^(https?):\/\/(\[[0-9a-fA-F:.]+\]|[^/:]+)(?::(\d+))?\/?$/.exec(v);
+  if (m) {
+    const https = m[1] === "https";
+    return { port: localPort(m[3] ?? (https ? "443" : "80"), `the port of ${what}`), host: m[2]!.replace(/^\[|\]$/g, ""), https };
+  }
+  m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d+)$/.exec(v);
+  if (m) return { port: localPort(m[2]!, `the port of ${what}`), host: m[1]!.replace(/^\[|\]$/g, "") };
+  throw new Error(`cannot read ${what}`);
 }
 
 export interface TunnelSpec {
@@ -27,33 +46,9 @@ export interface StartConfig {
   logLevel: "silent" | "error" | "warn" | "info" | "debug";
   qr: boolean;
   exitOnFail: boolean;
+  /** A tunnel deleted on the gateway is created again (new URL) instead of stopping the agent. */
+  recreate: boolean;
   graceMs: number;
-}
-
-interface FileConfig {
-  api_url?: string;
-  api_key?: string;
-  tunnels?: Array<{ port?: number; subdomain?: string; host_header?: string; local_host?: string; local_https?: boolean }>;
-}
-
-async function readConfigFile(path: string | undefined, cwd: string): Promise<{ file?: string; cfg: FileConfig }> {
-  const candidates = path ? [path] : [`${cwd}/azhexgate.json`, `${cwd}/azhexgate.toml`];
-  for (const file of candidates) {
-    const f = Bun.file(file);
-    if (!(await f.exists())) {
-      if (path) throw new Error(`config file ${file} does not exist`);
-      continue;
-    }
-    const text = await f.text();
-    try {
-      const cfg = (file.endsWith(".toml") ? Bun.TOML.parse(text) : JSON.parse(text)) as FileConfig;
-      if (typeof cfg !== "object" || cfg === null) throw new Error("not an object");
-      return { file, cfg };
-    } catch (err) {
-      throw new Error(`config file ${file} is not valid ${file.endsWith(".toml") ? "TOML" : "JSON"}: ${(err as Error).message}`);
-    }
-  }
-  return { cfg: {} };
 }
 
 function flag(raw: readonly string[], name: string): string | undefined {
@@ -78,32 +73,37 @@ export async function resolveStartConfig(
   allValues: (raw: readonly string[], name: string) => string[],
   env: Record<string, string | undefined>,
   cwd: string,
+  positionals: readonly string[] = [],
 ): Promise<StartConfig> {
-  const { cfg: file } = await readConfigFile(flag(raw, "config"), cwd);
-  const hostHeader = flag(raw, "host-header") ?? "rewrite";
+  const file = await readStartFile(flag(raw, "config"), cwd);
+  const hostHeader = (flag(raw, "host-header") ?? file.host_header ?? "rewrite") as TunnelSpec["hostHeader"];
   if (hostHeader !== "rewrite" && hostHeader !== "preserve") throw new Error(`--host-header must be rewrite or preserve (got "${hostHeader}")`);
   const subdomain = flag(raw, "subdomain");
   if (subdomain !== undefined && !SUBDOMAIN.test(subdomain)) throw new Error(`--subdomain must be 3-40 lowercase letters, digits or hyphens (got "${subdomain}")`);
-  const localHost = flag(raw, "local-host") ?? "localhost";
-  const localHttps = bool(raw, "local-https") ?? false;
+  const localHost = flag(raw, "local-host") ?? file.local_host ?? "localhost";
+  const localHttps = bool(raw, "local-https") ?? file.local_https ?? false;
   const ports = allValues(raw, "port");
   let tunnels: TunnelSpec[];
-  if (ports.length) {
-    if (subdomain && ports.length > 1) throw new Error("--subdomain names one tunnel; use a config file to name several");
-    tunnels = ports.map((p) => {
-      const port = localPort(p, "--port");
-      return { port, subdomain, hostHeader, localHost, localHttps };
-    });
+  if (ports.length || positionals.length) {
+    if (subdomain && ports.length + positionals.length > 1) throw new Error("--subdomain names one tunnel; use a config file to name several");
+    tunnels = [
+      ...positionals.map((p) => {
+        const t = parseTarget(p);
+        return { port: t.port, subdomain, hostHeader, localHost: t.host ?? localHost, localHttps: t.https ?? localHttps };
+      }),
+      ...ports.map((p) => ({ port: localPort(p, "--port"), subdomain, hostHeader, localHost, localHttps })),
+    ];
   } else if (file.tunnels?.length) {
-    tunnels = file.tunnels.map((t, i) => {
-      const port = localPort(String(t.port ?? ""), `tunnels[${i}].port in the config file`);
-      const hh = t.host_header ?? hostHeader;
-      if (hh !== "rewrite" && hh !== "preserve") throw new Error(`tunnels[${i}].host_header must be rewrite or preserve`);
-      if (t.subdomain !== undefined && !SUBDOMAIN.test(t.subdomain)) throw new Error(`tunnels[${i}].subdomain is not a valid name`);
-      return { port, subdomain: t.subdomain, hostHeader: hh, localHost: t.local_host ?? localHost, localHttps: t.local_https ?? localHttps };
-    });
+    // validated by config-file.ts: ports, names and host_header are already the right shape
+    tunnels = file.tunnels.map((t) => ({
+      port: t.port,
+      subdomain: t.subdomain,
+      hostHeader: t.host_header ?? hostHeader,
+      localHost: t.local_host ?? localHost,
+      localHttps: t.local_https ?? localHttps,
+    }));
   } else {
-    throw new Error("--port is required: the port your local app listens on, e.g. azhexgate start --port 3000");
+    throw new Error(`--port is required: the port your local app listens on, e.g. azhexgate start 3000 (or --port 3000)${file.file ? `, or "port" / [[tunnels]] in ${file.file}` : ""}`);
   }
   const apiUrl = flag(raw, "api-url") ?? env.AZHEXGATE_API_URL ?? file.api_url;
   const apiKey = flag(raw, "api-key") ?? env.AZHEXGATE_API_KEY ?? file.api_key;
@@ -116,17 +116,18 @@ export async function resolveStartConfig(
     }
     if (!apiKey) throw new Error("--api-url needs an API key: set AZHEXGATE_API_KEY (or --api-key)");
   }
-  const level = flag(raw, "log-level") ?? env.AZHEXGATE_LOG_LEVEL ?? "warn";
+  const level = flag(raw, "log-level") ?? env.AZHEXGATE_LOG_LEVEL ?? file.log_level ?? "warn";
   if (!["silent", "error", "warn", "info", "debug"].includes(level)) throw new Error(`--log-level must be silent, error, warn, info or debug (got "${level}")`);
-  const grace = Number(flag(raw, "grace") ?? "10");
+  const grace = Number(flag(raw, "grace") ?? file.grace ?? "10");
   if (!Number.isFinite(grace) || grace < 0) throw new Error(`--grace must be a number of seconds (got "${flag(raw, "grace")}")`);
   const out: StartConfig = {
     tunnels,
     apiUrl,
-    json: bool(raw, "json") ?? false,
+    json: bool(raw, "json") ?? file.json ?? false,
     logLevel: level as StartConfig["logLevel"],
-    qr: bool(raw, "qr") ?? false,
-    exitOnFail: bool(raw, "exit-on-fail") ?? false,
+    qr: bool(raw, "qr") ?? file.qr ?? false,
+    exitOnFail: bool(raw, "exit-on-fail") ?? file.exit_on_fail ?? false,
+    recreate: bool(raw, "recreate") ?? file.recreate ?? false,
     graceMs: grace * 1000,
   };
   Object.defineProperty(out, "apiKey", { value: apiKey, enumerable: false });

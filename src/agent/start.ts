@@ -4,14 +4,16 @@
  * signal stops at once). Resolves with the process exit code.
  */
 import { createLogger } from "../log.ts";
-import { createApiClient, type ApiClient, type ClaimedTunnel } from "./api-client.ts";
+import { ApiClientError, createApiClient, type ApiClient, type ClaimedTunnel } from "./api-client.ts";
 import { startEmbeddedGateway, type Embedded } from "./embedded.ts";
+import { EXIT, terminalExitCode } from "./exit-codes.ts";
+import { originPool } from "./forward.ts";
 import { createOutput, type Output } from "./output.ts";
 import type { StartConfig, TunnelSpec } from "./start-config.ts";
 import { superviseAgent, type SupervisorHandle } from "./supervisor.ts";
 
 /** True when something accepts TCP connections on host:port. */
-async function listening(host: string, port: number): Promise<boolean> {
+async function accepts(host: string, port: number): Promise<boolean> {
   try {
     const s = await Bun.connect({ hostname: host, port, socket: { data() {} } });
     s.end();
@@ -21,33 +23,84 @@ async function listening(host: string, port: number): Promise<boolean> {
   }
 }
 
-function runTunnel(spec: TunnelSpec, client: ApiClient, cfg: StartConfig, out: Output, log: ReturnType<typeof createLogger>) {
+/**
+ * True when the local app accepts connections. `localhost` is tried on 127.0.0.1 and ::1 (an app
+ * such as Vite may listen on only one of them; forwarding resolves localhost either way).
+ */
+async function listening(host: string, port: number): Promise<boolean> {
+  const addrs = host === "localhost" ? ["127.0.0.1", "::1"] : [host.replace(/^\[|\]$/g, "")];
+  const results = await Promise.all(addrs.map((a) => accepts(a, port)));
+  return results.some(Boolean);
+}
+
+/** A tunnel that ended for good: the error and the exit code it ends the process with. */
+interface Fatal {
+  err: Error;
+  exitCode: number;
+}
+
+function runTunnel(spec: TunnelSpec, client: ApiClient, cfg: StartConfig, out: Output, log: ReturnType<typeof createLogger>, onFatal: () => void) {
   const localUrl = `${spec.localHttps ? "https" : "http"}://${spec.localHost}:${spec.port}`;
   let claimed: ClaimedTunnel | undefined;
   let announced = false;
+  let fatal: Fatal | undefined;
+  /** Streams still in flight when the grace period ended (cut off). */
+  let cut = 0;
+  /** A terminal management-API error: say it once, stop this tunnel, let runStart exit with its code. */
+  const endWith = (err: unknown): void => {
+    const exitCode = terminalExitCode(err);
+    if (exitCode === undefined || fatal) return;
+    fatal = { err: err as Error, exitCode };
+    out.error((err as { code?: string }).code ?? "error", (err as Error).message, { local_url: localUrl, exit_code: exitCode });
+    out.state({ tunnel_id: claimed?.id, local_url: localUrl }, { state: "offline", reason: (err as Error).message, error: err as Error });
+    void handle.stop({ graceMs: 0 }).then(onFatal);
+  };
   const handle: SupervisorHandle = superviseAgent({
     origin: localUrl,
     hostHeader: spec.hostHeader,
     exitOnFail: cfg.exitOnFail,
     async connect() {
-      if (claimed) {
-        // Re-claim the same tunnel (e.g. after a gateway restart); a new one only if it is gone.
-        try {
-          claimed = await client.renew(claimed, true);
-          return claimed;
-        } catch (err) {
-          if ((err as { code?: string }).code !== "not_found") throw err;
+      try {
+        if (claimed) {
+          // Re-claim the same tunnel (e.g. after a gateway restart) …
+          try {
+            claimed = await client.renew(claimed, true);
+            return claimed;
+          } catch (err) {
+            if ((err as { code?: string }).code !== "not_found") throw err;
+            // … gone: deleted on the gateway (or expired). A new tunnel only when asked for.
+            if (!cfg.recreate) {
+              throw new ApiClientError(
+                "tunnel_deleted",
+                `Tunnel ${claimed.id} was deleted on the gateway (azhexgate tunnels delete, or it expired); stopping. ` +
+                  `Run azhexgate start again for a new tunnel, or pass --recreate to get one automatically.`,
+                false,
+                404,
+              );
+            }
+            out.info(`${localUrl}: tunnel ${claimed.id} was deleted on the gateway; creating a new one (--recreate)`);
+            announced = false; // the new public URL gets its own banner / ready event
+          }
         }
+        claimed = await client.create({ subdomain: spec.subdomain, localPort: spec.port });
+        return claimed;
+      } catch (err) {
+        endWith(err);
+        throw err;
       }
-      claimed = await client.create({ subdomain: spec.subdomain, localPort: spec.port });
-      return claimed;
     },
     async renew(_grant, { rejected }) {
-      claimed = await client.renew(claimed!, rejected);
+      try {
+        claimed = await client.renew(claimed!, rejected);
+      } catch (err) {
+        if ((err as { code?: string }).code !== "not_found") endWith(err);
+        throw err;
+      }
       return { token: claimed.token, expiresAt: claimed.expiresAt };
     },
     onRequest: (e) => claimed && out.request({ tunnel_id: claimed.id }, e),
     onState(s) {
+      if (fatal) return; // said once by endWith
       if (s.state === "online" && !announced) {
         announced = true;
         out.ready({ public_url: s.publicUrl, local_url: localUrl, tunnel_id: claimed?.id ?? "" });
@@ -58,9 +111,12 @@ function runTunnel(spec: TunnelSpec, client: ApiClient, cfg: StartConfig, out: O
       out.state({ tunnel_id: claimed?.id, local_url: localUrl }, s);
       if (s.state === "offline" && s.error) out.error((s.error as { code?: string }).code ?? "error", s.error.message, { local_url: localUrl });
     },
-    log: (event, fields) => log.debug(event, fields),
+    log: (event, fields) => {
+      if (event === "stopped" && typeof fields?.cutStreams === "number") cut = fields.cutStreams;
+      log.debug(event, fields);
+    },
   });
-  return { handle, localUrl, claimed: () => claimed, ephemeral: !spec.subdomain };
+  return { handle, localUrl, claimed: () => claimed, ephemeral: !spec.subdomain, fatal: () => fatal, cut: () => cut };
 }
 
 async function printQr(url: string, out: Output): Promise<void> {
@@ -85,11 +141,12 @@ export async function runStart(cfg: StartConfig): Promise<number> {
   }
   const client = createApiClient({ apiUrl, apiKey: apiKey! });
   for (const t of cfg.tunnels) {
-    if (!(await listening(t.localHost === "localhost" ? "127.0.0.1" : t.localHost, t.port))) {
-      out.error("origin_not_listening", `Nothing is listening on ${t.localHost}:${t.port} yet; requests will get 502 until your app starts.`, { local_port: t.port });
+    if (!(await listening(t.localHost, t.port))) {
+      out.warn("origin_not_listening", `Nothing is listening on ${t.localHost}:${t.port} yet; requests will get 502 until your app starts.`, { local_port: t.port });
     }
   }
-  const tunnels = cfg.tunnels.map((spec) => runTunnel(spec, client, cfg, out, log));
+  let endAllFatal: () => void = () => {};
+  const tunnels = cfg.tunnels.map((spec) => runTunnel(spec, client, cfg, out, log, () => endAllFatal()));
 
   let signals = 0;
   const stopAll = async (immediate: boolean) => {
@@ -104,21 +161,36 @@ export async function runStart(cfg: StartConfig): Promise<number> {
       }
       void (async () => {
         await stopAll(false);
-        for (const t of tunnels) {
-          const c = t.claimed();
-          if (t.ephemeral && c && !embedded) await client.remove(c.id).catch(() => {});
-        }
+        const cut = tunnels.reduce((n, t) => n + t.cut(), 0);
+        if (cut > 0 && signals === 1) out.info(`stopped: ${cut} request(s) still in flight after the ${cfg.graceMs / 1000} s grace were cut off`);
+        // ephemeral tunnels are deleted on the gateway, all at once and briefly: exiting must not wait on the network
+        await Promise.race([
+          Promise.all(tunnels.map((t) => {
+            const c = t.claimed();
+            return t.ephemeral && c && !embedded && !t.fatal() ? client.remove(c.id).catch(() => {}) : undefined;
+          })),
+          Bun.sleep(2000),
+        ]);
+        originPool.close(); // idle keep-alive sockets to the app would hold the process open for up to 4 s
         await embedded?.app.stop();
-        resolve(0);
+        resolve(EXIT.ok);
       })();
     };
     process.on("SIGINT", onSignal);
     process.on("SIGTERM", onSignal);
+    // Every tunnel ended on a terminal error: exit with the first one's code.
+    endAllFatal = () => {
+      if (signals > 0 || !tunnels.every((t) => t.fatal())) return;
+      void (async () => {
+        await embedded?.app.stop();
+        resolve(tunnels[0]!.fatal()!.exitCode);
+      })();
+    };
     // A permanent failure of every tunnel (only with --exit-on-fail) ends the process with 1.
     void Promise.all(tunnels.map((t) => t.handle.closed)).then(async (errs) => {
-      if (signals === 0 && errs.some((e) => e)) {
+      if (signals === 0 && errs.some((e) => e) && !tunnels.some((t) => t.fatal())) {
         await embedded?.app.stop();
-        resolve(1);
+        resolve(EXIT.failed);
       }
     });
   });

@@ -9,8 +9,8 @@ import { strictFlags } from "./_args.ts";
 const flags = {
   port: { type: "string", description: "Port to listen on [AZHEXGATE_PORT, default 8080]", valueHint: "n" },
   host: { type: "string", description: "Address to bind [AZHEXGATE_HOST, default 127.0.0.1]", valueHint: "addr" },
-  "base-domain": { type: "string", description: "Tunnels are {id}.{base-domain} [AZHEXGATE_BASE_DOMAIN, default azhexgate.com]", valueHint: "domain" },
-  "public-scheme": { type: "string", description: "Scheme of public URLs: https or http [AZHEXGATE_PUBLIC_SCHEME, default https]", valueHint: "scheme" },
+  "base-domain": { type: "string", description: "Tunnels are {id}.{base-domain}; the management API answers on it and api.{base-domain} only [AZHEXGATE_BASE_DOMAIN; unset on loopback: localhost, tunnels at {id}.localhost:PORT and the API on any loopback or IP host]", valueHint: "domain" },
+  "public-scheme": { type: "string", description: "Scheme of public URLs: https or http [AZHEXGATE_PUBLIC_SCHEME, default http for localhost, else https]", valueHint: "scheme" },
   registry: { type: "string", description: "Tunnel registry: sqlite:PATH, :memory: or redis://HOST:PORT [AZHEXGATE_REGISTRY]", valueHint: "spec" },
   "api-keys-file": { type: "string", description: "File with management API keys, one per line [AZHEXGATE_API_KEYS_FILE]; keys may also come from AZHEXGATE_API_KEYS", valueHint: "file" },
   "allow-cidr": { type: "string", description: "Comma-separated CIDRs allowed to call the management API [AZHEXGATE_API_ALLOW_CIDRS]", valueHint: "cidrs" },
@@ -41,6 +41,9 @@ export default defineCommand({
       throw err;
     }
     const log = createLogger({ level: config.logLevel, format: config.logFormat }).child("gateway");
+    if (!config.localHosts && args["base-domain"] === undefined && process.env.AZHEXGATE_BASE_DOMAIN === undefined) {
+      log.warn("AZHEXGATE_BASE_DOMAIN is not set: tunnels are served at {id}.azhexgate.com; set it to the wildcard domain that points at this gateway", { host: config.host });
+    }
     const { startGatewayApp } = await import("../gateway/app.ts");
     let app;
     try {

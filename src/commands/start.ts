@@ -7,6 +7,7 @@ import { defineCommand } from "citty";
 import { allValues, strictFlags, usageExit } from "./_args.ts";
 
 const args = {
+  target: { type: "positional", required: false, description: "Port or host:port of the local app (3000, localhost:5173); same as --port, repeatable", valueHint: "port" },
   port: { type: "string", description: "Local port to expose (repeat for several: --port 3000 --port 5173)", valueHint: "n" },
   subdomain: { type: "string", description: "Reserved name to claim (owned by your API key), e.g. my-app", valueHint: "name" },
   "host-header": { type: "string", description: "Host sent to the local app: rewrite (localhost:PORT, default) or preserve (the public host)", valueHint: "mode" },
@@ -18,23 +19,27 @@ const args = {
   json: { type: "boolean", description: "One JSON event per line on stdout (ready, request, state, error)" },
   "log-level": { type: "string", description: "silent, error, warn, info or debug (default warn)", valueHint: "level" },
   qr: { type: "boolean", description: "Also print the public URL as a QR code" },
-  "exit-on-fail": { type: "boolean", description: "Exit (code 1) on a permanent failure instead of retrying" },
+  "exit-on-fail": { type: "boolean", description: "Also exit (code 1) on permanent relay failures instead of retrying (a rejected key, a taken name or bad configuration always exit: codes 2-4)" },
+  recreate: { type: "boolean", description: "When the tunnel is deleted on the gateway, create a new one (new URL) instead of exiting (code 5)" },
   grace: { type: "string", description: "Seconds in-flight requests may finish after Ctrl+C (default 10)", valueHint: "s" },
 } as const;
 
 export default defineCommand({
   meta: { name: "start", description: "Expose local ports through a tunnel and print their public URLs" },
   args,
-  async run({ rawArgs }) {
+  async run({ args: parsed, rawArgs }) {
     strictFlags("start", rawArgs, args);
     const { resolveStartConfig } = await import("../agent/start-config.ts");
     let cfg;
     try {
-      cfg = await resolveStartConfig(rawArgs, allValues, process.env, process.cwd());
+      cfg = await resolveStartConfig(rawArgs, allValues, process.env, process.cwd(), parsed._.map(String));
     } catch (err) {
       usageExit("start", (err as Error).message);
     }
     const { runStart } = await import("../agent/start.ts");
-    process.exitCode = await runStart(cfg);
+    const code = await runStart(cfg);
+    // Exit now: nothing left to wait for (a lingering socket or timer must not delay Ctrl+C).
+    await Promise.all([process.stdout, process.stderr].map((s) => new Promise<void>((r) => s.write("", () => r()))));
+    process.exit(code);
   },
 });

@@ -48,7 +48,7 @@ const list = defineCommand({
 });
 
 const del = defineCommand({
-  meta: { name: "delete", description: "Delete one of your tunnels (its agent is disconnected)" },
+  meta: { name: "delete", description: "Delete one of your tunnels: its public URL stops answering and its agent is disconnected and exits (unless started with --recreate)" },
   args: { id: { type: "positional", description: "Tunnel id (its subdomain)", required: true }, ...common },
   async run({ args, rawArgs }) {
     const c = await client("delete", rawArgs, args);

@@ -87,6 +87,7 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
       hostname: config.host,
       port: config.port,
       baseDomain: config.baseDomain,
+      localHosts: config.localHosts,
       publicScheme: config.publicScheme,
       ttfbMs: config.ttfbSeconds * 1000,
       resolveTunnel: async (id) => {

@@ -25,6 +25,11 @@ export interface GatewayOptions {
   port?: number;
   /** Public base domain: tunnels are `{id}.{baseDomain}` (e.g. `azhexgate.com`, or `localhost`). */
   baseDomain: string;
+  /**
+   * A local gateway: any host that is not a tunnel's (`localhost`, an IP, another name) is the apex
+   * and reaches the management API. Default false: only the base domain and `api.{base}`.
+   */
+  localHosts?: boolean;
   /** Scheme public clients use (for X-Forwarded-Proto and printed URLs). Default "http". */
   publicScheme?: "http" | "https";
   /** Looks a tunnel id up (the registry); undefined = no such tunnel. */
@@ -74,22 +79,28 @@ export function rawTarget(url: string): string {
 /** True for the apex, `api.{base}` and hosts outside the base domain (IPs, localhost): never a tunnel. */
 function serviceHost(host: string | null, baseDomain: string): boolean {
   try {
-    const id = routeHost(host, baseDomain);
+    const id = routeHost(host, baseDomain, true);
     return id === "" || id === "api";
   } catch {
     return true;
   }
 }
 
-/** Splits a Host header into a tunnel id (or "" for the apex) — or throws a 400 / 404. */
-export function routeHost(host: string | null, baseDomain: string): string {
+/**
+ * Splits a Host header into a tunnel id (or "" for the apex) — or throws a 400 / 404.
+ * `localHosts`: a host outside the base domain is the apex too (a local gateway), not a 404.
+ */
+export function routeHost(host: string | null, baseDomain: string, localHosts = false): string {
   if (!host || host.includes(",") || !HOST_RE.test(host)) {
     throw new GatewayError(400, "bad_host", "The request's Host header is missing or malformed.");
   }
   const name = host.replace(/:\d+$/, "").toLowerCase().replace(/\.$/, "");
   const base = baseDomain.toLowerCase();
   if (name === base) return "";
-  if (!name.endsWith(`.${base}`)) throw new GatewayError(404, "tunnel_not_found", `No tunnel is served at ${name}.`);
+  if (!name.endsWith(`.${base}`)) {
+    if (localHosts) return "";
+    throw new GatewayError(404, "tunnel_not_found", `No tunnel is served at ${name}.`);
+  }
   const label = name.slice(0, -(base.length + 1));
   if (!LABEL_RE.test(label)) throw new GatewayError(404, "tunnel_not_found", `No tunnel is served at ${name}.`);
   return label;
@@ -205,7 +216,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
         const path = q < 0 ? target : target.slice(0, q);
         if (SERVICE_PATHS.has(path) && serviceHost(req.headers.get("host"), o.baseDomain)) return await service(path);
         if (req.method === "CONNECT") throw new GatewayError(405, "method_not_allowed", "CONNECT is not supported.");
-        id = routeHost(req.headers.get("host"), o.baseDomain);
+        id = routeHost(req.headers.get("host"), o.baseDomain, o.localHosts);
         if (id === "" || id === "api") {
           if (o.apex) return await o.apex(req, server);
           throw new GatewayError(404, "tunnel_not_found", "This is an azhexgate gateway; tunnels live at {id}." + o.baseDomain + ".");

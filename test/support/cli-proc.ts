@@ -186,11 +186,11 @@ export interface GatewayChild {
 export const API_KEY = "cli-test-key-0123456789abcdef";
 
 /** `azhexgate gateway` on loopback (local relay emulator), ready when its JSON "gateway ready" line appears. */
-export async function startGatewayChild(o: { port?: number; registry?: string; tokenTtl?: number; extra?: string[] } = {}): Promise<GatewayChild> {
+export async function startGatewayChild(o: { port?: number; registry?: string; tokenTtl?: number; extra?: string[]; env?: Record<string, string> } = {}): Promise<GatewayChild> {
   const args = ["gateway", "--port", String(o.port ?? 0), "--base-domain", "localhost", "--public-scheme", "http", "--registry", o.registry ?? ":memory:", "--log-format", "json", "--log-level", "info", "--drain", "1"];
   if (o.tokenTtl) args.push("--token-ttl", String(o.tokenTtl));
   args.push(...(o.extra ?? []));
-  const child = spawnCli(args, { env: { AZHEXGATE_API_KEYS: API_KEY } });
+  const child = spawnCli(args, { env: { AZHEXGATE_API_KEYS: API_KEY, ...o.env } });
   const line = await child.waitErr(/"gateway ready"/, 15_000);
   const ready = JSON.parse(line) as { url: string; api_url: string };
   return { child, port: Number(new URL(ready.url).port), apiUrl: ready.api_url };
