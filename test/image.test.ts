@@ -198,8 +198,9 @@ describe("the image, rebuilt on the host from the Dockerfile", () => {
         const status = readFileSync(`/proc/${gw.pid}/status`, "utf8");
         expect(/^Uid:\s+(\d+)/m.exec(status)![1]).toBe(String(RUN_UID));
       }
-      // the gateway answers as itself: a tunnel host it does not know is its own 404
-      const res = await fetch(`http://127.0.0.1:${port}/`, { headers: { host: "12345678.azhexgate.com" } });
+      // the gateway answers as itself: a tunnel host it does not know is its own 404 (bound to
+      // loopback with no AZHEXGATE_BASE_DOMAIN, tunnels are {id}.localhost)
+      const res = await fetch(`http://127.0.0.1:${port}/`, { headers: { host: "12345678.localhost" } });
       expect(res.status).toBe(404);
       expect(res.headers.get("x-azhexgate-error")).toBe("tunnel_not_found");
       expect(readdirSync(data)).toContain("registry.db"); // the image's sqlite:/data default, written by the run user
