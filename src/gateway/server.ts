@@ -36,9 +36,27 @@ export interface GatewayOptions {
   pool?: Omit<PoolOptions, "dial">;
   /** Requests to the base domain itself (management API). Default: 404. */
   apex?: (req: Request, server: Server<PublicWsData>) => Response | Promise<Response>;
-  /** Readiness beyond "the server is up" (registry and relay reachable). Default: ready. */
-  ready?: () => boolean | Promise<boolean>;
+  /** Readiness beyond "the server is up" (registry and relay reachable). Default: ready. A reason is shown as JSON. */
+  ready?: () => boolean | Readiness | Promise<boolean | Readiness>;
+  /**
+   * The public client of a request from TCP peer `peer`: its address (trusted-proxy X-Forwarded-For
+   * aware) and, when a trusted proxy said so, the scheme it was reached with. Default: the peer.
+   */
+  client?: (req: Request, peer: { address: string; port: number }) => PublicClient;
   metrics?: GatewayMetrics;
+}
+
+export interface Readiness {
+  ready: boolean;
+  /** Why not ready, for operators (shown by /readyz). */
+  reason?: string;
+}
+
+export interface PublicClient {
+  address: string;
+  port: number;
+  /** The scheme a trusted proxy says the client used (else the gateway's public scheme). */
+  proto?: "http" | "https";
 }
 
 /** Served on the apex and on hosts that are not tunnels (probes use an IP or localhost), never on a tunnel's host. */
@@ -156,13 +174,14 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     } catch (err) {
       throw tunnelError(err, id);
     }
-    const remote = server.requestIP(req);
+    const peer = server.requestIP(req);
+    const client = peer ? (o.client ? o.client(req, peer) : { address: peer.address, port: peer.port }) : undefined;
     const head = requestHeadFrom(req, {
       kind,
-      proto: scheme,
+      proto: client?.proto ?? scheme,
       host: req.headers.get("host")!,
       target,
-      remote: remote ? { address: remote.address, port: remote.port } : undefined,
+      remote: client ? { address: client.address, port: client.port } : undefined,
     });
     const stream = await session.open(head).catch((err) => {
       throw tunnelError(err, id);
@@ -262,8 +281,9 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     if (path === "/healthz") return text("ok\n");
     if (path === "/metrics") return text(metrics.registry.render(), 200, "text/plain; version=0.0.4; charset=utf-8");
     if (draining) return text("draining\n", 503);
-    const ok = await Promise.resolve(o.ready ? o.ready() : true).catch(() => false);
-    return ok ? text("ready\n") : text("not ready\n", 503);
+    const r = await Promise.resolve(o.ready ? o.ready() : true).catch((): Readiness => ({ ready: false, reason: "the readiness check failed" }));
+    if (typeof r === "boolean") return r ? text("ready\n") : text("not ready\n", 503);
+    return Response.json(r.reason === undefined ? { ready: r.ready } : r, { status: r.ready ? 200 : 503, headers: { "cache-control": "no-store" } });
   }
 
   const port = server.port!;
