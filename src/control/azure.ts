@@ -45,7 +45,7 @@ export interface AzureBindingOptions {
   senderRefreshBeforeMs?: number;
   /** ARM 401/403 inside this window are retried as "role assignment not yet effective" (default: none). */
   rolePropagation?: RolePropagation;
-  /** Backoff of those retries (defaults 1 s doubling to 15 s, at most 30 s per call). */
+  /** Backoff of those retries (defaults 1 s doubling to 15 s, at most 20 s per call). */
   roleRetry?: { firstDelayMs?: number; maxDelayMs?: number; budgetMs?: number };
 }
 

@@ -53,7 +53,7 @@ export interface RetryOptions {
   kind: (status: number) => string;
   /** HTTP status of a failure (undefined = not an HTTP answer: not retried here). */
   statusOf: (err: unknown) => number | undefined;
-  /** Longest this one call keeps retrying (default 30 s), so an API request does not hang for minutes. */
+  /** Longest this one call keeps retrying (default 20 s: under the agent API client's 30 s timeout), so an API request does not hang for minutes. */
   budgetMs?: number;
   firstDelayMs?: number;
   maxDelayMs?: number;
@@ -69,7 +69,7 @@ export interface RetryOptions {
 export async function retryWhileRolePropagates<T>(fn: () => Promise<T>, o: RetryOptions): Promise<T> {
   const now = o.now ?? Date.now;
   const sleep = o.sleep ?? ((ms: number) => Bun.sleep(ms));
-  const deadline = now() + (o.budgetMs ?? 30_000);
+  const deadline = now() + (o.budgetMs ?? 20_000);
   let delay = o.firstDelayMs ?? 1000;
   for (let attempt = 0; ; attempt++) {
     try {
