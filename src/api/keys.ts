@@ -36,6 +36,8 @@ export interface KeyVaultSource {
   secretName: string;
   credential: TokenCredential;
   fetch?: typeof fetch;
+  /** Longest wait for the vault's answer (default 15 s). */
+  timeoutMs?: number;
 }
 
 export interface ApiKeySources {
@@ -49,6 +51,8 @@ export interface ApiKeySources {
   log?: Logger;
   /** Start even if the file / Key Vault cannot be read yet (see the file comment). Default false: the first read must succeed. */
   waitForSources?: boolean;
+  /** With `waitForSources`: how long the start waits for the first read (default 10 s). */
+  firstWaitMs?: number;
   /** Backoff of the retries while unavailable: first delay, doubling up to max (default 1 s → 60 s). */
   retry?: { firstMs?: number; maxMs?: number };
   /** Key Vault 401/403 during this window are "role assignment not yet effective" (default: none). */
@@ -132,7 +136,17 @@ export async function readKeyVaultSecret(kv: KeyVaultSource): Promise<string> {
   const at = await kv.credential.getToken(KEY_VAULT_SCOPE);
   if (!at?.token) throw new Error(`the Azure credential returned no token for ${KEY_VAULT_SCOPE}; check the managed identity`);
   const url = new URL(`secrets/${kv.secretName}?api-version=${KEY_VAULT_API}`, base.href.endsWith("/") ? base.href : `${base.href}/`);
-  const res = await (kv.fetch ?? fetch)(url, { headers: { authorization: `Bearer ${at.token}`, accept: "application/json" }, redirect: "error" });
+  let res: Response;
+  try {
+    res = await (kv.fetch ?? fetch)(url, {
+      headers: { authorization: `Bearer ${at.token}`, accept: "application/json" },
+      redirect: "error",
+      signal: AbortSignal.timeout(kv.timeoutMs ?? 15_000),
+    });
+  } catch (e) {
+    const what = (e as Error)?.name === "TimeoutError" ? `did not answer within ${(kv.timeoutMs ?? 15_000) / 1000} s` : `could not be reached (${(e as Error)?.message ?? e})`;
+    throw new KeyVaultReadError(`Key Vault ${base.host} ${what}; check the vault URL, its firewall and the network`, undefined);
+  }
   if (res.status === 401 || res.status === 403) {
     await res.body?.cancel();
     throw new KeyVaultReadError(
@@ -282,7 +296,13 @@ export async function loadApiKeys(src: ApiKeySources): Promise<ApiKeyStore> {
     timer = setTimeout(() => void refresh().finally(schedule), delay);
     timer.unref?.();
   };
-  if (unavailable !== undefined) await refresh(); // the first read, answered before the gateway listens
+  if (unavailable !== undefined) {
+    // The first read, before the gateway listens — bounded, so a vault that never answers cannot
+    // hold the start (the read goes on; /readyz says "not loaded yet" meanwhile).
+    let waited: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([refresh(), new Promise<void>((r) => (waited = setTimeout(r, src.firstWaitMs ?? 10_000)))]);
+    clearTimeout(waited);
+  }
   schedule();
 
   return {
