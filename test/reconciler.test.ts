@@ -16,6 +16,10 @@ import { type EmulatorHandle, startEmulator } from "../src/emulator/server.ts";
 import { createLogger } from "../src/log.ts";
 import { openSqliteRegistry } from "../src/registry/sqlite.ts";
 import type { TunnelRegistry } from "../src/registry/types.ts";
+import { resolveGatewayConfig } from "../src/config.ts";
+import { startGatewayApp } from "../src/gateway/app.ts";
+import { silentLogger } from "../src/log.ts";
+import { redisServerPath, startRedis } from "./support/redis.ts";
 import { selfSignedCert } from "./support/relay-probe.ts";
 
 const MIN = 60_000;
@@ -180,5 +184,40 @@ describe("Azure binding: ARM listByNamespace through @azure/arm-relay", () => {
     expect(emu.entities.get("billing")).toBeDefined();
     expect(lines.some((l) => l.includes("reconciler deleted orphaned hybrid connection") && l.includes("hc-arm-orphan"))).toBe(true);
     r.stop();
+  });
+});
+
+describe("two gateway processes' worth of apps on one Redis registry", () => {
+  test.skipIf(!redisServerPath)("each app's reconciler keeps the other's tunnels and removes the orphan (settings from the environment)", async () => {
+    const redis = await startRedis();
+    const relay = await startEmulator();
+    const binding = createLocalBinding(relay);
+    const key = "reconcile-redis-key-0123456789abcd";
+    const apps = [];
+    try {
+      for (let i = 0; i < 2; i++) {
+        const config = resolveGatewayConfig(
+          { port: "0", "base-domain": "localhost", "public-scheme": "http", registry: redis.url },
+          { AZHEXGATE_API_KEYS: key, AZHEXGATE_RECONCILE_INTERVAL_SECONDS: "0", AZHEXGATE_RECONCILE_GRACE_SECONDS: "0.5" },
+        );
+        apps.push(await startGatewayApp({ config, env: {}, log: silentLogger, binding }));
+      }
+      const [a, b] = apps as [Awaited<ReturnType<typeof startGatewayApp>>, Awaited<ReturnType<typeof startGatewayApp>>];
+      const created = await fetch(`http://localhost:${b.gateway.port}/api/tunnels`, { method: "POST", headers: { "x-azhexgate-apikey": key } });
+      expect(created.status).toBe(201);
+      const hc = ((await created.json()) as { hybrid_connection_name: string }).hybrid_connection_name;
+      await binding.provisioner.ensure("hc-redis-orphan");
+      const first = await Promise.all([a.reconciler.runOnce(), b.reconciler.runOnce()]);
+      for (const r of first) expect(r).toEqual({ deleted: [], waiting: ["hc-redis-orphan"], owned: 1 });
+      await Bun.sleep(700);
+      const second = await Promise.all([a.reconciler.runOnce(), b.reconciler.runOnce()]);
+      expect(second.flatMap((r) => r.deleted)).toContain("hc-redis-orphan");
+      expect(relay.entities.get("hc-redis-orphan")).toBeUndefined();
+      expect(relay.entities.get(hc)).toBeDefined(); // created through B, kept by A too
+    } finally {
+      for (const app of apps) await app.stop();
+      await relay.stop();
+      await redis.stop();
+    }
   });
 });
