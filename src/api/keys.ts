@@ -157,7 +157,7 @@ export async function readKeyVaultSecret(kv: KeyVaultSource): Promise<string> {
   if (res.status === 404) {
     await res.body?.cancel();
     throw new KeyVaultReadError(
-      `Key Vault secret ${kv.secretName} not found (404) in ${base.host} — create it with the API keys, comma or newline separated: az keyvault secret set --vault-name ${base.hostname.split(".")[0]} --name ${kv.secretName} --value "$(openssl rand -base64 32)"`,
+      `Key Vault secret ${kv.secretName} not found (404) in ${base.host} — create it with the API keys, comma or newline separated: az keyvault secret set --vault-name ${base.hostname.split(".")[0]} --name ${kv.secretName} --value "<key>[,<key>…]" (make a key with: openssl rand -base64 32)`,
       404,
     );
   }
