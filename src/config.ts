@@ -32,6 +32,7 @@ export const GATEWAY_SETTING_NAMES = [
   "AZHEXGATE_ROLE_PROPAGATION_SECONDS",
   "AZHEXGATE_RECONCILE_INTERVAL_SECONDS",
   "AZHEXGATE_RECONCILE_GRACE_SECONDS",
+  "AZHEXGATE_TRUST_FORWARDED_HOST",
 ] as const;
 
 export interface GatewayConfig {
@@ -59,6 +60,11 @@ export interface GatewayConfig {
   reconcileIntervalSeconds: number;
   /** An `hc-*` hybrid connection no tunnel owns is deleted once orphaned and untouched this long (default 600). */
   reconcileGraceSeconds: number;
+  /**
+   * Route on X-Forwarded-Host (its last value) when the peer is a trusted proxy — for a front end
+   * that rewrites Host to the origin's own name (default false: always the Host header).
+   */
+  trustForwardedHost: boolean;
   /** API keys from AZHEXGATE_API_KEYS (non-enumerable: never printed). */
   readonly apiKeys: string[];
 }
@@ -79,6 +85,14 @@ function nonNegative(v: string, what: string): number {
   const n = Number(v);
   if (v.trim() === "" || !Number.isFinite(n) || n < 0) throw new ConfigError(`${what} must be a number of seconds, 0 or more (got "${v}")`);
   return n;
+}
+
+function flag(v: string | undefined, what: string): boolean {
+  if (v === undefined || v.trim() === "") return false;
+  const t = v.trim().toLowerCase();
+  if (t === "true" || t === "1") return true;
+  if (t === "false" || t === "0") return false;
+  throw new ConfigError(`${what} must be true or false (got "${v}")`);
 }
 
 function list(v: string | undefined): string[] {
@@ -119,6 +133,7 @@ export function resolveGatewayConfig(flags: Partial<Record<string, string | unde
     rolePropagationSeconds: nonNegative(env.AZHEXGATE_ROLE_PROPAGATION_SECONDS ?? "600", "AZHEXGATE_ROLE_PROPAGATION_SECONDS"),
     reconcileIntervalSeconds: nonNegative(env.AZHEXGATE_RECONCILE_INTERVAL_SECONDS ?? "300", "AZHEXGATE_RECONCILE_INTERVAL_SECONDS"),
     reconcileGraceSeconds: nonNegative(env.AZHEXGATE_RECONCILE_GRACE_SECONDS ?? "600", "AZHEXGATE_RECONCILE_GRACE_SECONDS"),
+    trustForwardedHost: flag(env.AZHEXGATE_TRUST_FORWARDED_HOST, "AZHEXGATE_TRUST_FORWARDED_HOST"),
     apiKeys: [],
   };
   if (!/^[a-z0-9.-]+$/.test(cfg.baseDomain)) throw new ConfigError(`--base-domain / AZHEXGATE_BASE_DOMAIN is not a valid domain (got "${cfg.baseDomain}")`);

@@ -4,6 +4,7 @@
  * address to X-Forwarded-For (after whatever the client sent) and sets X-Forwarded-Proto. Clients
  * reaching the gateway directly come from ::1, which is not trusted. The app behind a real tunnel,
  * the API allow-list, the failed-auth limiter and the access log must all see the real client.
+ * With AZHEXGATE_TRUST_FORWARDED_HOST, a trusted proxy's X-Forwarded-Host routes (never an untrusted one's).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startAgent } from "../src/agent/agent.ts";
@@ -153,5 +154,68 @@ describe("the management API", () => {
     expect(failures.filter((l) => l.client === CLIENT_B).length).toBe(1);
     expect(failures.every((l) => l.client === CLIENT_A || l.client === CLIENT_B)).toBe(true);
     for (const l of logs) expect(l).not.toContain(KEY);
+  });
+});
+
+describe("routing on X-Forwarded-Host (AZHEXGATE_TRUST_FORWARDED_HOST)", () => {
+  /** A front end that, like Front Door with an origin host header, sends its origin's own name as Host. */
+  function rewritingFrontEnd(port: number, publicHost: string): string {
+    const p = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      async fetch(req) {
+        const url = new URL(req.url);
+        const headers = new Headers(req.headers);
+        headers.set("host", "gateway-origin.internal");
+        headers.set("x-forwarded-host", publicHost);
+        headers.set("x-forwarded-for", CLIENT_A);
+        const res = await fetch(`http://127.0.0.1:${port}${url.pathname}`, { headers });
+        return new Response(res.body, { status: res.status, headers: res.headers });
+      },
+    });
+    proxies.push(p);
+    return `http://127.0.0.1:${p.port}`;
+  }
+
+  test("off by default: the Host header routes, X-Forwarded-Host is ignored even from a trusted proxy", async () => {
+    const res = await fetch(`${rewritingFrontEnd(app.gateway.port, tunnelHost)}/via-fwd-host`);
+    expect(res.status).toBe(404);
+    expect(res.headers.get("x-azhexgate-error")).toBe("tunnel_not_found");
+  });
+
+  test("on: a trusted proxy's X-Forwarded-Host routes (and reaches the app); an untrusted peer's does not", async () => {
+    const second = await startGatewayApp({
+      config: resolveGatewayConfig(
+        { port: "0", host: "::", "base-domain": "localhost", "public-scheme": "http", registry: ":memory:", "trusted-proxies": "127.0.0.1/32" },
+        { AZHEXGATE_API_KEYS: KEY, AZHEXGATE_TRUST_FORWARDED_HOST: "true" },
+      ),
+      env: {},
+      log: createLogger({ format: "json", level: "silent", sink: () => {} }),
+      binding: createLocalBinding(relay),
+    });
+    let agent2: Awaited<ReturnType<typeof startAgent>> | undefined;
+    try {
+      const t = (await (await fetch(`http://localhost:${second.gateway.port}/api/tunnels`, { method: "POST", headers: { "x-azhexgate-apikey": KEY } })).json()) as Record<string, string>;
+      agent2 = await startAgent({
+        endpoint: resolveNamespace(t.relay_endpoint!),
+        hcPath: t.hybrid_connection_name!,
+        token: t.listener_token!,
+        origin: `http://127.0.0.1:${origin.port}`,
+        hostHeader: "rewrite",
+      });
+      const publicHost = `${t.id}.localhost:${second.gateway.port}`;
+      const res = await fetch(`${rewritingFrontEnd(second.gateway.port, publicHost)}/via-fwd-host`);
+      expect(res.status).toBe(200);
+      const h = seen.at(-1)!;
+      expect(h["x-forwarded-host"]).toBe(publicHost);
+      expect(h["x-forwarded-for"]).toBe(CLIENT_A);
+      // the same header straight from an untrusted peer is not believed
+      const spoofed = await fetch(`http://[::1]:${second.gateway.port}/x`, { headers: { host: "gateway-origin.internal", "x-forwarded-host": publicHost } });
+      expect(spoofed.status).toBe(404);
+      expect(spoofed.headers.get("x-azhexgate-error")).toBe("tunnel_not_found");
+    } finally {
+      await agent2?.stop();
+      await second.stop();
+    }
   });
 });

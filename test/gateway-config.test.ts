@@ -34,3 +34,11 @@ test("set from the environment; 0 switches the window / the reconciler off; bad 
     expect((err as Error).message).toBe(`${name} must be a number of seconds, 0 or more (got "${value}")`);
   }
 });
+
+test("AZHEXGATE_TRUST_FORWARDED_HOST: off unless true / 1; anything else is an error", () => {
+  expect(resolveGatewayConfig({}, {}).trustForwardedHost).toBe(false);
+  expect(resolveGatewayConfig({}, { AZHEXGATE_TRUST_FORWARDED_HOST: "true" }).trustForwardedHost).toBe(true);
+  expect(resolveGatewayConfig({}, { AZHEXGATE_TRUST_FORWARDED_HOST: "1" }).trustForwardedHost).toBe(true);
+  expect(resolveGatewayConfig({}, { AZHEXGATE_TRUST_FORWARDED_HOST: "FALSE" }).trustForwardedHost).toBe(false);
+  expect(() => resolveGatewayConfig({}, { AZHEXGATE_TRUST_FORWARDED_HOST: "yes please" })).toThrow('AZHEXGATE_TRUST_FORWARDED_HOST must be true or false (got "yes please")');
+});

@@ -125,6 +125,15 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
         const fwdProto = trusted ? req.headers.get("x-forwarded-proto")?.split(",")[0]?.trim().toLowerCase() : undefined;
         return { address, port: address === peer.address ? peer.port : 0, proto: fwdProto === "http" || fwdProto === "https" ? fwdProto : undefined };
       },
+      // Front Door keeps the public host in X-Forwarded-Host when it sends the origin's own name as
+      // Host (https://learn.microsoft.com/en-us/azure/frontdoor/front-door-http-headers-protocol):
+      // believed only from a trusted proxy, and only when the operator says so.
+      publicHost: config.trustForwardedHost
+        ? (req, peer) => {
+            const fwd = access.trusts(peer) ? req.headers.get("x-forwarded-host")?.split(",").at(-1)?.trim() : undefined;
+            return fwd || req.headers.get("host");
+          }
+        : undefined,
       ready: async () => {
         try {
           await registry.list({ keyId: "readiness-probe" });

@@ -43,6 +43,8 @@ export interface GatewayOptions {
    * aware) and, when a trusted proxy said so, the scheme it was reached with. Default: the peer.
    */
   client?: (req: Request, peer: { address: string; port: number }) => PublicClient;
+  /** The public host a request was sent to (routing, X-Forwarded-Host to the app). Default: its Host header. */
+  publicHost?: (req: Request, peer: string) => string | null;
   metrics?: GatewayMetrics;
 }
 
@@ -167,7 +169,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
   };
 
   /** Opens a stream for `req` and waits for the response head, within the TTFB limit. */
-  const openStream = async (req: Request, server: Server<PublicWsData>, id: string, route: TunnelRoute, kind: "http" | "ws", target: string) => {
+  const openStream = async (req: Request, server: Server<PublicWsData>, id: string, route: TunnelRoute, kind: "http" | "ws", target: string, host: string) => {
     let session;
     try {
       session = await poolFor(id, route.hcPath).acquire();
@@ -179,7 +181,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     const head = requestHeadFrom(req, {
       kind,
       proto: client?.proto ?? scheme,
-      host: req.headers.get("host")!,
+      host,
       target,
       remote: client ? { address: client.address, port: client.port } : undefined,
     });
@@ -222,9 +224,10 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
         const target = rawTarget(req.url);
         const q = target.indexOf("?");
         const path = q < 0 ? target : target.slice(0, q);
-        if (SERVICE_PATHS.has(path) && serviceHost(req.headers.get("host"), o.baseDomain)) return await service(path);
+        const host = o.publicHost ? o.publicHost(req, server.requestIP(req)?.address ?? "") : req.headers.get("host");
+        if (SERVICE_PATHS.has(path) && serviceHost(host, o.baseDomain)) return await service(path);
         if (req.method === "CONNECT") throw new GatewayError(405, "method_not_allowed", "CONNECT is not supported.");
-        id = routeHost(req.headers.get("host"), o.baseDomain);
+        id = routeHost(host, o.baseDomain);
         if (id === "" || id === "api") {
           if (o.apex) return await o.apex(req, server);
           throw new GatewayError(404, "tunnel_not_found", "This is an azhexgate gateway; tunnels live at {id}." + o.baseDomain + ".");
@@ -239,7 +242,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
         if (draining) throw new GatewayError(502, "tunnel_offline", "The gateway is restarting; retry in a moment.");
         server.timeout(req, 0); // our own TTFB limit applies; long responses and SSE must not be cut
         if (req.headers.get("upgrade")?.toLowerCase() === "websocket") kind = "ws";
-        const { stream, resHead } = await openStream(req, server, id, route, kind, target);
+        const { stream, resHead } = await openStream(req, server, id, route, kind, target, host as string);
         countRequest(id, kind, resHead.status);
         if (kind === "ws") return upgradePublic(req, server, stream, resHead);
         return httpResponse(req, stream, resHead);
