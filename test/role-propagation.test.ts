@@ -168,4 +168,25 @@ describe("Key Vault (API keys secret)", () => {
       keys.stop();
     }
   });
+
+  test("a firewall 403 is not a role that propagates: said as it is, no role-assignment note", async () => {
+    vault.secrets.set("keys-walled", KEY);
+    vault.firewalled.add("keys-walled");
+    const lines: string[] = [];
+    const keys = await loadApiKeys({
+      keyVault: { vaultUrl: vault.url, secretName: "keys-walled", credential: new HttpTokenCredential(tokens) },
+      waitForSources: true,
+      retry: { firstMs: 10, maxMs: 40 },
+      rolePropagation: window(lines),
+    });
+    try {
+      expect(keys.unavailable).toMatch(/refused the gateway's network address \(403 ForbiddenByFirewall\); allow the gateway's outbound addresses/);
+      expect(lines).toEqual([]);
+      vault.firewalled.delete("keys-walled");
+      for (let i = 0; i < 500 && keys.unavailable !== undefined; i++) await Bun.sleep(5);
+      expect(keys.identify(KEY)).toBeDefined();
+    } finally {
+      keys.stop();
+    }
+  });
 });

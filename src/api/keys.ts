@@ -148,7 +148,15 @@ export async function readKeyVaultSecret(kv: KeyVaultSource): Promise<string> {
     throw new KeyVaultReadError(`Key Vault ${base.host} ${what}; check the vault URL, its firewall and the network`, undefined);
   }
   if (res.status === 401 || res.status === 403) {
-    await res.body?.cancel();
+    // A firewall refusal is a 403 too (innererror ForbiddenByFirewall,
+    // https://learn.microsoft.com/en-us/azure/key-vault/general/private-link-diagnostics): not a role.
+    const text = await res.text().catch(() => "");
+    if (res.status === 403 && text.length < 64 * 1024 && text.includes('"ForbiddenByFirewall"')) {
+      throw new KeyVaultReadError(
+        `Key Vault ${base.host} refused the gateway's network address (403 ForbiddenByFirewall); allow the gateway's outbound addresses in the vault's firewall or use a private endpoint`,
+        undefined,
+      );
+    }
     throw new KeyVaultReadError(
       `Key Vault ${base.host} refused to read secret "${kv.secretName}" (${res.status}); grant the gateway's identity the "Key Vault Secrets User" role`,
       res.status,

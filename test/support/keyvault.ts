@@ -11,6 +11,8 @@ export interface VaultStandIn {
   url: string;
   secrets: Map<string, string>;
   forbidden: Set<string>;
+  /** Secret names the vault's firewall refuses (403 with innererror ForbiddenByFirewall). */
+  firewalled: Set<string>;
   /** Reads still to be refused with 403 before the vault answers normally. */
   denyNext: number;
   /** Status of every secret read, in order. */
@@ -26,7 +28,7 @@ function verifyJwt(token: string, secret: string): Record<string, unknown> | und
 }
 
 export function startVaultStandIn(jwtSecret: string): VaultStandIn {
-  const v: VaultStandIn = { url: "", secrets: new Map(), forbidden: new Set(), denyNext: 0, statuses: [], stop: () => server.stop(true) };
+  const v: VaultStandIn = { url: "", secrets: new Map(), forbidden: new Set(), firewalled: new Set(), denyNext: 0, statuses: [], stop: () => server.stop(true) };
   const answer = (status: number, body: unknown) => {
     v.statuses.push(status);
     return Response.json(body, { status });
@@ -40,6 +42,9 @@ export function startVaultStandIn(jwtSecret: string): VaultStandIn {
       if (req.method !== "GET" || !m?.[1] || url.searchParams.get("api-version") !== "7.4") return answer(400, { error: { code: "BadParameter" } });
       const claims = verifyJwt((req.headers.get("authorization") ?? "").replace(/^Bearer /, ""), jwtSecret);
       if (!claims || claims.aud !== "https://vault.azure.net") return answer(401, { error: { code: "Unauthorized", message: "AKV10022: Invalid audience." } });
+      if (v.firewalled.has(m[1])) {
+        return answer(403, { error: { code: "Forbidden", message: "Client address is not authorized and caller is not a trusted service.", innererror: { code: "ForbiddenByFirewall" } } });
+      }
       if (v.denyNext > 0 || v.forbidden.has(m[1])) {
         if (v.denyNext > 0) v.denyNext--;
         return answer(403, { error: { code: "Forbidden", message: "Caller is not authorized to perform action on resource.", innererror: { code: "ForbiddenByRbac" } } });
