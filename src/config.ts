@@ -29,6 +29,10 @@ export const GATEWAY_SETTING_NAMES = [
   "AZHEXGATE_IDLE_TTL_SECONDS",
   "AZHEXGATE_LOG_LEVEL",
   "AZHEXGATE_LOG_FORMAT",
+  "AZHEXGATE_ROLE_PROPAGATION_SECONDS",
+  "AZHEXGATE_RECONCILE_INTERVAL_SECONDS",
+  "AZHEXGATE_RECONCILE_GRACE_SECONDS",
+  "AZHEXGATE_TRUST_FORWARDED_HOST",
 ] as const;
 
 export interface GatewayConfig {
@@ -57,6 +61,17 @@ export interface GatewayConfig {
   idleTtlSeconds?: number;
   logLevel: "silent" | "error" | "warn" | "info" | "debug";
   logFormat?: "pretty" | "json";
+  /** After start, ARM / Key Vault 401/403 are retried this long as "role assignment not yet effective" (default 600; 0 = never). */
+  rolePropagationSeconds: number;
+  /** How often orphaned `hc-*` hybrid connections are looked for (default 300; 0 = never). */
+  reconcileIntervalSeconds: number;
+  /** An `hc-*` hybrid connection no tunnel owns is deleted once orphaned and untouched this long (default 600). */
+  reconcileGraceSeconds: number;
+  /**
+   * Route on X-Forwarded-Host (its last value) when the peer is a trusted proxy — for a front end
+   * that rewrites Host to the origin's own name (default false: always the Host header).
+   */
+  trustForwardedHost: boolean;
   /** API keys from AZHEXGATE_API_KEYS (non-enumerable: never printed). */
   readonly apiKeys: string[];
 }
@@ -71,6 +86,20 @@ function positive(v: string, what: string): number {
   const n = Number(v);
   if (!Number.isFinite(n) || n <= 0) throw new ConfigError(`${what} must be a positive number of seconds (got "${v}")`);
   return n;
+}
+
+function nonNegative(v: string, what: string): number {
+  const n = Number(v);
+  if (v.trim() === "" || !Number.isFinite(n) || n < 0) throw new ConfigError(`${what} must be a number of seconds, 0 or more (got "${v}")`);
+  return n;
+}
+
+function flag(v: string | undefined, what: string): boolean {
+  if (v === undefined || v.trim() === "") return false;
+  const t = v.trim().toLowerCase();
+  if (t === "true" || t === "1") return true;
+  if (t === "false" || t === "0") return false;
+  throw new ConfigError(`${what} must be true or false (got "${v}")`);
 }
 
 function list(v: string | undefined): string[] {
@@ -122,6 +151,10 @@ export function resolveGatewayConfig(flags: Partial<Record<string, string | unde
       const f = pick("log-format", "AZHEXGATE_LOG_FORMAT");
       return f === undefined ? undefined : oneOf(f, ["pretty", "json"] as const, "--log-format / AZHEXGATE_LOG_FORMAT");
     })(),
+    rolePropagationSeconds: nonNegative(env.AZHEXGATE_ROLE_PROPAGATION_SECONDS ?? "600", "AZHEXGATE_ROLE_PROPAGATION_SECONDS"),
+    reconcileIntervalSeconds: nonNegative(env.AZHEXGATE_RECONCILE_INTERVAL_SECONDS ?? "300", "AZHEXGATE_RECONCILE_INTERVAL_SECONDS"),
+    reconcileGraceSeconds: nonNegative(env.AZHEXGATE_RECONCILE_GRACE_SECONDS ?? "600", "AZHEXGATE_RECONCILE_GRACE_SECONDS"),
+    trustForwardedHost: flag(env.AZHEXGATE_TRUST_FORWARDED_HOST, "AZHEXGATE_TRUST_FORWARDED_HOST"),
     apiKeys: [],
   };
   if (!/^[a-z0-9.-]+$/.test(cfg.baseDomain)) throw new ConfigError(`--base-domain / AZHEXGATE_BASE_DOMAIN is not a valid domain (got "${cfg.baseDomain}")`);

@@ -161,7 +161,7 @@ describe("Key Vault", () => {
     const credential = new HttpTokenCredential(tokens);
     vault.forbidden.add("locked");
     await expect(readKeyVaultSecret({ vaultUrl: vault.url, secretName: "locked", credential })).rejects.toThrow(/"Key Vault Secrets User" role/);
-    await expect(readKeyVaultSecret({ vaultUrl: vault.url, secretName: "nope", credential })).rejects.toThrow(/has no secret "nope"; create it/);
+    await expect(readKeyVaultSecret({ vaultUrl: vault.url, secretName: "nope", credential })).rejects.toThrow(/Key Vault secret nope not found \(404\) in 127\.0\.0\.1:\d+ — create it/);
     const wrongSecret = new HttpTokenCredential(tokens, "not-the-secret");
     await expect(readKeyVaultSecret({ vaultUrl: vault.url, secretName: "api-keys", credential: wrongSecret })).rejects.toThrow(/token server answered 401/);
     const wrongAudience = startTokenServer({ jwtSecret: JWT_SECRET });

@@ -159,7 +159,7 @@ describe("idle TTL", () => {
     const api = createManagementApi({
       service: s.service,
       keys: s.keys,
-      access: { clientIp: (p) => p, allowed: () => true, retryAfter: () => 0, recordFailure: () => {} },
+      access: { clientIp: (p) => p, trusts: () => false, allowed: () => true, retryAfter: () => 0, recordFailure: () => {} },
       publicUrl: (id) => id,
       relayEndpoint: "ws://unused",
       sweepIntervalMs: 5,

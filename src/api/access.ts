@@ -1,7 +1,10 @@
 /**
- * Network access to the management API: the client address (the direct peer, or — only when the
- * peer is a trusted proxy — the right-most untrusted `X-Forwarded-For` entry), a CIDR allow-list
- * (IPv4 and IPv6), and a limiter of failed authentications per client (IPv6 clients per /64).
+ * Network access: the client address (the direct peer, or — only when the peer is a trusted proxy
+ * (AZHEXGATE_TRUSTED_PROXIES) — the right-most `X-Forwarded-For` entry that is not itself trusted,
+ * the usual algorithm, e.g. https://developer.mozilla.org/en-US/docs/Web/HTTP/Headers/X-Forwarded-For#selecting_an_ip_address),
+ * used for the management API, its access log and the X-Forwarded-For given to apps; a CIDR
+ * allow-list (IPv4 and IPv6); and a limiter of failed authentications per client (IPv6 clients
+ * per /64) that only ever holds back failures — a valid key keeps working from a limited address.
  * Time is injected so tests never sleep.
  */
 
@@ -111,6 +114,8 @@ export interface AccessOptions {
 export interface AccessPolicy {
   /** The client's address, or undefined when a trusted proxy sent an unparseable X-Forwarded-For. */
   clientIp(peer: string, forwardedFor: string | null): string | undefined;
+  /** True when the TCP peer `peer` is a trusted proxy (its X-Forwarded-* headers are believed). */
+  trusts(peer: string): boolean;
   /** True when `ip` is inside the allow-list. */
   allowed(ip: string): boolean;
   /** Seconds until `ip` may try again, or 0 when it is not limited. */
@@ -159,6 +164,9 @@ export function createAccessPolicy(o: AccessOptions = {}): AccessPolicy {
         if (!isTrusted(ip)) return text;
       }
       return last ?? peer;
+    },
+    trusts(peer) {
+      return isTrusted(parseIp(peer));
     },
     allowed(ip) {
       if (allow.length === 0) return true;

@@ -15,7 +15,8 @@ export type ApiErrorCode =
   | "unsupported_media_type" // 415
   | "rate_limited" // 429
   | "internal" // 500
-  | "relay_unavailable"; // 502
+  | "relay_unavailable" // 502
+  | "api_keys_unavailable"; // 503
 
 export class ApiError extends Error {
   override readonly name = "ApiError";

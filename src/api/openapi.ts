@@ -6,7 +6,7 @@
 const err = (description: string) => ({ description, content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } } });
 const ref = (name: string) => ({ $ref: `#/components/responses/${name}` });
 /** What every keyed operation may answer. (405 method_not_allowed, with Allow, is for methods not listed here.) */
-const guarded = { "401": ref("Unauthorized"), "403": ref("ForbiddenNetwork"), "429": ref("RateLimited"), "500": ref("Internal") };
+const guarded = { "401": ref("Unauthorized"), "403": ref("ForbiddenNetwork"), "429": ref("RateLimited"), "500": ref("Internal"), "503": ref("KeysUnavailable") };
 const jsonBody = (schema: string, required: boolean) => ({
   required,
   content: { "application/json": { schema: { $ref: `#/components/schemas/${schema}` } } },
@@ -112,6 +112,7 @@ export function openApiDocument(): Record<string, unknown> {
                   enum: [
                     "invalid_request", "unauthorized", "forbidden_network", "not_found", "method_not_allowed", "subdomain_taken",
                     "session_superseded", "payload_too_large", "unsupported_media_type", "rate_limited", "internal", "relay_unavailable",
+                    "api_keys_unavailable",
                   ],
                 },
                 message: { type: "string" },
@@ -164,7 +165,8 @@ export function openApiDocument(): Record<string, unknown> {
         MethodNotAllowed: err("method_not_allowed (see the Allow header)"),
         PayloadTooLarge: err("payload_too_large: bodies are limited to 16 KiB"),
         UnsupportedMediaType: err("unsupported_media_type: bodies must be application/json"),
-        RateLimited: err("rate_limited: too many failed authentications from this address (see Retry-After)"),
+        RateLimited: err("rate_limited: too many failed authentications from this address (see Retry-After); a valid key is not limited"),
+        KeysUnavailable: err("api_keys_unavailable: the gateway has not loaded its API keys yet (see Retry-After; /readyz says why)"),
         Internal: err("internal: unexpected error (logged)"),
         RelayUnavailable: err("relay_unavailable: the relay could not be reached to provision or sign"),
       },

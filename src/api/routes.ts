@@ -160,10 +160,6 @@ export function createManagementApi(deps: ManagementApiDeps): ManagementApi {
     if (ip === undefined || !access.allowed(ip)) {
       throw new ApiError(403, "forbidden_network", "Your network address is not allowed to use the management API; ask the operator to add it to the allow-list.");
     }
-    const wait = access.retryAfter(ip);
-    if (wait > 0) {
-      throw new ApiError(429, "rate_limited", `Too many failed authentications from your address; retry in ${wait} s.`, { headers: { "retry-after": String(wait) } });
-    }
     if (!m) throw new ApiError(404, "not_found", `No API route ${url.pathname}; see /api/openapi.json.`);
     const methods = API_ROUTES.find((r) => r.path === m.route)?.methods ?? [];
     if (!methods.includes(req.method)) {
@@ -174,6 +170,17 @@ export function createManagementApi(deps: ManagementApiDeps): ManagementApi {
     const presented = presentedKey(req);
     const keyId = presented === undefined ? undefined : keys.identify(presented);
     if (!keyId) {
+      // Keys still loading (first deploy, role not yet effective): the caller's key may be fine.
+      if (keys.unavailable !== undefined) {
+        throw new ApiError(503, "api_keys_unavailable", "The gateway has not loaded its API keys yet; retry in a minute (operators: GET /readyz says why).", {
+          headers: { "retry-after": "30" },
+        });
+      }
+      // The limiter counts failures only, so a valid key from a limited address keeps working.
+      const wait = access.retryAfter(ip);
+      if (wait > 0) {
+        throw new ApiError(429, "rate_limited", `Too many failed authentications from your address; retry in ${wait} s.`, { headers: { "retry-after": String(wait) } });
+      }
       access.recordFailure(ip);
       throw new ApiError(401, "unauthorized", UNAUTHORIZED_MESSAGE, { headers: { "www-authenticate": 'Bearer realm="azhexgate"' } });
     }

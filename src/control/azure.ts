@@ -15,8 +15,9 @@ import type { RelayAPI } from "@azure/arm-relay";
 import type { Cloud, RelayEndpoint } from "../hc/address.ts";
 import { credentialTokenProvider, sasTokenProvider, type TokenProvider } from "../hc/tokens.ts";
 import { type BindingLog, cachedKeyIssuer, envKeyIssuer, type ListenKey } from "./azure-keys.ts";
+import { NO_PROPAGATION, retryWhileRolePropagates, type RolePropagation } from "./propagation.ts";
 import type { RelaySettings } from "./settings.ts";
-import type { ListenerTokenIssuer, Provisioner, RelayBinding } from "./types.ts";
+import type { HcInfo, ListenerTokenIssuer, Provisioner, RelayBinding } from "./types.ts";
 
 /** The per-HC SAS rule agents' tokens are signed with (Listen right only). */
 export const LISTEN_RULE = "azhexgate-listen";
@@ -42,6 +43,10 @@ export interface AzureBindingOptions {
   keyRefreshMs?: number;
   /** Sender Entra tokens are refreshed this long before expiry (default 5 min). */
   senderRefreshBeforeMs?: number;
+  /** ARM 401/403 inside this window are retried as "role assignment not yet effective" (default: none). */
+  rolePropagation?: RolePropagation;
+  /** Backoff of those retries (defaults 1 s doubling to 15 s, at most 20 s per call). */
+  roleRetry?: { firstDelayMs?: number; maxDelayMs?: number; budgetMs?: number };
 }
 
 /** Provisioning needs ARM coordinates that are not configured. Not retryable. */
@@ -70,18 +75,26 @@ function statusOf(err: unknown): number | undefined {
   return typeof s === "number" ? s : undefined;
 }
 
-/** A RestError → RelayArmError with status / code / message only (never the request or response). */
-function armError(action: string, hcPath: string, err: unknown): RelayArmError {
+/**
+ * A RestError → RelayArmError with status / code / message only (never the request or response).
+ * A 401/403 while role assignments may still be propagating (`propagating`) is retryable.
+ */
+function armError(action: string, hcPath: string, err: unknown, propagating = false): RelayArmError {
   const status = statusOf(err);
   const code = (err as { code?: unknown })?.code;
   const armCode = typeof code === "string" ? code : undefined;
   const text = err instanceof Error ? err.message : String(err);
-  const hint = status === 401 || status === 403 ? " (does the gateway's identity hold a role on the relay namespace?)" : "";
+  const denied = status === 401 || status === 403;
+  const hint = !denied
+    ? ""
+    : propagating
+      ? " (role assignment not yet effective: Azure takes minutes to apply a new role assignment; retry shortly)"
+      : " (does the gateway's identity hold a role on the relay namespace?)";
   return new RelayArmError(
     `ARM ${action} for hybrid connection "${hcPath}" failed (${status ?? "no HTTP status"}${armCode ? ` ${armCode}` : ""}): ${text}${hint}`,
     status,
     armCode,
-    status === undefined || status === 429 || status >= 500,
+    status === undefined || status === 429 || status >= 500 || (denied && propagating),
   );
 }
 
@@ -121,6 +134,13 @@ export async function createAzureBinding(settings: RelaySettings, opts: AzureBin
     return client;
   };
 
+  // ARM answers 403 AuthorizationFailed until the gateway's role assignment has propagated
+  // (minutes; see propagation.ts): inside the window those are retried, logged once per kind.
+  const rp = opts.rolePropagation ?? NO_PROPAGATION;
+  const arm403 = <T>(fn: () => Promise<T>): Promise<T> =>
+    retryWhileRolePropagates(fn, { rp, kind: (status) => `ARM ${status} on Microsoft.Relay`, statusOf, now, ...opts.roleRetry });
+  const fail = (action: string, hcPath: string, err: unknown) => armError(action, hcPath, err, rp.pending());
+
   const requireArm = (what: string) => {
     if (!arm) {
       throw new ProvisioningUnavailableError(
@@ -133,18 +153,18 @@ export async function createAzureBinding(settings: RelaySettings, opts: AzureBin
   const readKey = async (hcPath: string): Promise<ListenKey> => {
     const a = requireArm(`read the listen key of hybrid connection "${hcPath}"`);
     const hcs = (await armClient()).hybridConnections;
-    const list = () => hcs.listKeys(a.resourceGroup, a.namespace, hcPath, LISTEN_RULE);
+    const list = () => arm403(() => hcs.listKeys(a.resourceGroup, a.namespace, hcPath, LISTEN_RULE));
     let keys: Awaited<ReturnType<typeof list>>;
     try {
       keys = await list();
     } catch (err) {
-      if (statusOf(err) !== 404) throw armError("listKeys", hcPath, err);
+      if (statusOf(err) !== 404) throw fail("listKeys", hcPath, err);
       // the HC exists without our rule (made by infra / an older version): add it, then read
       try {
-        await hcs.createOrUpdateAuthorizationRule(a.resourceGroup, a.namespace, hcPath, LISTEN_RULE, { rights: ["Listen"] });
+        await arm403(() => hcs.createOrUpdateAuthorizationRule(a.resourceGroup, a.namespace, hcPath, LISTEN_RULE, { rights: ["Listen"] }));
         keys = await list();
       } catch (e) {
-        throw armError("listKeys", hcPath, e);
+        throw fail("listKeys", hcPath, e);
       }
     }
     if (!keys.primaryKey) throw new RelayArmError(`ARM listKeys for hybrid connection "${hcPath}" returned no primary key`, 200, undefined, true);
@@ -161,21 +181,40 @@ export async function createAzureBinding(settings: RelaySettings, opts: AzureBin
       const a = requireArm(`create hybrid connection "${hcPath}"`);
       const hcs = (await armClient()).hybridConnections;
       try {
-        await hcs.createOrUpdate(a.resourceGroup, a.namespace, hcPath, { requiresClientAuthorization: true });
-        await hcs.createOrUpdateAuthorizationRule(a.resourceGroup, a.namespace, hcPath, LISTEN_RULE, { rights: ["Listen"] });
+        await arm403(() => hcs.createOrUpdate(a.resourceGroup, a.namespace, hcPath, { requiresClientAuthorization: true }));
+        await arm403(() => hcs.createOrUpdateAuthorizationRule(a.resourceGroup, a.namespace, hcPath, LISTEN_RULE, { rights: ["Listen"] }));
       } catch (err) {
-        throw armError("create", hcPath, err);
+        throw fail("create", hcPath, err);
       }
     },
     async remove(hcPath) {
       const a = requireArm(`delete hybrid connection "${hcPath}"`);
       cached?.forget(hcPath);
+      const hcs = (await armClient()).hybridConnections;
       try {
-        await (await armClient()).hybridConnections.delete(a.resourceGroup, a.namespace, hcPath);
+        await arm403(() => hcs.delete(a.resourceGroup, a.namespace, hcPath));
       } catch (err) {
-        if (statusOf(err) !== 404) throw armError("delete", hcPath, err);
+        if (statusOf(err) !== 404) throw fail("delete", hcPath, err);
       }
     },
+    ...(arm
+      ? {
+          /** ARM `listByNamespace` (paged; the SDK follows nextLink), for the reconciler. */
+          async list(): Promise<HcInfo[]> {
+            const hcs = (await armClient()).hybridConnections;
+            return arm403(async () => {
+              const out: HcInfo[] = [];
+              for await (const hc of hcs.listByNamespace(arm.resourceGroup, arm.namespace)) {
+                if (hc.name) out.push({ name: hc.name, createdAt: hc.createdAt?.getTime(), updatedAt: hc.updatedAt?.getTime() });
+                if (out.length >= 100_000) break; // far past the namespace quota: stop reading
+              }
+              return out;
+            }).catch((err) => {
+              throw fail("listByNamespace", "*", err);
+            });
+          },
+        }
+      : {}),
   };
 
   const senderToken: TokenProvider =

@@ -32,6 +32,9 @@ export function createLocalBinding(emulator: EmulatorHandle, opts: { now?: () =>
     async remove(hcPath) {
       entities.delete(hcPath);
     },
+    async list() {
+      return entities.list().map((hc) => ({ name: hc.path, createdAt: hc.createdAt.getTime(), updatedAt: hc.updatedAt.getTime() }));
+    },
   };
 
   const issuer: ListenerTokenIssuer = {

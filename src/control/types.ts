@@ -6,11 +6,20 @@
 import type { RelayEndpoint } from "../hc/address.ts";
 import type { TokenProvider } from "../hc/tokens.ts";
 
+/** A hybrid connection as the namespace lists it (times in ms since the epoch, when known). */
+export interface HcInfo {
+  name: string;
+  createdAt?: number;
+  updatedAt?: number;
+}
+
 export interface Provisioner {
   /** Creates hybrid connection `hcPath` (idempotent) with a Listen-only SAS rule for agents. */
   ensure(hcPath: string): Promise<void>;
   /** Deletes it (idempotent). */
   remove(hcPath: string): Promise<void>;
+  /** Every hybrid connection of the namespace (the reconciler's view); absent when the binding cannot list. */
+  list?(): Promise<HcInfo[]>;
 }
 
 export interface ListenerTokenIssuer {

@@ -17,6 +17,11 @@
  * be the emulator's (404); errors are `{ error: { code, message } }`; deleting something absent is 204.
  * Connection strings name the emulator as the client reached it: `Endpoint=sb://{Host}/` over TLS,
  * `Endpoint=ws://{Host}/` over plain HTTP (sb:// would send clients to wss).
+ *
+ * Test fault `denyArmCalls`: ARM answers 403 AuthorizationFailed — what a caller whose role
+ * assignment has not propagated yet gets ("... If access was recently granted, please refresh your
+ * credentials.", https://learn.microsoft.com/en-us/azure/role-based-access-control/troubleshooting)
+ * — for the next N calls and / or for a while.
  */
 import { randomUUID } from "node:crypto";
 import { type AuthRule, type EntityStore, type HybridConnection, makeRule, type Right } from "./entities.ts";
@@ -56,6 +61,27 @@ function json(status: number, body: unknown, headers: Record<string, string> = {
   });
 }
 
+/** Per emulator (entity store): how many more calls, and until when, ARM refuses with 403. */
+const denials = new WeakMap<EntityStore, { calls: number; untilMs: number }>();
+
+/** Test fault: the next `calls` ARM calls and / or every call for `forMs` get 403 AuthorizationFailed; `false` clears. */
+export function denyArmCalls(entities: EntityStore, o: { calls?: number; forMs?: number } | false): void {
+  if (o === false) denials.delete(entities);
+  else denials.set(entities, { calls: Math.max(0, o.calls ?? 0), untilMs: o.forMs ? Date.now() + o.forMs : 0 });
+}
+
+function denied(ctx: ArmContext, req: Request, path: string): ArmError | undefined {
+  const d = denials.get(ctx.entities);
+  if (!d || (d.calls <= 0 && Date.now() >= d.untilMs)) return undefined;
+  if (d.calls > 0) d.calls--;
+  const verb = req.method === "GET" ? "read" : req.method === "DELETE" ? "delete" : req.method === "PUT" ? "write" : "action";
+  return new ArmError(
+    403,
+    "AuthorizationFailed",
+    `The client 'azhexgate-gateway' with object id '00000000-0000-0000-0000-000000000000' does not have authorization to perform action 'Microsoft.Relay/namespaces/hybridConnections/${verb}' over scope '${path}' or the scope is invalid. If access was recently granted, please refresh your credentials.`,
+  );
+}
+
 const eq = (a: string | undefined, b: string): boolean => a !== undefined && a.toLowerCase() === b.toLowerCase();
 
 /** Handles an ARM request, or returns undefined when `url` is not a path this subset knows. */
@@ -89,6 +115,8 @@ export async function handleArm(req: Request, url: URL, ctx: ArmContext): Promis
     if (!/^\d{4}-\d{2}-\d{2}(-preview)?$/.test(apiVersion)) {
       throw new ArmError(400, "InvalidApiVersionParameter", `The api-version '${apiVersion}' is invalid.`);
     }
+    const refused = denied(ctx, req, url.pathname);
+    if (refused) throw refused;
     if (!eq(sub, ctx.subscriptionId)) throw new ArmError(404, "SubscriptionNotFound", `The subscription '${sub}' could not be found.`);
     if (!eq(rg, ctx.resourceGroup)) throw new ArmError(404, "ResourceGroupNotFound", `Resource group '${rg}' could not be found.`);
     if (ns !== undefined && !eq(ns, ctx.namespace)) {

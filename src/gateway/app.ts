@@ -10,6 +10,8 @@ import { createManagementApi, type ManagementApi } from "../api/routes.ts";
 import { TunnelService } from "../api/tunnels.ts";
 import { createRelayBinding } from "../control/mode.ts";
 import { createLocalBinding } from "../control/local.ts";
+import { rolePropagation } from "../control/propagation.ts";
+import { type Reconciler, startReconciler } from "../control/reconciler.ts";
 import type { RelayBinding } from "../control/types.ts";
 import { startEmulator } from "../emulator/server.ts";
 import { openRegistry } from "../registry/index.ts";
@@ -29,12 +31,18 @@ export interface GatewayAppOptions {
   tokenTtlSeconds?: number;
   /** A relay binding shared with other gateway instances (tests, embedding); not closed by stop(). */
   binding?: RelayBinding;
+  /** Credential for Key Vault (default: DefaultAzureCredential, loaded only when a vault is configured). */
+  keyVaultCredential?: import("@azure/core-auth").TokenCredential;
+  /** Backoff of the key loader while the keys are unavailable (default 1 s → 60 s). */
+  keysRetry?: { firstMs?: number; maxMs?: number };
 }
 
 export interface GatewayApp {
   readonly gateway: GatewayHandle;
   readonly binding: RelayBinding;
   readonly registry: TunnelRegistry;
+  /** The orphaned-HC reconciler (runs on its own interval; tests call runOnce). */
+  readonly reconciler: Reconciler;
   /** Base URL of the management API, e.g. `http://localhost:8080` (routes under /api/). */
   readonly apiUrl: string;
   /** SIGTERM path: stop accepting, drain in-flight streams, close everything. */
@@ -53,14 +61,19 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
     const registry = await openRegistry(config.registry);
     cleanups.push(() => registry.close());
     const relayLog = log.child("relay");
+    // One window for ARM and Key Vault: both depend on role assignments made by the same deployment.
+    const roles = rolePropagation({ windowMs: config.rolePropagationSeconds * 1000, log: (message, fields) => log.warn(message, fields) });
     const binding =
       o.binding ??
       (await createRelayBinding(o.env, {
         log: (event, fields) => relayLog.info(event, fields),
         startLocalEmulator: () => startEmulator({ hostname: "127.0.0.1", port: 0 }),
         createLocal: (emu) => createLocalBinding(emu),
+        rolePropagation: roles,
       }));
     if (!o.binding) cleanups.push(() => binding.close());
+    // With Key Vault, start without its keys rather than crash-loop on a fresh deploy (secret not
+    // created yet, role not effective yet): /readyz says why, the API answers 503, retries fill it in.
     const keys: ApiKeyStore = await loadApiKeys({
       env: [config.apiKeys.join(","), ...(o.extraApiKeys ?? [])].filter(Boolean).join(","),
       file: config.apiKeysFile,
@@ -68,12 +81,20 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
         ? {
             vaultUrl: config.keyVault.url,
             secretName: config.keyVault.secret,
-            credential: new (await import("@azure/identity")).DefaultAzureCredential(),
+            credential:
+              o.keyVaultCredential ??
+              new (await import("@azure/identity")).DefaultAzureCredential(
+                o.env.AZURE_CLIENT_ID ? { managedIdentityClientId: o.env.AZURE_CLIENT_ID } : {},
+              ),
           }
         : undefined,
+      waitForSources: config.keyVault !== undefined,
+      retry: o.keysRetry,
+      rolePropagation: roles,
       log: log.child("keys"),
     });
     cleanups.push(() => keys.stop());
+    const access = createAccessPolicy({ allow: config.allowCidrs, trustedProxies: config.trustedProxies });
     const service = new TunnelService({
       registry,
       provisioner: binding.provisioner,
@@ -99,21 +120,49 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
         if (!api) return new Response("starting", { status: 503 });
         return api.fetch(req, { address: server.requestIP(req)?.address ?? "" });
       },
+      client: (req, peer) => {
+        const trusted = access.trusts(peer.address);
+        const address = (trusted && access.clientIp(peer.address, req.headers.get("x-forwarded-for"))) || peer.address;
+        const fwdProto = trusted ? req.headers.get("x-forwarded-proto")?.split(",")[0]?.trim().toLowerCase() : undefined;
+        return { address, port: address === peer.address ? peer.port : 0, proto: fwdProto === "http" || fwdProto === "https" ? fwdProto : undefined };
+      },
+      // Front Door keeps the public host in X-Forwarded-Host when it sends the origin's own name as
+      // Host (https://learn.microsoft.com/en-us/azure/frontdoor/front-door-http-headers-protocol):
+      // believed only from a trusted proxy, and only when the operator says so.
+      publicHost: config.trustForwardedHost
+        ? (req, peer) => {
+            const fwd = access.trusts(peer) ? req.headers.get("x-forwarded-host")?.split(",").at(-1)?.trim() : undefined;
+            return fwd || req.headers.get("host");
+          }
+        : undefined,
       ready: async () => {
-        await registry.list({ keyId: "readiness-probe" });
-        return true;
+        try {
+          await registry.list({ keyId: "readiness-probe" });
+        } catch {
+          return { ready: false, reason: "the tunnel registry does not answer; check AZHEXGATE_REGISTRY and that the store is reachable" };
+        }
+        const missing = keys.unavailable;
+        return missing === undefined ? { ready: true } : { ready: false, reason: missing };
       },
     });
     cleanups.push(() => gateway.stop());
     api = createManagementApi({
       service,
       keys,
-      access: createAccessPolicy({ allow: config.allowCidrs, trustedProxies: config.trustedProxies }),
+      access,
       log: log.child("api"),
       publicUrl: (id) => gateway.tunnelUrl(id),
       relayEndpoint: `${binding.endpoint.scheme}://${binding.endpoint.host}`,
     });
     cleanups.push(() => api?.stop());
+    const reconciler = startReconciler({
+      provisioner: binding.provisioner,
+      registry,
+      intervalMs: config.reconcileIntervalSeconds * 1000,
+      graceMs: config.reconcileGraceSeconds * 1000,
+      log: log.child("reconciler"),
+    });
+    cleanups.push(() => reconciler.stop());
     const apiUrl = `${config.publicScheme === "https" ? "https" : "http"}://${config.baseDomain}${config.publicScheme === "http" && gateway.port !== 80 ? `:${gateway.port}` : ""}`;
     log.info("gateway ready", { url: gateway.url, api_url: apiUrl, base_domain: config.baseDomain, relay_mode: binding.mode, registry: config.registry.replace(/\/\/[^@/]*@/, "//***@") });
     let stopping: Promise<void> | undefined;
@@ -121,6 +170,7 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
       gateway,
       binding,
       registry,
+      reconciler,
       apiUrl,
       async drain(graceMs) {
         const cut = await gateway.drain(graceMs);

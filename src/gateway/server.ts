@@ -41,9 +41,29 @@ export interface GatewayOptions {
   pool?: Omit<PoolOptions, "dial">;
   /** Requests to the base domain itself (management API). Default: 404. */
   apex?: (req: Request, server: Server<PublicWsData>) => Response | Promise<Response>;
-  /** Readiness beyond "the server is up" (registry and relay reachable). Default: ready. */
-  ready?: () => boolean | Promise<boolean>;
+  /** Readiness beyond "the server is up" (registry and relay reachable). Default: ready. A reason is shown as JSON. */
+  ready?: () => boolean | Readiness | Promise<boolean | Readiness>;
+  /**
+   * The public client of a request from TCP peer `peer`: its address (trusted-proxy X-Forwarded-For
+   * aware) and, when a trusted proxy said so, the scheme it was reached with. Default: the peer.
+   */
+  client?: (req: Request, peer: { address: string; port: number }) => PublicClient;
+  /** The public host a request was sent to (routing, X-Forwarded-Host to the app). Default: its Host header. */
+  publicHost?: (req: Request, peer: string) => string | null;
   metrics?: GatewayMetrics;
+}
+
+export interface Readiness {
+  ready: boolean;
+  /** Why not ready, for operators (shown by /readyz). */
+  reason?: string;
+}
+
+export interface PublicClient {
+  address: string;
+  port: number;
+  /** The scheme a trusted proxy says the client used (else the gateway's public scheme). */
+  proto?: "http" | "https";
 }
 
 /** Served on the apex and on hosts that are not tunnels (probes use an IP or localhost), never on a tunnel's host. */
@@ -160,20 +180,21 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
   };
 
   /** Opens a stream for `req` and waits for the response head, within the TTFB limit. */
-  const openStream = async (req: Request, server: Server<PublicWsData>, id: string, route: TunnelRoute, kind: "http" | "ws", target: string) => {
+  const openStream = async (req: Request, server: Server<PublicWsData>, id: string, route: TunnelRoute, kind: "http" | "ws", target: string, host: string) => {
     let session;
     try {
       session = await poolFor(id, route.hcPath).acquire();
     } catch (err) {
       throw tunnelError(err, id);
     }
-    const remote = server.requestIP(req);
+    const peer = server.requestIP(req);
+    const client = peer ? (o.client ? o.client(req, peer) : { address: peer.address, port: peer.port }) : undefined;
     const head = requestHeadFrom(req, {
       kind,
-      proto: scheme,
-      host: req.headers.get("host")!,
+      proto: client?.proto ?? scheme,
+      host,
       target,
-      remote: remote ? { address: remote.address, port: remote.port } : undefined,
+      remote: client ? { address: client.address, port: client.port } : undefined,
     });
     const stream = await session.open(head).catch((err) => {
       throw tunnelError(err, id);
@@ -214,9 +235,10 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
         const target = rawTarget(req.url);
         const q = target.indexOf("?");
         const path = q < 0 ? target : target.slice(0, q);
-        if (SERVICE_PATHS.has(path) && serviceHost(req.headers.get("host"), o.baseDomain)) return await service(path);
+        const host = o.publicHost ? o.publicHost(req, server.requestIP(req)?.address ?? "") : req.headers.get("host");
+        if (SERVICE_PATHS.has(path) && serviceHost(host, o.baseDomain)) return await service(path);
         if (req.method === "CONNECT") throw new GatewayError(405, "method_not_allowed", "CONNECT is not supported.");
-        id = routeHost(req.headers.get("host"), o.baseDomain, o.localHosts);
+        id = routeHost(host, o.baseDomain, o.localHosts);
         if (id === "" || id === "api") {
           if (o.apex) return await o.apex(req, server);
           throw new GatewayError(404, "tunnel_not_found", "This is an azhexgate gateway; tunnels live at {id}." + o.baseDomain + ".");
@@ -231,7 +253,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
         if (draining) throw new GatewayError(502, "tunnel_offline", "The gateway is restarting; retry in a moment.");
         server.timeout(req, 0); // our own TTFB limit applies; long responses and SSE must not be cut
         if (req.headers.get("upgrade")?.toLowerCase() === "websocket") kind = "ws";
-        const { stream, resHead } = await openStream(req, server, id, route, kind, target);
+        const { stream, resHead } = await openStream(req, server, id, route, kind, target, host as string);
         countRequest(id, kind, resHead.status);
         if (kind === "ws") return upgradePublic(req, server, stream, resHead);
         return httpResponse(req, stream, resHead);
@@ -273,8 +295,9 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     if (path === "/healthz") return text("ok\n");
     if (path === "/metrics") return text(metrics.registry.render(), 200, "text/plain; version=0.0.4; charset=utf-8");
     if (draining) return text("draining\n", 503);
-    const ok = await Promise.resolve(o.ready ? o.ready() : true).catch(() => false);
-    return ok ? text("ready\n") : text("not ready\n", 503);
+    const r = await Promise.resolve(o.ready ? o.ready() : true).catch((): Readiness => ({ ready: false, reason: "the readiness check failed" }));
+    if (typeof r === "boolean") return r ? text("ready\n") : text("not ready\n", 503);
+    return Response.json(r.reason === undefined ? { ready: r.ready } : r, { status: r.ready ? 200 : 503, headers: { "cache-control": "no-store" } });
   }
 
   const port = server.port!;

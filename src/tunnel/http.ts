@@ -41,8 +41,32 @@ export function statusHasNoBody(status: number, method?: string): boolean {
   return method === "HEAD" || status === 204 || status === 304 || (status >= 100 && status < 200);
 }
 
+/**
+ * Forwarding headers a public client may send to pose as someone else: never passed to the app.
+ * The gateway sets X-Forwarded-For / -Proto / -Host itself from what it knows (the client address
+ * resolved through trusted proxies only). App Service / Front Door add X-Client-IP,
+ * X-Azure-ClientIP / SocketIP (https://learn.microsoft.com/en-us/azure/frontdoor/front-door-http-headers-protocol);
+ * a client can forge them too, so they go as well.
+ */
+const FORWARDING = new Set([
+  "forwarded",
+  "x-forwarded-for",
+  "x-forwarded-proto",
+  "x-forwarded-host",
+  "x-forwarded-port",
+  "x-forwarded-prefix",
+  "x-forwarded-server",
+  "x-forwarded-ssl",
+  "x-real-ip",
+  "x-client-ip",
+  "x-client-port",
+  "x-azure-clientip",
+  "x-azure-socketip",
+  "true-client-ip",
+]);
+
 export interface IngressInfo {
-  /** Public client address (for X-Forwarded-For). */
+  /** Public client address (the one X-Forwarded-For value the app gets). */
   remote?: { address: string; port: number };
   /** "https" when the public edge terminated TLS (or a trusted proxy said so). */
   proto: "http" | "https";
@@ -58,21 +82,16 @@ export function requestHeadFrom(req: Request, info: IngressInfo): RequestHead {
   const drop = connectionTokens((n) => req.headers.get(n));
   const headers: HeaderList = [];
   const noBody = info.kind === "ws" || methodHasNoBody(req.method);
-  let xff = "";
   for (const [name, value] of req.headers) {
     const n = name.toLowerCase();
-    if (HOP_BY_HOP.has(n) || drop.has(n) || n === "host") continue;
+    if (HOP_BY_HOP.has(n) || drop.has(n) || n === "host" || FORWARDING.has(n)) continue;
     if (info.kind === "ws" && WS_HOP.has(n)) continue;
     if (noBody && FRAMING.has(n)) continue;
-    if (n === "x-forwarded-for") {
-      xff = value;
-      continue;
-    }
-    if (n === "x-forwarded-proto" || n === "x-forwarded-host") continue; // we set these
     headers.push([n, value]);
   }
+  // One value: the client as the gateway resolved it (trusted proxies' X-Forwarded-For only).
   const client = info.remote?.address;
-  if (client || xff) headers.push(["x-forwarded-for", xff && client ? `${xff}, ${client}` : xff || client!]);
+  if (client) headers.push(["x-forwarded-for", client]);
   headers.push(["x-forwarded-proto", info.proto]);
   headers.push(["x-forwarded-host", info.host]);
   const head: RequestHead = { kind: info.kind, method: req.method, target: info.target, headers };

@@ -69,7 +69,13 @@ export function routeOf(pathname: string): string {
 }
 
 export async function startApiStack(
-  o: { access?: Omit<AccessOptions, "now">; service?: Partial<TunnelServiceOptions>; registryPath?: string } = {},
+  o: {
+    access?: Omit<AccessOptions, "now">;
+    service?: Partial<TunnelServiceOptions>;
+    registryPath?: string;
+    /** A keys file the gateway waits for (loaded while it starts; a missing one leaves the keys unavailable). */
+    waitForKeysFile?: string;
+  } = {},
 ): Promise<ApiStack> {
   const relay = await startEmulator();
   const binding = createLocalBinding(relay);
@@ -83,7 +89,7 @@ export async function startApiStack(
   };
   const logs: string[] = [];
   const log = createLogger({ format: "json", level: "debug", sink: (line) => logs.push(line) });
-  const keys = await loadApiKeys({ env: `${KEY_A},${KEY_B}`, log });
+  const keys = await loadApiKeys({ env: `${KEY_A},${KEY_B}`, file: o.waitForKeysFile, waitForSources: o.waitForKeysFile !== undefined, retry: { firstMs: 60_000 }, log });
   const access = createAccessPolicy({ ...o.access, now: () => clock.now });
   const service = new TunnelService({ registry, provisioner, issuer: binding.issuer, now: () => clock.now, log, ...o.service });
   const api = createManagementApi({
