@@ -229,7 +229,9 @@ describe("broken gateways", () => {
     await gw.app.registry.close(); // the registry is gone: the gateway runs but cannot serve
     const probe = await fetch(`http://localhost:${gw.port}/readyz`);
     expect(probe.status).toBe(503);
-    const reason = (await probe.text()).trim().split("\n")[0]!;
+    const body = (await probe.text()).trim();
+    // the gateway answers JSON {ready, reason}; doctor shows the reason itself
+    const reason = body.startsWith("{") ? (JSON.parse(body) as { reason: string }).reason : body.split("\n")[0]!;
     const d = await doctor(`http://localhost:${gw.port}`, { apiKey: KEY });
     expect(d.exitCode).toBe(1);
     expect(d.by("health").status).toBe("pass");
