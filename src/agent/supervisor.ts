@@ -247,7 +247,7 @@ export function superviseAgent(o: SupervisorOptions): SupervisorHandle {
         backoff.succeeded(clock.now());
         attempt = 0;
         set({ state: "online", publicUrl: g.publicUrl, sessionId: g.sessionId });
-        log("online", { hcPath: g.hcPath, publicUrl: g.publicUrl });
+        log("online", { hcPath: g.hcPath, publicUrl: g.publicUrl, relay: g.endpoint.host });
         scheduleRenew();
         ending = await phase((end) => l.on("close", (err) => end({ err: err ?? new RelayError("closed", "control channel closed", true) })));
         clock.clearTimeout(renewTimer);

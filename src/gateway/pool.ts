@@ -39,6 +39,8 @@ export interface PoolOptions {
   pingMs?: number;
   /** Evict a session after this many unanswered liveness PINGs in a row (default 2). */
   maxMissedPings?: number;
+  /** Retire sessions before their sender token expires (default true; false only to show what happens without). */
+  retireBeforeExpiry?: boolean;
   /** A session left the pool early: `evicted` (no answer to PINGs) or `retired` (token about to expire). */
   onSessionEvent?: (e: "evicted" | "retired") => void;
 }
@@ -122,7 +124,7 @@ export class SessionPool {
       }
       this.entries.push(entry);
       const exp = senderTokenExpiry(conn);
-      if (exp !== undefined) {
+      if (exp !== undefined && this.o.retireBeforeExpiry !== false) {
         const now = Date.now();
         entry.retireTimer = setTimeout(() => this.retire(entry), Math.min(retireDelay(now, exp), 2 ** 31 - 1));
         entry.retireTimer.unref?.();
