@@ -147,6 +147,27 @@ describe("tunnel sessions", () => {
   }
 });
 
+describe("admin API (POST /$emulator/faults)", () => {
+  test("every liveness fault has a JSON action", async () => {
+    stack = await startLivenessStack({ agent: { keepAlive: { keepAliveMs: 30_000, keepAliveMemo: new KeepAliveMemo() } } });
+    const s = stack;
+    const post = async (body: unknown) => (await fetch(`${s.relay.httpUrl}/$emulator/faults`, { method: "POST", body: JSON.stringify(body) })).json();
+    expect(await post({ action: "blackholeConnection", hcPath: s.hcPath })).toEqual({ ok: true, result: 0 }); // no connection yet
+    expect(await post({ action: "pingsUnanswered", on: true, hcPath: s.hcPath })).toEqual({ ok: true, result: 1 }); // one channel paused
+    expect(await post({ action: "pingsUnanswered", on: false })).toEqual({ ok: true, result: 1 }); // and resumed
+    expect(await post({ action: "closeOnPing", on: true, code: 1011 })).toEqual({ ok: true, result: true });
+    expect(await post({ action: "closeOnPing", on: false })).toEqual({ ok: true, result: true });
+    expect(await post({ action: "senderTokenExpiry", on: true })).toEqual({ ok: true, result: true });
+    expect((await check(s.url, "/")).kind).toBe("ok");
+    expect(await post({ action: "blackholeConnection" })).toEqual({ ok: true, result: 1 });
+    expect(await post({ action: "restartListeners", hcPath: s.hcPath })).toEqual({ ok: true, result: 1 });
+    await s.states.next("reconnecting");
+    await s.states.next("online");
+    expect(await post({ action: "reset" })).toEqual({ ok: true, result: true });
+    expect(await post({ action: "nope" })).toEqual({ error: 'unknown fault action "nope"' });
+  });
+});
+
 /** Two sessions joined by an in-memory transport that can be cut silently (messages dropped). */
 function pair() {
   let cut = false;

@@ -13,11 +13,12 @@
 import { randomUUID } from "node:crypto";
 import type { Pair } from "./connect.ts";
 
-/** A value switched on for one hybrid connection (lower-cased path) or for all (`*`). */
+/** A value switched on for one hybrid connection (lower-cased path) or for all (`*`); off without a path = off everywhere. */
 class PathSwitch<T> {
   private readonly on = new Map<string, T>();
 
   set(hcPath: string | undefined, value: T | false): void {
+    if (hcPath === undefined && value === false) return this.on.clear();
     const key = hcPath === undefined ? "*" : hcPath.replace(/^\/+|\/+$/g, "").toLowerCase();
     if (value === false) this.on.delete(key);
     else this.on.set(key, value);
