@@ -43,20 +43,20 @@ describe("control channel", () => {
   test("pings answered only by closing: two reconnects, then unsolicited pongs and no loop; requests never stop", async () => {
     const memo = new KeepAliveMemo();
     stack = await startLivenessStack({
-      agent: { keepAlive: { keepAliveMs: 200, keepAliveMemo: memo } },
+      agent: { keepAlive: { keepAliveMs: 500, keepAliveMemo: memo } },
       before: (relay, hcPath) => relay.faults.closeOnPing(hcPath, "abrupt"),
     });
     const s = stack;
     const t0 = Date.now();
-    const results = load(s, 9000, ["/bytes?n=20000", "/"]);
-    // every channel dies at its first ping (200 ms) until the memo has two strikes
+    const results = load(s, 12_000, ["/bytes?n=20000", "/"]);
+    // every channel dies at its first ping (500 ms) until the memo has two strikes
     await s.states.next("reconnecting", () => true, 10_000);
     await s.states.next("reconnecting", () => true, 10_000);
     await s.states.next("online", () => true, 10_000);
     const recovered = Date.now() - t0;
     expect(recovered).toBeLessThan(10_000);
     const reconnectsThen = s.reconnects();
-    const r = await results; // ≥ 6 s more of 200 ms intervals: 30 intervals with no reconnect
+    const r = await results; // ≥ 6 s more of 500 ms intervals: 12 or more intervals with no reconnect
     expect(reconnectsThen).toBe(2);
     expect(s.reconnects()).toBe(2);
     expect(memo.pongOnly(s.relay.endpoint.host)).toBe(true);
@@ -94,8 +94,8 @@ describe("control channel", () => {
 describe("tunnel sessions", () => {
   test("a silently blackholed rendezvous: both ends evict it, its streams fail (never a clean 200), new requests succeed within 10 s", async () => {
     stack = await startLivenessStack({
-      pool: { pingMs: 300, min: 2 },
-      agent: { sessionPingMs: 300, keepAlive: { keepAliveMs: 200, keepAliveMemo: new KeepAliveMemo() } },
+      pool: { pingMs: 500, min: 2 },
+      agent: { sessionPingMs: 500, keepAlive: { keepAliveMs: 200, keepAliveMemo: new KeepAliveMemo() } },
     });
     const s = stack;
     expect((await check(s.url, "/")).kind).toBe("ok");
@@ -109,14 +109,13 @@ describe("tunnel sessions", () => {
     const after = load(s, 6000, ["/bytes?n=30000", "/"]);
     const [a, b] = await Promise.all(slow);
     const r = await after;
-    if (process.env.DEBUG_LIVENESS) console.log(JSON.stringify({ a, b, pool: s.poolEvents, ev: s.events, k: kinds(r) }));
     // the download on the blackholed connection errored; the other one finished whole
     expect([a!.kind, b!.kind].sort()).toEqual(["failed", "ok"]);
     expect(kinds(r).truncated).toBe(0);
     const okAfter = r.filter((x) => x.kind === "ok").map((x) => x.at - t0);
     expect(okAfter.length).toBeGreaterThan(5);
-    // every request that started 3 s after the fault succeeded (two missed 300 ms pings evict)
-    const late = r.filter((x) => x.at - t0 > 3000);
+    // every request that started 4 s after the fault succeeded (two missed pings, 500 ms apart, evict)
+    const late = r.filter((x) => x.at - t0 > 4000);
     expect(late.length).toBeGreaterThan(3);
     expect(late.every((x) => x.kind === "ok")).toBe(true);
     expect(s.poolEvents.filter((e) => e === "evicted")).toHaveLength(1);
@@ -127,17 +126,17 @@ describe("tunnel sessions", () => {
   for (const retire of [true, false]) {
     test(`sender-token expiry closes established connections with 1008: ${retire ? "sessions retired first, no request fails" : "without retirement, requests are cut (the fault bites)"}`, async () => {
       stack = await startLivenessStack({
-        senderTtlSeconds: 4,
+        senderTtlSeconds: 8,
         pool: { min: 1, retireBeforeExpiry: retire },
         before: (relay) => relay.faults.senderTokenExpiry(true),
       });
       const s = stack;
-      const r = await load(s, 9000, ["/stream?chunks=6&ms=60", "/bytes?n=40000"], 2);
+      const r = await load(s, 12_000, ["/stream?chunks=6&ms=60", "/bytes?n=40000"], 2);
       expect(kinds(r).truncated).toBe(0);
       if (retire) {
         expect(kinds(r).failed).toBe(0);
         expect(kinds(r).ok).toBeGreaterThan(20);
-        expect(s.poolEvents.filter((e) => e === "retired").length).toBeGreaterThanOrEqual(2);
+        expect(s.poolEvents.filter((e) => e === "retired").length).toBeGreaterThanOrEqual(1);
       } else {
         expect(kinds(r).failed).toBeGreaterThan(0);
         expect(s.poolEvents).not.toContain("retired");

@@ -330,7 +330,7 @@ export class HybridConnectionListener extends Emitter<ListenerEvents> {
     clearTimeout(this.renewTimer);
     this.control = null;
     // Closed by the relay right after our ping (not for an expired token or a deleted entity)?
-    const window = Math.min(2000, this.keepAliveMs / 2);
+    const window = Math.min(2000, this.keepAliveMs * 0.9);
     if (!this.closingByUs && !this.failure && this.mode === "ping" && this.lastPingAt !== undefined && Date.now() - this.lastPingAt <= window && code !== 1008 && code !== 1001) {
       this.memo.strike(this.options.endpoint.host);
       if (this.memo.pongOnly(this.options.endpoint.host)) this.emit("keepAlive", "pong", "the relay closed the control channel right after a ping, twice in a row");
