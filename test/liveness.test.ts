@@ -9,6 +9,7 @@
  * that runs is the production one.
  */
 import { afterEach, describe, expect, test } from "bun:test";
+import { retireDelay } from "../src/gateway/pool.ts";
 import { KeepAliveMemo } from "../src/hc/listener.ts";
 import { Session, type Transport } from "../src/tunnel/session.ts";
 import { check, type LivenessStack, type Outcome, probeAccept, startLivenessStack } from "./support/liveness-stack.ts";
@@ -144,6 +145,29 @@ describe("tunnel sessions", () => {
       expect(s.reconnects()).toBe(0);
     }, 40_000);
   }
+});
+
+describe("sender-token retirement", () => {
+  test("retireDelay: 20 % of the lifetime left, at most 5 min early, never sooner than 1 s", () => {
+    expect(retireDelay(0, 3_600_000)).toBe(3_300_000);
+    expect(retireDelay(0, 20_000)).toBe(16_000);
+    expect(retireDelay(0, 500)).toBe(1000);
+    expect(retireDelay(10_000, 5_000)).toBe(1000);
+  });
+
+  test("a download in flight when its session is retired finishes whole on the old session; the next request uses a new one", async () => {
+    stack = await startLivenessStack({ senderTtlSeconds: 20, pool: { min: 1 }, before: (relay) => relay.faults.senderTokenExpiry(true) });
+    const s = stack;
+    const t0 = Date.now();
+    expect((await check(s.url, "/")).kind).toBe("ok"); // dials the session: token lifetime 19-20 s, retired after 15.2-16 s
+    await Bun.sleep(13_000 - (Date.now() - t0));
+    const download = check(s.url, "/stream?chunks=40&ms=100", 20_000); // ≈ 4 s: spans the retirement, ends before the 1008 (≥ 19 s)
+    await Bun.sleep(3500);
+    expect(s.poolEvents).toEqual(["retired"]);
+    expect((await download).kind).toBe("ok");
+    expect((await check(s.url, "/bytes?n=10000")).kind).toBe("ok");
+    expect(s.poolEvents).toEqual(["retired"]);
+  }, 40_000);
 });
 
 describe("admin API (POST /$emulator/faults)", () => {
