@@ -268,30 +268,70 @@ describe("keep-alive", () => {
     }
   });
 
-  test("no pong from a dead peer → close with a retryable timeout", async () => {
-    // a peer that completes the WebSocket handshake and then never says anything again
-    const dead = Bun.listen({
+  /** A peer that completes the WebSocket handshake, then answers pings only while `answering`; counts the frames it gets by opcode. */
+  function rawPeer() {
+    const st = { answering: true, got: new Map<number, number>() };
+    const server = Bun.listen({
       hostname: "127.0.0.1",
       port: 0,
       socket: {
         data(s, d) {
-          const k = /sec-websocket-key:\s*(\S+)/i.exec(d.toString())?.[1];
-          if (!k) return;
-          const accept = createHash("sha1").update(`${k}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest("base64");
-          s.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+          const text = Buffer.from(d).toString("latin1");
+          const k = /sec-websocket-key:\s*(\S+)/i.exec(text)?.[1];
+          if (k) {
+            const accept = createHash("sha1").update(`${k}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest("base64");
+            s.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+            return;
+          }
+          // client frames here are tiny (empty pings / pongs): 2-byte header + 4-byte mask + payload
+          for (let i = 0; i + 6 <= d.length; i += 6 + (d[i + 1]! & 0x7f)) {
+            const op = d[i]! & 0x0f;
+            st.got.set(op, (st.got.get(op) ?? 0) + 1);
+            if (op === 0x9 && st.answering) s.write(new Uint8Array([0x8a, 0x00]));
+          }
         },
       },
     });
+    return { st, server, endpoint: { scheme: "ws" as const, host: `127.0.0.1:${server.port}` } };
+  }
+
+  test("a peer that answered pings and then went silent is torn down after 3 silent intervals", async () => {
+    const p = rawPeer();
     try {
-      const l = listener("x", { endpoint: { scheme: "ws", host: `127.0.0.1:${dead.port}` }, token: "t", keepAliveMs: 100, pongTimeoutMs: 200 });
+      const l = listener("x", { endpoint: p.endpoint, token: "t", keepAliveMs: 100 });
       const c = closeOf(l);
       await l.open();
+      await Bun.sleep(450); // a few answered pings
+      expect(l.isOpen).toBe(true);
+      p.st.answering = false; // half-open from here on: nothing comes back
       const t0 = Date.now();
       const err = await c;
       expect([err?.code, err?.retryable]).toEqual(["timeout", true]);
-      expect(Date.now() - t0).toBeLessThan(2000);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(250); // not on the first missed pong
+      expect(Date.now() - t0).toBeLessThan(3000);
     } finally {
-      dead.stop(true);
+      p.server.stop(true);
+    }
+  });
+
+  test("a peer that never answers pings: the listener falls back to unsolicited pongs and stays up", async () => {
+    const p = rawPeer();
+    p.st.answering = false;
+    try {
+      const l = listener("x", { endpoint: p.endpoint, token: "t", keepAliveMs: 50 });
+      const modes: string[] = [];
+      l.on("keepAlive", (m) => modes.push(m));
+      let closed = false;
+      l.on("close", () => (closed = true));
+      await l.open();
+      await Bun.sleep(1200); // 24 intervals, far more than the 3 that tear down a channel that once answered
+      expect(closed).toBe(false);
+      expect(l.keepAliveMode).toBe("pong");
+      expect(modes).toEqual(["pong"]);
+      expect(p.st.got.get(0x9)).toBe(2); // two pings, then only pongs
+      expect(p.st.got.get(0xa) ?? 0).toBeGreaterThan(10);
+    } finally {
+      p.server.stop(true);
     }
   });
 });

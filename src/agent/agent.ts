@@ -5,7 +5,7 @@
  */
 import type { RelayEndpoint } from "../hc/address.ts";
 import type { RelayError } from "../hc/errors.ts";
-import { HybridConnectionListener } from "../hc/listener.ts";
+import { HybridConnectionListener, type ListenerOptions } from "../hc/listener.ts";
 import type { TokenProvider } from "../hc/tokens.ts";
 import type { Session } from "../tunnel/session.ts";
 import type { ForwardOptions } from "./forward.ts";
@@ -20,6 +20,10 @@ export interface AgentOptions extends ForwardOptions {
   /** Per-stream window granted to the gateway (default 2 MiB). */
   window?: number;
   onClose?: (err: RelayError | null) => void;
+  /** Control-channel keep-alive (src/hc/listener.ts); tests shorten the interval. */
+  keepAlive?: Pick<ListenerOptions, "keepAliveMs" | "deadAfterIntervals" | "pingsBeforePong" | "keepAliveMemo">;
+  /** Tunnel-session liveness check interval (default 10 s). */
+  sessionPingMs?: number;
 }
 
 export interface AgentHandle {
@@ -45,8 +49,8 @@ export function serveAccepts(listener: HybridConnectionListener, sessions: Tunne
 }
 
 export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
-  const listener = new HybridConnectionListener({ endpoint: o.endpoint, hcPath: o.hcPath, token: o.token, autoRenew: o.autoRenew });
-  const sessions = new TunnelSessions(o);
+  const listener = new HybridConnectionListener({ ...o.keepAlive, endpoint: o.endpoint, hcPath: o.hcPath, token: o.token, autoRenew: o.autoRenew });
+  const sessions = new TunnelSessions({ ...o, pingMs: o.sessionPingMs });
   serveAccepts(listener, sessions);
   listener.on("close", (err) => o.onClose?.(err));
   listener.on("error", () => {});

@@ -3,6 +3,11 @@
  * the local origin. Outlives any one control channel (a rendezvous survives its listener), so a
  * reconnecting supervisor keeps serving in-flight streams. Graceful stop: GOAWAY every session
  * (the gateway routes nothing new there), wait for in-flight streams up to a grace period, close.
+ *
+ * Liveness, as the gateway's pool does it: every `pingMs` a session that received nothing since
+ * the last check gets an in-band tunnel PING; one that misses `maxMissedPings` in a row is closed
+ * (its streams fail, their origin requests are aborted). A rendezvous a middlebox dropped
+ * silently would otherwise hold its streams, and the agent's memory, forever.
  */
 import type { HybridConnectionListener } from "../hc/listener.ts";
 import type { AcceptMessage } from "../hc/messages.ts";
@@ -15,6 +20,12 @@ export interface SessionsOptions extends ForwardOptions {
   /** Per-stream window granted to the gateway (default 2 MiB). */
   window?: number;
   clock?: Clock;
+  /** Liveness check interval (real time; default 10 s; 0 = off). */
+  pingMs?: number;
+  /** Close a session after this many unanswered liveness PINGs in a row (default 2). */
+  maxMissedPings?: number;
+  /** A session was closed because it stopped answering. */
+  onEvict?: (inFlight: number) => void;
 }
 
 /** How often a drain looks at the in-flight count. */
@@ -27,6 +38,7 @@ export class TunnelSessions {
   private shut = false;
   private cutting = false;
   private cutDrain: (() => void) | null = null;
+  private pinger: Timer | null = null;
 
   constructor(private readonly o: SessionsOptions) {
     this.clock = o.clock ?? realClock;
@@ -65,9 +77,13 @@ export class TunnelSessions {
       role: "agent",
       window: this.o.window,
       onStream: (stream) => void forward(stream, this.o).catch(() => {}),
-      onClose: () => this.set.delete(session),
+      onClose: () => {
+        this.set.delete(session);
+        if (this.set.size === 0) this.stopPinger();
+      },
     });
     this.set.add(session);
+    this.startPinger();
     conn.on("message", (data) => session.handleMessage(data));
     conn.on("close", (code, reason) => session.handleClose(`relay connection closed (${code}${reason ? ` ${reason}` : ""})`));
     conn.on("error", () => {});
@@ -117,8 +133,31 @@ export class TunnelSessions {
   /** Closes every session at once (their streams fail); later rendezvous are closed on arrival. */
   closeAll(code = 1001, reason = "agent stopping"): void {
     this.shut = true;
+    this.stopPinger();
     for (const s of [...this.set]) s.close(code, reason);
     this.set.clear();
+  }
+
+  private startPinger(): void {
+    const ms = this.o.pingMs ?? 10_000;
+    if (this.pinger || ms <= 0) return;
+    const maxMissed = this.o.maxMissedPings ?? 2;
+    this.pinger = setInterval(() => {
+      for (const s of [...this.set]) {
+        if (s.checkAlive(maxMissed)) continue;
+        const n = s.activeStreams;
+        this.set.delete(s);
+        s.close(1001, "no answer to tunnel pings");
+        this.o.onEvict?.(n);
+      }
+      if (this.set.size === 0) this.stopPinger();
+    }, ms);
+    this.pinger.unref?.();
+  }
+
+  private stopPinger(): void {
+    if (this.pinger) clearInterval(this.pinger);
+    this.pinger = null;
   }
 
   /** Round trip of a tunnel PING on the least busy session, or undefined (no session, no answer in time). */
@@ -126,14 +165,14 @@ export class TunnelSessions {
     let best: Session | undefined;
     for (const s of this.set) if (!s.isClosed && (!best || s.activeStreams < best.activeStreams)) best = s;
     if (!best) return undefined;
-    return this.withTimeout(best.ping(), timeoutMs);
+    return best.ping(timeoutMs).catch(() => undefined);
   }
 
   /** After a clock jump (sleep / wake): pings every session and closes those that stay silent. */
   async pruneSilent(timeoutMs = 5000): Promise<number> {
     const results = await Promise.all(
       [...this.set].map(async (s) => {
-        const rtt = await this.withTimeout(s.ping(), timeoutMs);
+        const rtt = await this.withTimeout(s.ping(timeoutMs + 1000), timeoutMs);
         if (rtt === undefined && !s.isClosed) s.close(1001, "no answer after sleep");
         return rtt === undefined;
       }),

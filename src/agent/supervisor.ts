@@ -8,7 +8,7 @@
  */
 import type { RelayEndpoint } from "../hc/address.ts";
 import { RelayError } from "../hc/errors.ts";
-import { HybridConnectionListener } from "../hc/listener.ts";
+import { HybridConnectionListener, type ListenerOptions } from "../hc/listener.ts";
 import { serveAccepts } from "./agent.ts";
 import { Backoff, type BackoffOptions } from "./backoff.ts";
 import { type Clock, realClock, type TimerHandle } from "./clock.ts";
@@ -59,7 +59,13 @@ export interface SupervisorOptions extends ForwardOptions {
   wakeDriftMs?: number;
   /** Measure the tunnel round trip every this many ms while online (default 15 s; 0 = never). */
   rttEveryMs?: number;
+  /** Control-channel keep-alive (src/hc/listener.ts); tests shorten the interval. */
+  keepAlive?: KeepAliveOptions;
+  /** Tunnel-session liveness check interval, real time (default 10 s; sessions.ts). */
+  sessionPingMs?: number;
 }
+
+export type KeepAliveOptions = Pick<ListenerOptions, "keepAliveMs" | "deadAfterIntervals" | "pingsBeforePong" | "keepAliveMemo">;
 
 export interface SupervisorHandle {
   readonly state: AgentState;
@@ -88,7 +94,12 @@ export function superviseAgent(o: SupervisorOptions): SupervisorHandle {
   const clock = o.clock ?? realClock;
   const backoff = o.backoff instanceof Backoff ? o.backoff : new Backoff(o.backoff);
   const log: SupervisorLog = o.log ?? (() => {});
-  const sessions = new TunnelSessions({ ...o, clock });
+  const sessions = new TunnelSessions({
+    ...o,
+    clock,
+    pingMs: o.sessionPingMs,
+    onEvict: (inFlight) => log("session evicted", { reason: "no answer to tunnel pings", inFlight }),
+  });
   const tickMs = o.tickMs ?? 5000;
   const wakeDriftMs = o.wakeDriftMs ?? 15_000;
   const rttEveryMs = o.rttEveryMs ?? 15_000;
@@ -202,9 +213,10 @@ export function superviseAgent(o: SupervisorOptions): SupervisorHandle {
   };
 
   async function openListener(g: TunnelGrant): Promise<HybridConnectionListener> {
-    const l = new HybridConnectionListener({ endpoint: g.endpoint, hcPath: g.hcPath, token: g.token, autoRenew: false });
+    const l = new HybridConnectionListener({ ...o.keepAlive, endpoint: g.endpoint, hcPath: g.hcPath, token: g.token, autoRenew: false });
     serveAccepts(l, sessions);
     l.on("error", (err) => log("listener error", { code: err.code, error: err.message }));
+    l.on("keepAlive", (mode, why) => log("keep-alive fallback", { mode, why }));
     await l.open();
     return l;
   }
@@ -235,7 +247,7 @@ export function superviseAgent(o: SupervisorOptions): SupervisorHandle {
         backoff.succeeded(clock.now());
         attempt = 0;
         set({ state: "online", publicUrl: g.publicUrl, sessionId: g.sessionId });
-        log("online", { hcPath: g.hcPath, publicUrl: g.publicUrl });
+        log("online", { hcPath: g.hcPath, publicUrl: g.publicUrl, relay: g.endpoint.host });
         scheduleRenew();
         ending = await phase((end) => l.on("close", (err) => end({ err: err ?? new RelayError("closed", "control channel closed", true) })));
         clock.clearTimeout(renewTimer);

@@ -21,6 +21,36 @@ export class Pair {
   private readonly queue: Record<Side, Msg[]> = { sender: [], listener: [] };
   private readonly closedWith: Partial<Record<Side, [number, string]>> = {};
   private readonly done: Partial<Record<Side, boolean>> = {};
+  private readonly gone: Partial<Record<Side, boolean>> = {};
+  /** Fault: nothing is forwarded either way any more, not even a close (liveness-faults.ts). */
+  blackholed = false;
+
+  /** `onGone`: both legs have closed (the fault registry forgets the connection). */
+  constructor(private readonly onGone?: () => void) {}
+
+  /** Both legs are open. */
+  get established(): boolean {
+    return !!this.ws.sender && !!this.ws.listener && !this.done.sender && !this.done.listener;
+  }
+
+  /** Fault: stop forwarding messages and closes in both directions, silently. */
+  blackhole(): void {
+    this.blackholed = true;
+  }
+
+  /** Closes both legs with `code` (e.g. 1008 when the sender's token expired). */
+  closeBoth(code: number, reason: string): void {
+    this.closeLeg("sender", code, reason);
+    this.closeLeg("listener", code, reason);
+  }
+
+  /** A leg's socket closed (Bun's close handler); `close` decides what to forward. */
+  legClosed(side: Side, code: number, reason: string): void {
+    this.gone[side] = true;
+    if (!this.blackholed) this.close(side, code, reason);
+    else this.done[side] = true;
+    if (this.gone.sender && this.gone.listener) this.onGone?.();
+  }
 
   private static other(side: Side): Side {
     return side === "sender" ? "listener" : "sender";
@@ -37,7 +67,7 @@ export class Pair {
 
   message(side: Side, msg: Msg): void {
     const to = Pair.other(side);
-    if (this.done[to]) return;
+    if (this.done[to] || this.blackholed) return;
     if (!this.ws[to]) {
       this.queue[to].push(msg);
       this.ws[side]?.pause();
@@ -47,6 +77,7 @@ export class Pair {
   }
 
   drain(side: Side): void {
+    if (this.blackholed) return;
     const from = this.ws[Pair.other(side)];
     if (from && !this.done[Pair.other(side)]) from.resume();
   }
@@ -120,9 +151,11 @@ export function rendezvousAddress(core: Core, host: string, hcPath: string, suff
 /** `GET /$hc/{path}[/suffix]?sb-hc-action=connect` (or no action): a WebSocket sender. */
 export async function handleConnect(core: Core, req: Request, url: URL, hc: HybridConnection, suffix: string): Promise<Response | undefined> {
   const host = req.headers.get("host") ?? "";
+  let tokenExpiresAt: number | undefined;
   if (hc.requiresClientAuthorization) {
     const v = authorize(core.auth, wsToken(req, url), hc.path, hc, "Send", host);
     if (!v.ok) return failureResponse(v.status, v.description);
+    tokenExpiresAt = v.expiresAt;
   }
   const picked = core.listeners.pick(hc.path, req.headers);
   if (!picked.ok) return failureResponse(picked.status, describe(picked.description, host, hc.path));
@@ -151,7 +184,7 @@ export async function handleConnect(core: Core, req: Request, url: URL, hc: Hybr
           });
           return failureResponse(410, "Gone: the connection was rejected and the sender notified.");
         }
-        const pair = new Pair();
+        const pair = new Pair(() => core.liveness.untrack(pair));
         const protocol = lreq.headers.get("sec-websocket-protocol")?.split(",")[0]?.trim() || undefined;
         const ok = server.upgrade(lreq, {
           data: { kind: "leg", pair, side: "listener" },
@@ -196,7 +229,10 @@ export async function handleConnect(core: Core, req: Request, url: URL, hc: Hybr
         data: { kind: "leg", pair: result.pair, side: "sender" },
         headers: result.protocol ? { "Sec-WebSocket-Protocol": result.protocol } : undefined,
       });
-      if (ok) return undefined;
+      if (ok) {
+        core.liveness.track(result.pair, hc.path, tokenExpiresAt);
+        return undefined;
+      }
       result.pair.abandon("listener", 1001, "The sender went away");
       return new Response(null, { status: 499 });
     }

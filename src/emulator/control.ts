@@ -3,12 +3,14 @@
  * `maxListeners` per hybrid connection, random choice for each sender (honouring
  * Microsoft-Relay-AllowedListeners / DisallowedListeners), `renewToken`, close 1008 at token
  * expiry, 1001 when the entity is deleted, optional idle drop. Keep-alive: Bun answers pings and
- * ignores unsolicited pongs; both count as activity.
+ * ignores unsolicited pongs; both count as activity. Liveness faults (liveness-faults.ts): pings
+ * unanswered (reading paused), close on ping, the daily 1011 restart.
  */
 import { randomUUID } from "node:crypto";
 import { MAX_CONTROL_MESSAGE, type ResponseMessage, decodeControlMessage } from "../hc/messages.ts";
 import { type AuthContext, authorize, describe, failureResponse, notFound, wsToken } from "./auth.ts";
 import type { EntityStore, HybridConnection } from "./entities.ts";
+import { type CloseHow, LivenessFaultState, nameRenewalFailed } from "./liveness-faults.ts";
 import type { ResolvedOptions, SocketData, Ws } from "./types.ts";
 import type { Server } from "bun";
 
@@ -28,6 +30,8 @@ export interface Listener {
   expiryTimer?: ReturnType<typeof setTimeout>;
   lastActivity: number;
   closed: boolean;
+  /** Reading paused by the pings-unanswered fault. */
+  paused?: boolean;
 }
 
 export interface ControlHooks {
@@ -60,6 +64,7 @@ export class ListenerRegistry {
     private readonly entities: EntityStore,
     private readonly auth: AuthContext,
     private readonly hooks: ControlHooks,
+    private readonly liveness: LivenessFaultState = new LivenessFaultState(),
   ) {
     entities.onDelete((hc) => this.closeAll(hc.path, 1001, "Hybrid connection deleted"));
     const idle = opts.idleDropMs;
@@ -129,10 +134,63 @@ export class ListenerRegistry {
     listener.ws = ws;
     listener.lastActivity = Date.now();
     this.armExpiry(listener);
+    if (this.liveness.unanswered.get(listener.hcPath)) this.pause(listener, true);
   }
 
   activity(listener: Listener): void {
     listener.lastActivity = Date.now();
+  }
+
+  /** A ping arrived (Bun has already answered it): the close-on-ping fault acts here. */
+  pinged(listener: Listener): void {
+    listener.lastActivity = Date.now();
+    const how = this.liveness.closeOnPing.get(listener.hcPath);
+    if (how === undefined) return;
+    if (how === "abrupt") listener.ws?.terminate();
+    else this.close(listener, how, `Keep-alive ping refused (injected fault). TrackingId:${randomUUID()}`);
+  }
+
+  /**
+   * Pings-unanswered fault. Bun's server answers every ping itself before any handler runs
+   * ("The server always replies to client pings with a pong", bun-types WebSocketHandler.sendPings),
+   * so the only way not to answer is not to read: matching channels stop being read (TCP
+   * backpressure) until the fault is switched off. Accepts still flow to the listener.
+   */
+  pingsUnanswered(hcPath: string | undefined, on: boolean): number {
+    this.liveness.unanswered.set(hcPath, on ? true : false);
+    let n = 0;
+    for (const l of this.matching()) {
+      const want = !!this.liveness.unanswered.get(l.hcPath);
+      if (want !== !!l.paused) {
+        this.pause(l, want);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /** Close-on-ping fault for `hcPath` (or all): `how` = close code or "abrupt"; false = off. */
+  closeOnPing(hcPath: string | undefined, how: CloseHow | false): void {
+    this.liveness.closeOnPing.set(hcPath, how);
+  }
+
+  /** The daily restart: every matching control channel closes with 1011 "NameRenewalFailed". */
+  restart(hcPath?: string): number {
+    const victims = this.matching(hcPath);
+    for (const l of victims) this.close(l, 1011, nameRenewalFailed());
+    return victims.length;
+  }
+
+  /** Resumes every paused channel (fault reset). */
+  resumeAll(): void {
+    for (const l of this.matching()) if (l.paused) this.pause(l, false);
+  }
+
+  private pause(l: Listener, on: boolean): void {
+    l.paused = on;
+    l.lastActivity = Date.now();
+    if (on) l.ws?.pause();
+    else l.ws?.resume();
   }
 
   message(ws: Ws, listener: Listener, msg: string | Uint8Array): void {
@@ -235,6 +293,7 @@ export class ListenerRegistry {
 
   private dropIdle(idleMs: number): void {
     const now = Date.now();
-    for (const l of this.matching()) if (now - l.lastActivity >= idleMs) l.ws?.terminate();
+    // a paused channel (pings-unanswered fault) is not read, so its traffic cannot be seen: never idle
+    for (const l of this.matching()) if (!l.paused && now - l.lastActivity >= idleMs) l.ws?.terminate();
   }
 }

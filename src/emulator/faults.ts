@@ -1,10 +1,13 @@
 /**
  * Fault switches for tests (design.md §4): drop control channels (with a close code or abruptly),
- * refuse / delay / blackhole rendezvous, expire tokens, delete an entity. The same switches are
+ * refuse / delay / blackhole rendezvous, expire tokens, delete an entity, and the liveness faults
+ * of liveness-faults.ts (pings unanswered or closed on, daily restart, a blackholed connection,
+ * sender-token expiry). The same switches are
  * reachable over HTTP (`POST /$emulator/faults`, loopback only) for child-process tests.
  */
 import type { EntityStore } from "./entities.ts";
 import type { ListenerRegistry } from "./control.ts";
+import type { LivenessFaultState } from "./liveness-faults.ts";
 
 export interface Faults {
   /** Returns how many were dropped; "abrupt" = terminate TCP without a close frame. Default close code 1011. */
@@ -19,6 +22,20 @@ export interface Faults {
   expireTokens(hcPath?: string): number;
   /** entities.delete → listeners get close 1001. */
   deleteHc(hcPath: string): boolean;
+
+  // ---- liveness faults (issue 10; state in liveness-faults.ts) ----
+  /** While on, matching control channels' pings go unanswered (the emulator stops reading them). Returns channels changed. */
+  pingsUnanswered(hcPath: string | undefined, on: boolean): number;
+  /** While set, a matching control channel that pings is closed: with `how` (a close code) or "abrupt"ly; false = off. */
+  closeOnPing(hcPath: string | undefined, how: number | "abrupt" | false): void;
+  /** The daily restart: every matching control channel closes with 1011 "NameRenewalFailed". Returns count. */
+  restartListeners(hcPath?: string): number;
+  /** The oldest established connection of `hcPath` stops forwarding both ways, close frames included. Returns 0 or 1. */
+  blackholeConnection(hcPath?: string): number;
+  /** While on, established connections close with 1008 when their sender's token expires. */
+  senderTokenExpiry(on: boolean): void;
+  // ---- end liveness faults ----
+
   reset(): void;
 }
 
@@ -74,7 +91,7 @@ export class FaultState {
   }
 }
 
-export function createFaults(state: FaultState, listeners: ListenerRegistry, entities: EntityStore): Faults {
+export function createFaults(state: FaultState, listeners: ListenerRegistry, entities: EntityStore, liveness: LivenessFaultState): Faults {
   return {
     dropControlChannels: (hcPath, how) => listeners.drop(hcPath, how),
     refuseAccepts: (hcPath, status) => state.refuse(hcPath, status),
@@ -84,7 +101,18 @@ export function createFaults(state: FaultState, listeners: ListenerRegistry, ent
     blackholeRendezvous: (on) => state.setBlackhole(on),
     expireTokens: (hcPath) => listeners.expire(hcPath),
     deleteHc: (hcPath) => entities.delete(hcPath),
-    reset: () => state.reset(),
+    // ---- liveness faults (issue 10) ----
+    pingsUnanswered: (hcPath, on) => listeners.pingsUnanswered(hcPath, on),
+    closeOnPing: (hcPath, how) => listeners.closeOnPing(hcPath, how),
+    restartListeners: (hcPath) => listeners.restart(hcPath),
+    blackholeConnection: (hcPath) => liveness.blackholeOne(hcPath),
+    senderTokenExpiry: (on) => liveness.setSenderTokenExpiry(on),
+    // ---- end liveness faults ----
+    reset: () => {
+      state.reset();
+      liveness.reset();
+      listeners.resumeAll();
+    },
   };
 }
 
@@ -113,6 +141,20 @@ export function applyFaultAction(faults: Faults, body: Record<string, unknown>):
     case "deleteHc":
       if (!hcPath) throw new TypeError("deleteHc needs hcPath");
       return faults.deleteHc(hcPath);
+    // ---- liveness faults (issue 10) ----
+    case "pingsUnanswered":
+      return faults.pingsUnanswered(hcPath, body.on !== false);
+    case "closeOnPing":
+      faults.closeOnPing(hcPath, body.on === false ? false : typeof body.code === "number" ? body.code : "abrupt");
+      return true;
+    case "restartListeners":
+      return faults.restartListeners(hcPath);
+    case "blackholeConnection":
+      return faults.blackholeConnection(hcPath);
+    case "senderTokenExpiry":
+      faults.senderTokenExpiry(body.on !== false);
+      return true;
+    // ---- end liveness faults ----
     case "reset":
       faults.reset();
       return true;

@@ -17,6 +17,7 @@ import { EntityStore, type HcSpec, type RuleSpec } from "./entities.ts";
 import type { EntraConfig } from "./entra.ts";
 import { FaultState, type Faults, applyFaultAction, createFaults } from "./faults.ts";
 import { HttpMode } from "./http.ts";
+import { LivenessFaultState } from "./liveness-faults.ts";
 import { RendezvousTable, handleRendezvous } from "./rendezvous.ts";
 import type { Core, ResolvedOptions, SocketData } from "./types.ts";
 
@@ -90,6 +91,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     now: () => Date.now(),
   };
   const faultState = new FaultState();
+  const liveness = new LivenessFaultState(() => auth.now(), auth.tokenSkewSeconds);
   const rendezvous = new RendezvousTable();
   let server: Server<SocketData> | undefined;
   // biome-ignore lint/style/useConst: assigned after the registry that needs it
@@ -98,7 +100,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     response: (ws, msg) => http.response(ws, msg),
     binary: (ws, data) => http.binary(ws, data),
     closed: (l) => http.listenerClosed(l),
-  });
+  }, liveness);
   const core: Core = {
     opts,
     entities,
@@ -106,6 +108,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     listeners,
     rendezvous,
     faults: faultState,
+    liveness,
     server: () => {
       if (!server) throw new Error("emulator not started");
       return server;
@@ -113,7 +116,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     rendezvousBase: (requestHost) => `${tls ? "wss" : "ws"}://${opts.publicHost ?? requestHost}`,
   };
   http = new HttpMode(core);
-  const faults = createFaults(faultState, listeners, entities);
+  const faults = createFaults(faultState, listeners, entities, liveness);
 
   const admin = async (req: Request, url: URL, srv: Server<SocketData>): Promise<Response> => {
     if (!isLoopback(srv.requestIP(req)?.address)) return failureResponse(403, "The emulator admin API is only available to loopback clients.");
@@ -214,7 +217,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
         if (d.kind === "leg") d.pair.drain(d.side);
       },
       ping(ws) {
-        if (ws.data.kind === "control") listeners.activity(ws.data.listener);
+        if (ws.data.kind === "control") listeners.pinged(ws.data.listener);
       },
       pong(ws) {
         if (ws.data.kind === "control") listeners.activity(ws.data.listener);
@@ -222,7 +225,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       close(ws, code, reason) {
         const d = ws.data;
         if (d.kind === "control") listeners.closed(d.listener);
-        else if (d.kind === "leg") d.pair.close(d.side, code, reason);
+        else if (d.kind === "leg") d.pair.legClosed(d.side, code, reason);
         else http.rendezvousClosed(d.exchange);
       },
       error(error) {
@@ -240,6 +243,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   const stop = (): Promise<void> => {
     stopped ??= (async () => {
       faultState.reset();
+      liveness.reset();
       rendezvous.clear();
       http.stop();
       listeners.stop();

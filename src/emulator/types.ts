@@ -8,6 +8,7 @@ import type { ListenerRegistry, Listener } from "./control.ts";
 import type { Pair } from "./connect.ts";
 import type { EntityStore } from "./entities.ts";
 import type { FaultState } from "./faults.ts";
+import type { LivenessFaultState } from "./liveness-faults.ts";
 import type { HttpExchange } from "./http.ts";
 import type { RendezvousTable } from "./rendezvous.ts";
 
@@ -37,6 +38,7 @@ export interface Core {
   readonly listeners: ListenerRegistry;
   readonly rendezvous: RendezvousTable;
   readonly faults: FaultState;
+  readonly liveness: LivenessFaultState;
   server(): Server<SocketData>;
   /** `ws://host` / `wss://host` for rendezvous addresses, from the Host the client used unless publicHost is set. */
   rendezvousBase(requestHost: string): string;

@@ -1,16 +1,33 @@
 /**
  * Hybrid Connections listener: holds the control channel (`sb-hc-action=listen`), surfaces
  * `accept` and `request` messages as events, accepts / rejects rendezvous, answers HTTP-mode
- * requests, renews its token, and detects a dead channel with WebSocket pings.
+ * requests, renews its token, and keeps the channel alive (see "Keep-alive" below).
  * No reconnect policy here: `close` carries a RelayError whose `retryable` tells a supervisor what to do.
+ *
+ * Keep-alive. Azure drops a control channel that stays silent for about 4 min (Azure/azure-relay
+ * issue #33); the .NET SDK keeps it alive every 3.5 min (Azure/azure-relay-dotnet
+ * src/Microsoft.Azure.Relay/HybridConnectionConstants.cs, KeepAliveInterval). The protocol guide
+ * describes a "ping" that tells a dead channel (relay-hybrid-connections-protocol.md, "Ping
+ * operation") but not whether the service answers a listener's WebSocket ping; Microsoft's own
+ * clients do not wait for one: hyco-https sends an unsolicited pong every keepAliveTimeout
+ * (Azure/azure-relay-node hyco-https/lib/HybridConnectionHttpsServer.js, `controlChannel.pong()`,
+ * added in PR #34), recent .NET relies on ClientWebSocket's KeepAliveInterval (unsolicited pongs),
+ * and one report has the service dropping a channel on a listener's ping (Azure/azure-relay-dotnet
+ * issue #103). So, to survive either answer, every `keepAliveMs` (default 30 s):
+ *  - any inbound frame (message, ping, pong) counts as life;
+ *  - we ping; once the relay has answered a ping on this channel, `deadAfterIntervals` (3)
+ *    intervals in a row with nothing at all received tear the channel down (a retryable timeout);
+ *  - if no pong comes for `pingsBeforePong` (2) pings, we switch to unsolicited pongs, as
+ *    Microsoft's clients do; silence is then no longer a sign of death (nothing would answer);
+ *  - if the relay closes the channel right after our ping twice in a row, pings are unsafe on
+ *    that relay: later channels to it (`KeepAliveMemo`, per relay host) use pongs from the start.
  */
 import { Emitter } from "../ws/emitter.ts";
 import { connectWebSocket, type WsConnection } from "../ws/client.ts";
 import { listenUrl, type RelayEndpoint, rejectUrl, resourceUri } from "./address.ts";
 import { closeError, RelayError } from "./errors.ts";
 import { type AcceptMessage, decodeControlMessage, encodeControlMessage, needsRendezvous, type RequestMessage } from "./messages.ts";
-import { parseSasToken } from "./sas.ts";
-import { AUTH_HEADER, toRelayError, toTokenProvider } from "./sender.ts";
+import { AUTH_HEADER, tokenExpiry, toRelayError, toTokenProvider } from "./sender.ts";
 import type { TokenProvider } from "./tokens.ts";
 
 export interface ListenerOptions {
@@ -21,10 +38,14 @@ export interface ListenerOptions {
   id?: string;
   /** Send the token as `sb-hc-token` instead of the `ServiceBusAuthorization` header. */
   tokenInQuery?: boolean;
-  /** WebSocket ping interval on the control channel; default 30 s, at most 30 s. */
+  /** Keep-alive interval on the control channel; default 30 s, at most 60 s (Azure drops silent channels after ~4 min). */
   keepAliveMs?: number;
-  /** No frame at all this long after a ping ⇒ the channel is dead; default 10 s. */
-  pongTimeoutMs?: number;
+  /** Once the relay answered a ping: this many intervals in a row with nothing received ⇒ dead (default 3). */
+  deadAfterIntervals?: number;
+  /** Pings without any pong on the channel before falling back to unsolicited pongs (default 2). */
+  pingsBeforePong?: number;
+  /** What we learnt about relays that close channels on a ping (default: one memo per process). */
+  keepAliveMemo?: KeepAliveMemo;
   /** Renew the token with `renewToken` before it expires (SAS `se` / JWT `exp`); default true for providers. */
   autoRenew?: boolean;
   /** Handshake timeout for the control channel and rendezvous; default 30 s. */
@@ -52,34 +73,55 @@ export interface ListenerEvents {
   close: (err: RelayError | null) => void;
   /** Non-fatal trouble: a malformed control message, a failed request rendezvous, a failed renewal. */
   error: (err: RelayError) => void;
+  /** The keep-alive switched to unsolicited pongs (`why`: the relay does not answer, or closes on, pings). */
+  keepAlive: (mode: "pong", why: string) => void;
 }
+
+/**
+ * Per relay host: how often in a row the relay closed a control channel right after our ping.
+ * Two strikes and pings are unsafe there; a channel that outlives a ping clears the count.
+ */
+export class KeepAliveMemo {
+  private readonly strikes = new Map<string, number>();
+
+  pongOnly(host: string): boolean {
+    return (this.strikes.get(host) ?? 0) >= 2;
+  }
+
+  strike(host: string): void {
+    this.strikes.set(host, (this.strikes.get(host) ?? 0) + 1);
+  }
+
+  survived(host: string): void {
+    if (!this.pongOnly(host)) this.strikes.delete(host);
+  }
+}
+
+const processMemo = new KeepAliveMemo();
 
 const INLINE_LIMIT = 64 * 1024;
 
-/** Decodes the expiry (ms since epoch) of a SAS token (`se`) or a JWT (`exp`). */
-export function tokenExpiry(token: string): number | undefined {
-  const sas = parseSasToken(token);
-  if (sas) return sas.se * 1000;
-  const jwt = /^(?:Bearer\s+)?[\w-]+\.([\w-]+)\.[\w-]*$/.exec(token.trim());
-  if (!jwt?.[1]) return undefined;
-  try {
-    const exp = (JSON.parse(Buffer.from(jwt[1], "base64url").toString("utf8")) as { exp?: unknown }).exp;
-    return typeof exp === "number" ? exp * 1000 : undefined;
-  } catch {
-    return undefined;
-  }
-}
+export { tokenExpiry };
 
 export class HybridConnectionListener extends Emitter<ListenerEvents> {
   private readonly provider: TokenProvider;
   private readonly keepAliveMs: number;
-  private readonly pongTimeoutMs: number;
+  private readonly deadAfter: number;
+  private readonly pingsBeforePong: number;
+  private readonly memo: KeepAliveMemo;
+  /** Keep-alive state of the current channel. */
+  private mode: "ping" | "pong" = "ping";
+  private rx = 0;
+  private rxAtTick = 0;
+  private silentTicks = 0;
+  private pongSeen = false;
+  private unanswered = 0;
+  private lastPingAt: number | undefined;
   private readonly autoRenew: boolean;
   private control: WsConnection | null = null;
   private closingByUs = false;
   private forceRefresh = false;
   private keepAlive: Timer | undefined;
-  private pongTimer: Timer | undefined;
   private renewTimer: Timer | undefined;
   private pendingBody: RequestMessage | null = null;
   private failure: RelayError | null = null;
@@ -87,8 +129,10 @@ export class HybridConnectionListener extends Emitter<ListenerEvents> {
   constructor(readonly options: ListenerOptions) {
     super();
     this.provider = toTokenProvider(options.token);
-    this.keepAliveMs = Math.max(10, Math.min(options.keepAliveMs ?? 30_000, 30_000));
-    this.pongTimeoutMs = options.pongTimeoutMs ?? 10_000;
+    this.keepAliveMs = Math.max(10, Math.min(options.keepAliveMs ?? 30_000, 60_000));
+    this.deadAfter = Math.max(2, options.deadAfterIntervals ?? 3);
+    this.pingsBeforePong = Math.max(1, options.pingsBeforePong ?? 2);
+    this.memo = options.keepAliveMemo ?? processMemo;
     this.autoRenew = options.autoRenew ?? typeof options.token !== "string";
   }
 
@@ -131,15 +175,23 @@ export class HybridConnectionListener extends Emitter<ListenerEvents> {
     this.control = ws;
     this.closingByUs = false;
     this.failure = null;
+    this.mode = this.memo.pongOnly(o.endpoint.host) ? "pong" : "ping";
+    this.rx = this.rxAtTick = this.silentTicks = this.unanswered = 0;
+    this.pongSeen = false;
+    this.lastPingAt = undefined;
     ws.on("message", (data, binary) => {
-      this.alive();
+      this.rx++;
       if (binary) this.onBinary(data as Uint8Array);
       else this.onText(data as string);
     });
-    ws.on("pong", () => this.alive());
-    ws.on("ping", () => this.alive());
+    ws.on("pong", () => {
+      this.rx++;
+      this.pongSeen = true;
+      this.unanswered = 0;
+    });
+    ws.on("ping", () => this.rx++);
     ws.on("close", (code, reason) => this.onClosed(code, reason));
-    this.keepAlive = setInterval(() => this.ping(), this.keepAliveMs);
+    this.keepAlive = setInterval(() => this.tick(), this.keepAliveMs);
     this.scheduleRenew(token);
   }
 
@@ -223,22 +275,40 @@ export class HybridConnectionListener extends Emitter<ListenerEvents> {
     }
   }
 
-  private ping(): void {
+  /** Keep-alive mode of the current channel: pinging, or unsolicited pongs only. */
+  get keepAliveMode(): "ping" | "pong" {
+    return this.mode;
+  }
+
+  /** One keep-alive interval (see the file comment). */
+  private tick(): void {
     const ws = this.control;
     if (!ws || ws.readyState !== "open") return;
+    if (this.rx !== this.rxAtTick) {
+      this.rxAtTick = this.rx;
+      this.silentTicks = 0;
+    } else this.silentTicks++;
+    if (this.mode === "ping") {
+      if (this.lastPingAt !== undefined) this.memo.survived(this.options.endpoint.host);
+      if (this.pongSeen && this.silentTicks >= this.deadAfter) {
+        this.failure = new RelayError("timeout", `nothing received on the control channel for ${this.silentTicks} keep-alive intervals (${this.keepAliveMs} ms each)`, true);
+        ws.terminate();
+        return;
+      }
+      if (!this.pongSeen && this.unanswered >= this.pingsBeforePong) this.fallBack(`no answer to ${this.unanswered} pings`);
+    }
+    if (this.mode === "pong") {
+      ws.pong();
+      return;
+    }
+    this.unanswered++;
+    this.lastPingAt = Date.now();
     ws.ping();
-    if (this.pongTimer === undefined) this.pongTimer = setTimeout(() => this.dead(), this.pongTimeoutMs);
   }
 
-  private alive(): void {
-    clearTimeout(this.pongTimer);
-    this.pongTimer = undefined;
-  }
-
-  private dead(): void {
-    this.pongTimer = undefined;
-    this.failure = new RelayError("timeout", `no answer to a keep-alive ping within ${this.pongTimeoutMs} ms`, true);
-    this.control?.terminate();
+  private fallBack(why: string): void {
+    this.mode = "pong";
+    this.emit("keepAlive", "pong", why);
   }
 
   private scheduleRenew(token: string): void {
@@ -257,10 +327,14 @@ export class HybridConnectionListener extends Emitter<ListenerEvents> {
 
   private onClosed(code: number, reason: string): void {
     clearInterval(this.keepAlive);
-    clearTimeout(this.pongTimer);
     clearTimeout(this.renewTimer);
-    this.pongTimer = undefined;
     this.control = null;
+    // Closed by the relay right after our ping (not for an expired token or a deleted entity)?
+    const window = Math.min(2000, this.keepAliveMs * 0.9);
+    if (!this.closingByUs && !this.failure && this.mode === "ping" && this.lastPingAt !== undefined && Date.now() - this.lastPingAt <= window && code !== 1008 && code !== 1001) {
+      this.memo.strike(this.options.endpoint.host);
+      if (this.memo.pongOnly(this.options.endpoint.host)) this.emit("keepAlive", "pong", "the relay closed the control channel right after a ping, twice in a row");
+    }
     this.pendingBody = null;
     const err = this.failure ?? (this.closingByUs ? null : (closeError(code, reason) ?? new RelayError("closed", "relay closed the control channel normally", true, { closeCode: code })));
     if (err?.code === "token_expired") this.forceRefresh = true;

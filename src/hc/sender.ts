@@ -5,9 +5,37 @@
 import { connectWebSocket, type WsConnection, WsConnectError, WsHandshakeError } from "../ws/client.ts";
 import { connectUrl, type RelayEndpoint, resourceUri } from "./address.ts";
 import { handshakeError, RelayError } from "./errors.ts";
+import { parseSasToken } from "./sas.ts";
 import { fixedTokenProvider, type TokenProvider } from "./tokens.ts";
 
 export const AUTH_HEADER = "ServiceBusAuthorization";
+
+/** Decodes the expiry (ms since epoch) of a SAS token (`se`) or a JWT (`exp`). */
+export function tokenExpiry(token: string): number | undefined {
+  const sas = parseSasToken(token);
+  if (sas) return sas.se * 1000;
+  const jwt = /^(?:Bearer\s+)?[\w-]+\.([\w-]+)\.[\w-]*$/.exec(token.trim());
+  if (!jwt?.[1]) return undefined;
+  try {
+    const exp = (JSON.parse(Buffer.from(jwt[1], "base64url").toString("utf8")) as { exp?: unknown }).exp;
+    return typeof exp === "number" ? exp * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Expiry of the token each sender connection was opened with (never the token itself). */
+const senderExpiries = new WeakMap<WsConnection, number>();
+
+/**
+ * When the token a sender connection was opened with expires (ms since epoch), if known. The
+ * protocol guide lists close 1008 ("the security token has expired") for established rendezvous
+ * sockets, so long-lived senders retire their connections before this moment
+ * (MicrosoftDocs/azure-docs articles/azure-relay/relay-hybrid-connections-protocol.md, "Accept handshake").
+ */
+export function senderTokenExpiry(conn: WsConnection): number | undefined {
+  return senderExpiries.get(conn);
+}
 
 export function toTokenProvider(token: TokenProvider | string): TokenProvider {
   return typeof token === "string" ? fixedTokenProvider(token) : token;
@@ -74,8 +102,9 @@ export async function connectSender(o: SenderOptions): Promise<WsConnection> {
   });
   const headers: Record<string, string> = { ...o.headers };
   if (token !== undefined && !o.tokenInQuery) headers[AUTH_HEADER] = token;
+  let conn: WsConnection;
   try {
-    return await connectWebSocket(url, {
+    conn = await connectWebSocket(url, {
       headers,
       protocols: o.protocols,
       timeoutMs: o.timeoutMs,
@@ -85,4 +114,7 @@ export async function connectSender(o: SenderOptions): Promise<WsConnection> {
   } catch (e) {
     throw toRelayError(e, "sender");
   }
+  const exp = token === undefined ? undefined : tokenExpiry(token);
+  if (exp !== undefined) senderExpiries.set(conn, exp);
+  return conn;
 }

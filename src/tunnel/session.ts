@@ -2,6 +2,13 @@
  * A tunnel session: many streams multiplexed over one message transport (an HC WebSocket).
  * Frames queued in one event-loop turn go out as one WebSocket message; writers wait when the
  * transport reports backpressure. The gateway opens streams; the agent receives them.
+ *
+ * Liveness: whether the relay forwards WebSocket pings between the two legs of a rendezvous is
+ * undocumented (each leg is terminated by the relay, which answers pings itself), so a leg that
+ * a middlebox silently dropped looks healthy at the WebSocket level. `checkAlive()` uses the
+ * protocol's in-band PING instead, which crosses the relay as an ordinary message: the owner
+ * calls it on a timer, and a session that heard nothing at all for `maxMissed` calls in a row
+ * is dead (see docs/protocol.md, "Liveness").
  */
 import {
   FrameType, PROTOCOL_VERSION, ResetCode, decodeFrames, encodeFrames, frameParts, jsonPayload, parseJsonPayload,
@@ -38,6 +45,9 @@ export interface SessionOptions {
 
 export const DEFAULT_WINDOW = 2 << 20;
 
+/** Payload of liveness PINGs (never registered: their PONG only needs to arrive). */
+const LIVENESS_PING = new Uint8Array([0x61, 0x6c, 0x69, 0x76, 0x65, 0x3f, 0x00, 0x00]);
+
 export class Session implements StreamHost {
   readonly window: number;
   readonly ready: Promise<Hello>;
@@ -52,7 +62,12 @@ export class Session implements StreamHost {
   private nextId = 1;
   private closed: string | null = null;
   private goneAway = false;
-  private pings = new Map<string, (rtt: number) => void>();
+  private readonly pings = new Map<string, { resolve: (rtt: number) => void; reject: (e: Error) => void; timer: Timer }>();
+  /** Messages received so far (a counter: the cheapest "something arrived" a timer can compare). */
+  private rx = 0;
+  private rxAtCheck = 0;
+  private missed = 0;
+  private pingSent = false;
 
   constructor(private readonly transport: Transport, private readonly opts: SessionOptions) {
     this.window = opts.window ?? DEFAULT_WINDOW;
@@ -87,15 +102,45 @@ export class Session implements StreamHost {
     return stream;
   }
 
-  /** Measures a round trip on the session (keep-alive). */
-  async ping(): Promise<number> {
+  /**
+   * Measures a round trip with an in-band PING. Rejects when no PONG comes within `timeoutMs`
+   * (default 10 s) or the session closes first; either way the pending entry is dropped.
+   */
+  ping(timeoutMs = 10_000): Promise<number> {
+    if (this.closed) return Promise.reject(new Error(`session closed: ${this.closed}`));
     const id = crypto.getRandomValues(new Uint8Array(8));
     const key = Buffer.from(id).toString("hex");
     const t0 = performance.now();
-    return new Promise<number>((res) => {
-      this.pings.set(key, () => res(performance.now() - t0));
+    return new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pings.delete(key);
+        reject(new Error(`no answer to a tunnel ping within ${timeoutMs} ms`));
+      }, timeoutMs);
+      timer.unref?.();
+      this.pings.set(key, { resolve: () => resolve(performance.now() - t0), reject, timer });
       this.enqueue(FrameType.PING, 0, id);
     });
+  }
+
+  /**
+   * One liveness check, called by the session's owner on a timer (no timer here, none per
+   * request). When something arrived since the last check the session is alive; otherwise it
+   * sends an in-band PING (whose PONG counts as "something" at the next check). Returns false
+   * once `maxMissed` checks in a row found nothing at all: the owner should evict the session.
+   */
+  checkAlive(maxMissed = 2): boolean {
+    if (this.closed) return false;
+    if (this.rx !== this.rxAtCheck) {
+      this.rxAtCheck = this.rx;
+      this.missed = 0;
+      this.pingSent = false;
+      return true;
+    }
+    if (this.pingSent) this.missed++;
+    if (this.missed >= maxMissed) return false;
+    this.pingSent = true;
+    this.enqueue(FrameType.PING, 0, LIVENESS_PING);
+    return true;
   }
 
   /** No new streams from either side; existing streams finish. */
@@ -132,6 +177,7 @@ export class Session implements StreamHost {
 
   handleMessage(data: Uint8Array | string): void {
     if (this.closed) return;
+    this.rx++;
     if (typeof data === "string") {
       if (this.peer) return this.fatal("unexpected text message after hello");
       const hello = parseHello(data);
@@ -156,6 +202,12 @@ export class Session implements StreamHost {
     const err = new StreamResetError(ResetCode.INTERNAL, `tunnel session lost: ${reason}`);
     for (const s of [...this.streams.values()]) s.fail(err);
     this.streams.clear();
+    const lost = new Error(`session closed: ${reason}`);
+    for (const p of this.pings.values()) {
+      clearTimeout(p.timer);
+      p.reject(lost);
+    }
+    this.pings.clear();
     this.opts.onClose?.(reason);
   }
 
@@ -210,9 +262,13 @@ export class Session implements StreamHost {
       case FrameType.PING:
         return this.enqueue(FrameType.PONG, 0, f.payload);
       case FrameType.PONG: {
+        if (this.pings.size === 0) return;
         const key = Buffer.from(f.payload).toString("hex");
-        this.pings.get(key)?.(0);
+        const p = this.pings.get(key);
+        if (!p) return;
+        clearTimeout(p.timer);
         this.pings.delete(key);
+        p.resolve(0);
         return;
       }
       case FrameType.GOAWAY:

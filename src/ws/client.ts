@@ -152,6 +152,13 @@ export class WsConnection extends Emitter<WsEvents> {
     return true;
   }
 
+  /** An unsolicited pong (RFC 6455 §5.5.3: a unidirectional heartbeat; no answer expected). */
+  pong(data: string | Uint8Array = ""): boolean {
+    if (this.state !== "open") return false;
+    this.enqueue(encodeFrame(Opcode.PONG, data));
+    return true;
+  }
+
   /** Starts the closing handshake; `close` fires when the peer answers (or after closeTimeoutMs). */
   close(code = 1000, reason = ""): void {
     if (!isValidCloseCode(code)) throw new RangeError(`invalid close code ${code}`);
