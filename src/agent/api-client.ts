@@ -4,6 +4,7 @@
  * sentence that names the cause and the fix. Keys and tokens never appear in messages.
  */
 import { resolveNamespace } from "../hc/address.ts";
+import { fetchProxyOption } from "../net/proxy.ts";
 import type { TunnelGrant } from "./supervisor.ts";
 
 export class ApiClientError extends Error {
@@ -51,6 +52,7 @@ export function createApiClient(o: ApiClientOptions) {
         headers: { "x-azhexgate-apikey": o.apiKey, ...(body === undefined ? {} : { "content-type": "application/json" }) },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(o.timeoutMs ?? 30_000),
+        proxy: fetchProxyOption(base), // the same proxy choice as the relay connections (src/net/proxy.ts)
       });
     } catch (err) {
       const why = (err as Error)?.name === "TimeoutError" ? "it did not answer in time" : (err as Error)?.message ?? String(err);

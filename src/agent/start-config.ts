@@ -3,6 +3,8 @@
  * (azhexgate.json / azhexgate.toml, several tunnels) > defaults. Validated; errors are one
  * sentence naming the setting.
  */
+import { proxyRouting, type ProxyRouting } from "../net/proxy.ts";
+
 /** A local app's port: 1-65535 (0 is "any port" for a server, never a place to forward to). */
 function localPort(v: string, what: string): number {
   const n = Number(v);
@@ -28,6 +30,12 @@ export interface StartConfig {
   qr: boolean;
   exitOnFail: boolean;
   graceMs: number;
+  /**
+   * Proxy routing for the relay connections and management API calls (--proxy > HTTPS_PROXY /
+   * HTTP_PROXY / ALL_PROXY, with NO_PROXY); only with a deployed gateway. Non-enumerable: it may
+   * hold proxy credentials.
+   */
+  readonly proxy?: ProxyRouting;
 }
 
 interface FileConfig {
@@ -116,6 +124,12 @@ export async function resolveStartConfig(
     }
     if (!apiKey) throw new Error("--api-url needs an API key: set AZHEXGATE_API_KEY (or --api-key)");
   }
+  const proxyFlag = flag(raw, "proxy");
+  if (proxyFlag !== undefined && apiUrl === undefined) {
+    throw new Error("--proxy applies to a deployed gateway (--api-url / AZHEXGATE_API_URL); the embedded default runs on loopback and never uses a proxy");
+  }
+  // the embedded default talks to itself on loopback: HTTPS_PROXY & co. are for deployed gateways
+  const proxy = apiUrl === undefined ? undefined : proxyRouting({ env, flag: proxyFlag });
   const level = flag(raw, "log-level") ?? env.AZHEXGATE_LOG_LEVEL ?? "warn";
   if (!["silent", "error", "warn", "info", "debug"].includes(level)) throw new Error(`--log-level must be silent, error, warn, info or debug (got "${level}")`);
   const grace = Number(flag(raw, "grace") ?? "10");
@@ -130,5 +144,6 @@ export async function resolveStartConfig(
     graceMs: grace * 1000,
   };
   Object.defineProperty(out, "apiKey", { value: apiKey, enumerable: false });
+  Object.defineProperty(out, "proxy", { value: proxy, enumerable: false });
   return Object.freeze(out);
 }

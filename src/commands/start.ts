@@ -20,6 +20,7 @@ const args = {
   qr: { type: "boolean", description: "Also print the public URL as a QR code" },
   "exit-on-fail": { type: "boolean", description: "Exit (code 1) on a permanent failure instead of retrying" },
   grace: { type: "string", description: "Seconds in-flight requests may finish after Ctrl+C (default 10)", valueHint: "s" },
+  proxy: { type: "string", description: "HTTP proxy for the relay and the management API, e.g. http://user:pass@proxy:3128 [HTTPS_PROXY / HTTP_PROXY, NO_PROXY]", valueHint: "url" },
 } as const;
 
 export default defineCommand({
@@ -34,6 +35,7 @@ export default defineCommand({
     } catch (err) {
       usageExit("start", (err as Error).message);
     }
+    if (cfg.proxy) (await import("../net/proxy.ts")).setProcessProxy(cfg.proxy);
     const { runStart } = await import("../agent/start.ts");
     process.exitCode = await runStart(cfg);
   },
