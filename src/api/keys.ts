@@ -5,6 +5,7 @@
  * compared in constant time. Callers learn a `keyId` (a hex prefix of the digest), never a key.
  * File and Key Vault sources are re-read on a timer; a failed refresh keeps the last good set.
  */
+import { keyVaultScopeFor } from "../hc/clouds.ts";
 import type { TokenCredential } from "@azure/core-auth";
 import { createHash, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -92,7 +93,7 @@ export async function readKeyVaultSecret(kv: KeyVaultSource): Promise<string> {
   if (!/^[0-9a-zA-Z-]{1,127}$/.test(kv.secretName)) {
     throw new TypeError(`Key Vault secret name "${kv.secretName}" may only hold letters, digits and hyphens`);
   }
-  const at = await kv.credential.getToken(KEY_VAULT_SCOPE);
+  const at = await kv.credential.getToken(keyVaultScopeFor(kv.vaultUrl)); // per cloud: src/hc/clouds.ts
   if (!at?.token) throw new Error(`the Azure credential returned no token for ${KEY_VAULT_SCOPE}; check the managed identity`);
   const url = new URL(`secrets/${kv.secretName}?api-version=${KEY_VAULT_API}`, base.href.endsWith("/") ? base.href : `${base.href}/`);
   const res = await (kv.fetch ?? fetch)(url, { headers: { authorization: `Bearer ${at.token}`, accept: "application/json" }, redirect: "error" });
