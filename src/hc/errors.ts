@@ -44,7 +44,7 @@ export class RelayError extends Error {
  * "MaximumListenersPerEndpoint", in relay quotas / `ManagementOperations.cs`). Matched on the
  * description because that is the only thing that tells it from a missing right.
  */
-const QUOTA_DESCRIPTION = /quota|maximum\s*listeners|maxlisteners|listeners?\s*per\s*endpoint|limit\s*(?:was\s*|has\s*been\s*)?(?:reached|exceeded)|\bexceeded\b/i;
+const QUOTA_DESCRIPTION = /quota|maximum\s*(?:number\s*of\s*)?listeners|maxlisteners|listeners?\s*per\s*endpoint|limit\s*(?:was\s*|has\s*been\s*)?(?:reached|exceeded)|\bexceeded\b/i;
 
 /** True when a 403's description names a quota / listener limit rather than a missing right. */
 export function isQuotaDescription(description: string): boolean {
