@@ -32,8 +32,8 @@ export interface StartConfig {
   graceMs: number;
   /**
    * Proxy routing for the relay connections and management API calls (--proxy > HTTPS_PROXY /
-   * HTTP_PROXY / ALL_PROXY, with NO_PROXY); only with a deployed gateway. Non-enumerable: it may
-   * hold proxy credentials.
+   * HTTP_PROXY / ALL_PROXY, with NO_PROXY); with the embedded default, a routing that proxies
+   * nothing. Non-enumerable: it may hold proxy credentials.
    */
   readonly proxy?: ProxyRouting;
 }
@@ -129,7 +129,8 @@ export async function resolveStartConfig(
     throw new Error("--proxy applies to a deployed gateway (--api-url / AZHEXGATE_API_URL); the embedded default runs on loopback and never uses a proxy");
   }
   // the embedded default talks to itself on loopback: HTTPS_PROXY & co. are for deployed gateways
-  const proxy = apiUrl === undefined ? undefined : proxyRouting({ env, flag: proxyFlag });
+  // (an empty routing: even Bun's fetch must not send the embedded API calls to an env proxy)
+  const proxy = apiUrl === undefined ? proxyRouting({ env: {} }) : proxyRouting({ env, flag: proxyFlag });
   const level = flag(raw, "log-level") ?? env.AZHEXGATE_LOG_LEVEL ?? "warn";
   if (!["silent", "error", "warn", "info", "debug"].includes(level)) throw new Error(`--log-level must be silent, error, warn, info or debug (got "${level}")`);
   const grace = Number(flag(raw, "grace") ?? "10");
