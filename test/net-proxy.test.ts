@@ -5,7 +5,8 @@
  * basic auth, and the proxy that says no (clear error naming the proxy, never its password).
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { noProxyMatcher, parseProxyUrl, ProxyConfigError, proxyRouting, redactProxyUrl } from "../src/net/proxy.ts";
+import { noProxyMatcher, parseProxyUrl, ProxyConfigError, proxyRouting, redactProxyUrl, setProcessProxy } from "../src/net/proxy.ts";
+import { ApiClientError, createApiClient } from "../src/agent/api-client.ts";
 import { ProxyError } from "../src/net/proxy-dial.ts";
 import { connectSender } from "../src/hc/sender.ts";
 import { RelayError } from "../src/hc/errors.ts";
@@ -188,5 +189,27 @@ describe("WebSocket client through a real tinyproxy", () => {
     expect([unreachable.code, unreachable.retryable]).toEqual(["proxy_unreachable", true]);
     expect(unreachable.message).toContain(`cannot reach proxy http://***@127.0.0.1:${tp.port} (HTTPS_PROXY)`);
     expect(unreachable.message).not.toContain("pw");
+  });
+});
+
+describe("management API calls through the process's proxy (Bun fetch with an explicit proxy)", () => {
+  test("a proxy refusing CONNECT to the API is proxy_refused naming the proxy; an unreachable one names it too, no password", async () => {
+    const tp = await proxy({ connectPorts: [1] });
+    try {
+      setProcessProxy(proxyRouting({ env: { HTTPS_PROXY: tp.url } }));
+      const refused = (await createApiClient({ apiUrl: "https://127.0.0.1:8443", apiKey: "k".repeat(32) }).create({}).catch((e: unknown) => e)) as ApiClientError;
+      expect(refused).toBeInstanceOf(ApiClientError);
+      expect([refused.code, refused.status, refused.retryable]).toEqual(["proxy_refused", 403, false]);
+      expect(refused.message).toBe(`Proxy ${tp.url} (HTTPS_PROXY) refused to reach the management API at https://127.0.0.1:8443: 403. Check the proxy URL and its credentials, or list the host in NO_PROXY.`);
+      expect(tp.connects()).toEqual(["127.0.0.1:8443"]);
+
+      setProcessProxy(proxyRouting({ env: { HTTP_PROXY: "http://me:secret-pw@127.0.0.1:1" } }));
+      const gone = (await createApiClient({ apiUrl: "http://127.0.0.1:9", apiKey: "k".repeat(32) }).create({}).catch((e: unknown) => e)) as ApiClientError;
+      expect([gone.code, gone.retryable]).toEqual(["api_unreachable", true]);
+      expect(gone.message).toContain("Cannot reach the management API at http://127.0.0.1:9 through proxy http://***@127.0.0.1:1 (HTTP_PROXY)");
+      expect(gone.message).not.toContain("secret-pw");
+    } finally {
+      setProcessProxy(undefined);
+    }
   });
 });
