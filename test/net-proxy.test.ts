@@ -139,6 +139,9 @@ describe("WebSocket client through a real tinyproxy", () => {
     const p = parseProxyUrl(tp.url, "HTTPS_PROXY");
     const ws = await connectWebSocket(`wss://127.0.0.1:${srv.port}/`, { proxy: p, tls: { ca: cert } });
     expect(await echoOnce(ws, "over tls")).toBe("over tls");
+    const big = new Uint8Array(2_000_000).map((_, i) => i & 0xff);
+    const back = (await echoOnce(ws, big)) as Uint8Array;
+    expect(Buffer.from(back).equals(Buffer.from(big))).toBe(true); // backpressure both ways inside TLS inside CONNECT
     ws.close();
     const untrusted = await connectWebSocket(`wss://127.0.0.1:${srv.port}/`, { proxy: p }).catch((e: unknown) => e);
     expect(untrusted).toBeInstanceOf(ProxyError);
@@ -189,6 +192,28 @@ describe("WebSocket client through a real tinyproxy", () => {
     expect([unreachable.code, unreachable.retryable]).toEqual(["proxy_unreachable", true]);
     expect(unreachable.message).toContain(`cannot reach proxy http://***@127.0.0.1:${tp.port} (HTTPS_PROXY)`);
     expect(unreachable.message).not.toContain("pw");
+  });
+});
+
+describe("proxies that misbehave (raw sockets playing the proxy)", () => {
+  test("silent after CONNECT: the handshake timeout applies and the socket is closed; garbage: a protocol ProxyError", async () => {
+    let closed = 0;
+    const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {}, close: () => void closed++ } });
+    cleanups.push(() => silent.stop(true));
+    const t0 = Date.now();
+    const e = (await connectWebSocket("ws://127.0.0.1:9/", { proxy: parseProxyUrl(`127.0.0.1:${silent.port}`, "test"), timeoutMs: 300 }).catch((x: unknown) => x)) as Error;
+    expect(e.name).toBe("WsConnectError");
+    expect(e.message).toContain("timed out");
+    expect(Date.now() - t0).toBeLessThan(5000);
+    for (let i = 0; i < 50 && closed === 0; i++) await Bun.sleep(20);
+    expect(closed).toBe(1);
+
+    const garbage = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data: (s) => void s.write("SSH-2.0-OpenSSH\r\n\r\n") } });
+    cleanups.push(() => garbage.stop(true));
+    const g = (await connectWebSocket("ws://127.0.0.1:9/", { proxy: parseProxyUrl(`127.0.0.1:${garbage.port}`, "test") }).catch((x: unknown) => x)) as ProxyError;
+    expect(g).toBeInstanceOf(ProxyError);
+    expect(g.kind).toBe("protocol");
+    expect(g.message).toContain('with something that is not HTTP: "SSH-2.0-OpenSSH"');
   });
 });
 
