@@ -18,11 +18,14 @@ import { startGateway } from "../src/gateway/server.ts";
 import { handshakeError, isQuotaDescription, RelayError } from "../src/hc/errors.ts";
 import { HybridConnectionListener } from "../src/hc/listener.ts";
 import { sasTokenProvider } from "../src/hc/tokens.ts";
+import { signTestJwt } from "../src/emulator/entra.ts";
 import { startAgentRelay, type AgentRelay } from "./support/agent-relay.ts";
+import { API_KEY, killAll, spawnCli, startGatewayChild, startOrigin } from "./support/cli-proc.ts";
 import { StateLog } from "./support/states.ts";
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
+  await killAll();
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
@@ -224,5 +227,55 @@ describe("roles propagating (401 / 403 for the first seconds)", () => {
     expect((await post({ action: "rolePropagation", off: true })).status).toBe(200);
     await listener(e, "hc").open();
     expect((await post({ action: "rolePropagation", seconds: "x" })).status).toBe(400);
+  });
+});
+
+describe("role propagation by token kind, and through the CLI", () => {
+  test("tokens: entra refuses only Entra tokens; SAS listeners are unaffected; off ends it", async () => {
+    const secret = "roles-test-secret";
+    const e = await emulator({ hybridConnections: [{ path: "hc" }], entra: { secret } });
+    e.faults.rolePropagation({ seconds: 60, status: 403, tokens: "entra" });
+    const now = Math.floor(Date.now() / 1000);
+    const jwt = signTestJwt({ aud: "https://relay.azure.net/", exp: now + 600, roles: ["Azure Relay Listener"] }, secret);
+    const entra = () => {
+      const l = new HybridConnectionListener({ endpoint: e.endpoint, hcPath: "hc", token: jwt, autoRenew: false });
+      l.on("error", () => {});
+      cleanups.push(() => l.close());
+      return l;
+    };
+    const err = await openError(entra());
+    expect([err.code, err.status]).toEqual(["forbidden", 403]);
+    await listener(e, "hc").open(); // SAS: fine
+    e.faults.rolePropagation(false);
+    await entra().open();
+    expect(e.listenerCount("hc")).toBe(2);
+  });
+
+  test("azhexgate start --json while roles propagate: reconnecting (unauthorized) events, then ready, no loop, requests whole", async () => {
+    const gw = await startGatewayChild();
+    // the relay port, from a claim through the management API
+    const h = { "x-azhexgate-apikey": API_KEY, "content-type": "application/json" };
+    const claim = (await (await fetch(`${gw.apiUrl}/api/tunnels`, { method: "POST", headers: h, body: "{}" })).json()) as { id: string; relay_endpoint: string };
+    await fetch(`${gw.apiUrl}/api/tunnels/${claim.id}`, { method: "DELETE", headers: h });
+    const relayHttp = claim.relay_endpoint.replace(/^ws/, "http");
+    const fault = await fetch(`${relayHttp}/$emulator/faults`, { method: "POST", body: JSON.stringify({ action: "rolePropagation", seconds: 3, status: 401 }) });
+    expect(fault.status).toBe(200);
+    const faultEnds = Date.now() + 3000;
+    const body = "x".repeat(200_000);
+    const app = startOrigin(() => new Response(body));
+    cleanups.push(() => app.stop(true));
+    const cli = spawnCli(["start", "--port", String(app.port), "--api-url", gw.apiUrl, "--json"], { env: { AZHEXGATE_API_KEY: API_KEY } });
+    const first = await cli.waitEvent((ev) => ev.event === "state" && ev.state === "reconnecting", 10_000);
+    expect(first.code).toBe("unauthorized");
+    const ready = await cli.waitEvent((ev) => ev.event === "ready", 20_000);
+    expect(Date.now() - faultEnds).toBeLessThan(10_000); // recovered within 10 s of the roles applying
+    const reconnects = cli.events().filter((ev) => ev.event === "state" && ev.state === "reconnecting");
+    expect(reconnects.length).toBeLessThanOrEqual(8); // backoff, not a loop
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(`${ready.public_url}/r${i}`);
+      expect([res.status, (await res.text()).length]).toEqual([200, body.length]);
+    }
+    cli.kill("SIGINT");
+    expect(await cli.exit()).toBe(0);
   });
 });
