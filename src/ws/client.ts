@@ -12,7 +12,7 @@ import { readHandshakeResponse, type HandshakeResponse } from "./handshake.ts";
 
 import { WsConnectError, WsHandshakeError, WsProtocolError } from "./errors.ts";
 import { type ProxyConfig, processProxyFor } from "../net/proxy.ts";
-import { dialThroughProxy, ProxyError } from "../net/proxy-dial.ts";
+import { dialThroughProxy, ProxyError, type StreamHandlers } from "../net/proxy-dial.ts";
 
 export { Emitter, WsConnectError, WsHandshakeError, WsProtocolError };
 export type { HandshakeResponse };
@@ -35,11 +35,7 @@ export interface WsConnectOptions {
   /** How long `close()` waits for the peer's close frame before terminating; default 5 s. */
   closeTimeoutMs?: number;
   tls?: { rejectUnauthorized?: boolean; ca?: string | string[]; serverName?: string };
-  /**
-   * HTTP proxy to CONNECT through (src/net/proxy.ts); `null` = direct. Default: the process's
-   * routing (set by `azhexgate start` / `gateway` from --proxy / HTTPS_PROXY / NO_PROXY), else direct.
-   * A proxy that refuses rejects with a `ProxyError` (status, proxy named without credentials).
-   */
+  /** HTTP proxy to CONNECT through, `null` = direct; default: the process's routing (src/net/proxy.ts). Refusals reject with `ProxyError`. */
   proxy?: ProxyConfig | null;
 }
 
@@ -393,25 +389,17 @@ export function connectWebSocket(url: string, opts: WsConnectOptions = {}): Prom
       const n = s.write(request);
       if (n < Buffer.byteLength(request)) fail(new WsConnectError("network", "could not write the handshake request"));
     };
-    const handlers = {
-      data: (s: Socket<SocketCtx>, d: Uint8Array) => s.data.onData(d),
-      drain: (s: Socket<SocketCtx>) => s.data.onDrain(),
-      close: (s: Socket<SocketCtx>, err?: Error) => s.data.onClose(err),
-      end: (s: Socket<SocketCtx>) => void s.end(),
-      error: (s: Socket<SocketCtx>, err: Error) => s.data.onClose(err),
+    const handlers: StreamHandlers<SocketCtx> = {
+      data: (s, d) => s.data.onData(d),
+      drain: (s) => s.data.onDrain(),
+      close: (s, err) => s.data.onClose(err),
+      end: (s) => void s.end(),
+      error: (s, err) => s.data.onClose(err),
     };
     const proxy = opts.proxy === undefined ? processProxyFor(u) : (opts.proxy ?? undefined);
     if (proxy) {
-      const dial = dialThroughProxy<SocketCtx>({
-        proxy,
-        hostname,
-        port,
-        tls,
-        data: ctx,
-        socket: handlers,
-        onReady: onOpen,
-        onFail: (err) => fail(err instanceof ProxyError ? err : new WsConnectError("network", err.message, err)),
-      });
+      const onFail = (err: Error) => fail(err instanceof ProxyError ? err : new WsConnectError("network", err.message, err));
+      const dial = dialThroughProxy<SocketCtx>({ proxy, hostname, port, tls, data: ctx, socket: handlers, onReady: onOpen, onFail });
       abort = () => dial.terminate();
       return;
     }
