@@ -3,7 +3,7 @@
  * its own log file, CONNECT allowed only to the ports given, optional BasicAuth. `connects()`
  * reads the CONNECT request lines from tinyproxy's own log.
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -21,10 +21,6 @@ export interface Tinyproxy {
   stop(): Promise<void>;
 }
 
-export function tinyproxyAvailable(): boolean {
-  return spawnSync("tinyproxy", ["-v"], { encoding: "utf8" }).status === 0;
-}
-
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
@@ -36,7 +32,26 @@ async function freePort(): Promise<number> {
   });
 }
 
-export async function startTinyproxy(o: { connectPorts: number[]; basicAuth?: { user: string; password: string } }): Promise<Tinyproxy> {
+export interface TinyproxyOptions {
+  /** Ports CONNECT may reach; empty = no ConnectPort line, which tinyproxy reads as "every port". */
+  connectPorts: number[];
+  basicAuth?: { user: string; password: string };
+}
+
+/** Starts tinyproxy on a free loopback port (tries again, up to 3 times, if another process took the port first). */
+export async function startTinyproxy(o: TinyproxyOptions): Promise<Tinyproxy> {
+  let last: unknown;
+  for (let i = 0; i < 3; i++) {
+    try {
+      return await startOnce(o);
+    } catch (err) {
+      last = err;
+    }
+  }
+  throw last;
+}
+
+async function startOnce(o: TinyproxyOptions): Promise<Tinyproxy> {
   const dir = mkdtempSync(join(tmpdir(), "azhexgate-tinyproxy-"));
   const port = await freePort();
   const logFile = join(dir, "tinyproxy.log");
@@ -60,13 +75,20 @@ export async function startTinyproxy(o: { connectPorts: number[]; basicAuth?: { 
   // ready when it accepts TCP (bounded)
   const deadline = Date.now() + 10_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`tinyproxy exited ${child.exitCode}: ${stderr}`);
+    if (child.exitCode !== null) {
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`tinyproxy exited ${child.exitCode}: ${stderr}`);
+    }
     const ok = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } }).then(
       (s) => (s.end(), true),
       () => false,
     );
     if (ok) break;
-    if (Date.now() > deadline) throw new Error(`tinyproxy did not listen on ${port} within 10 s: ${stderr}`);
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`tinyproxy did not listen on ${port} within 10 s: ${stderr}`);
+    }
     await Bun.sleep(50);
   }
   const log = () => {
