@@ -7,6 +7,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { noProxyMatcher, parseProxyUrl, ProxyConfigError, proxyRouting, redactProxyUrl, setProcessProxy } from "../src/net/proxy.ts";
 import { ApiClientError, createApiClient } from "../src/agent/api-client.ts";
+import { classify } from "../src/agent/policy.ts";
 import { ProxyError } from "../src/net/proxy-dial.ts";
 import { connectSender } from "../src/hc/sender.ts";
 import { RelayError } from "../src/hc/errors.ts";
@@ -185,6 +186,8 @@ describe("WebSocket client through a real tinyproxy", () => {
     expect(d.message).toContain(`proxy http://127.0.0.1:${tp.port} refused CONNECT 127.0.0.1:${emu.port}: 403`);
     expect(d.message).toContain("does not allow this destination");
     expect(tp.connects()).toEqual([`127.0.0.1:${emu.port}`]);
+    // the agent's policy: the same again (no re-claim), and with --exit-on-fail a 403 from the proxy is final
+    expect(classify(d, "none")).toEqual({ fix: "none", permanent: true, code: "proxy_refused" });
 
     const gone = parseProxyUrl(`http://u:pw@127.0.0.1:${tp.port}`, "HTTPS_PROXY");
     await tp.stop();
@@ -192,6 +195,7 @@ describe("WebSocket client through a real tinyproxy", () => {
     expect([unreachable.code, unreachable.retryable]).toEqual(["proxy_unreachable", true]);
     expect(unreachable.message).toContain(`cannot reach proxy http://***@127.0.0.1:${tp.port} (HTTPS_PROXY)`);
     expect(unreachable.message).not.toContain("pw");
+    expect(classify(unreachable, "none")).toEqual({ fix: "none", permanent: false, code: "proxy_unreachable" });
   });
 });
 

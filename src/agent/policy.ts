@@ -33,6 +33,7 @@ function statusOf(err: unknown): number | undefined {
  *   unless `o.rolePropagating` (the caller is within the first minutes of a deployment, when Azure
  *   role assignments may not have taken effect yet — up to 5 min, relay authenticate-application.md);
  * - `listener_limit` (429, or 403 naming a quota) → retry as is with backoff, never permanent;
+ * - `proxy_refused` / `proxy_unreachable` (the HTTP proxy) → retry as is; permanent when the proxy refused on purpose;
  * - `entity_deleted` (1001) / `not_found` (404): the hybrid connection is gone (gateway restarted,
  *   tunnel reclaimed or expired) → claim the tunnel again; permanent if a fresh claim 404s too;
  * - other relay errors: retry as is when `retryable`, else claim afresh (permanent);
@@ -50,6 +51,10 @@ export function classify(err: unknown, tried: Fix, o: { rolePropagating?: boolea
         return { fix: "renew", permanent: tried === "renew" && !o.rolePropagating, code };
       case "listener_limit":
         return { fix: "none", permanent: false, code };
+      case "proxy_refused":
+      case "proxy_unreachable":
+        // nothing is wrong with the tunnel or its token: try the same again (403 / 407 are permanent)
+        return { fix: "none", permanent: !retryable, code };
       case "entity_deleted":
         return { fix: "connect", permanent: false, code };
       case "not_found":
