@@ -109,11 +109,15 @@ describe("listener control channel", () => {
     await listen(e, "hc", createSasToken(`http://127.0.0.1/`, ROOT, key(e), Date.now() / 1000 + 60));
   });
 
-  test("the 26th listener is refused with 429", async () => {
+  test("the 26th listener is refused with 403 and a quota description (Service Bus convention; 429 selectable)", async () => {
     const e = await start();
     for (let i = 0; i < 25; i++) await listen(e);
     const r = await handshake(`${e.url}/$hc/hc?sb-hc-action=listen`, { ServiceBusAuthorization: token(e) });
-    expect(r.status).toBe(429);
+    expect(r.status).toBe(403);
+    expect(r.body).toContain("QuotaExceeded");
+    e.faults.listenerQuotaStatus(429);
+    const r429 = await handshake(`${e.url}/$hc/hc?sb-hc-action=listen`, { ServiceBusAuthorization: token(e) });
+    expect(r429.status).toBe(429);
     expect(r.body).toContain("QuotaExceeded");
     expect(e.listenerCount("hc")).toBe(25);
   });

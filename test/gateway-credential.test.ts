@@ -81,7 +81,7 @@ describe("senderDialer with an Entra TokenCredential", () => {
     expect(await echo(await dial(HC), "hello")).toBe("hello");
     expect(await echo(await dial(HC), "again")).toBe("again");
     expect(tokens.hits).toBe(1);
-    expect(credential.scopesAsked).toEqual(["https://relay.azure.net/.default"]);
+    expect(credential.scopesAsked).toEqual(["https://relay.azure.net//.default"]);
     // a wrong shared secret gets no token at all
     expect(tokens.refused).toBe(0);
   });
@@ -116,10 +116,10 @@ describe("senderDialer with an Entra TokenCredential", () => {
     expect(tokens.hits).toBe(2);
   });
 
-  test("a token the relay never accepts: one retry, then the 401 surfaces (no loop)", async () => {
+  test("a token the relay never accepts: one retry, then the 401 surfaces (no loop) once roles had time to propagate", async () => {
     const tokens = tokenServer({ jwtSecret: "not-the-relay-secret" });
     let retried = 0;
-    const dial = senderDialer(await binding({ credential: new HttpTokenCredential(tokens) }), { onUnauthorized: () => retried++ });
+    const dial = senderDialer(await binding({ credential: new HttpTokenCredential(tokens) }), { onUnauthorized: () => retried++, rolePropagationMs: 0 });
     const err = await dial(HC).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(RelayError);
     expect((err as RelayError).code).toBe("unauthorized");
@@ -128,10 +128,10 @@ describe("senderDialer with an Entra TokenCredential", () => {
     expect(retried).toBe(1);
   });
 
-  test("other refusals are not retried: 403 (no Send role), 404 (no such HC), token fetch failure", async () => {
+  test("other refusals are not retried (after the role-propagation window): 403 (no Send role), 404 (no such HC), token fetch failure", async () => {
     const listenOnly = tokenServer({ roles: ["Azure Relay Listener"] });
     let retried = 0;
-    const dial = senderDialer(await binding({ credential: new HttpTokenCredential(listenOnly) }), { onUnauthorized: () => retried++ });
+    const dial = senderDialer(await binding({ credential: new HttpTokenCredential(listenOnly) }), { onUnauthorized: () => retried++, rolePropagationMs: 0 });
     const forbidden = await dial(HC).catch((e: unknown) => e);
     expect((forbidden as RelayError).code).toBe("forbidden");
     expect(listenOnly.hits).toBe(1);

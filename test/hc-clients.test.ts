@@ -175,7 +175,7 @@ describe("listener + sender through the emulator", () => {
     expect(emu.listenerCount("many")).toBe(25);
     const e = await failure(listener("many").open());
     expect(e.code).toBe("listener_limit");
-    expect(e.status).toBe(429);
+    expect(e.status).toBe(403); // quota as 403 (Service Bus convention), not "forbidden"
     expect(e.retryable).toBe(true);
   });
 

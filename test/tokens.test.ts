@@ -59,7 +59,7 @@ describe("credentialTokenProvider over a local token server", () => {
     expect(jwt.startsWith("eyJ")).toBe(true);
     expect(jwt).not.toMatch(/^Bearer/i);
     expect(credential.scopesAsked).toEqual([RELAY_SCOPE]);
-    expect(RELAY_SCOPE).toBe("https://relay.azure.net/.default");
+    expect(RELAY_SCOPE).toBe("https://relay.azure.net//.default");
     expect(verifyEntraJwt(jwt, { secret: JWT_SECRET }, clock / 1000)).toEqual({ ok: true, rights: ["Listen"], scopePath: "" });
   });
 

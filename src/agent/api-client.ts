@@ -4,6 +4,7 @@
  * sentence that names the cause and the fix. Keys and tokens never appear in messages.
  */
 import { resolveNamespace } from "../hc/address.ts";
+import { fetchProxyOption, processProxyFor, redactProxyUrl } from "../net/proxy.ts";
 import type { TunnelGrant } from "./supervisor.ts";
 
 export class ApiClientError extends Error {
@@ -51,10 +52,18 @@ export function createApiClient(o: ApiClientOptions) {
         headers: { "x-azhexgate-apikey": o.apiKey, ...(body === undefined ? {} : { "content-type": "application/json" }) },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(o.timeoutMs ?? 30_000),
+        proxy: fetchProxyOption(base), // the same proxy choice as the relay connections (src/net/proxy.ts)
       });
     } catch (err) {
-      const why = (err as Error)?.name === "TimeoutError" ? "it did not answer in time" : (err as Error)?.message ?? String(err);
-      throw new ApiClientError("api_unreachable", `Cannot reach the management API at ${base} (${why}). Check --api-url / AZHEXGATE_API_URL and your network.`, true);
+      const why = redactProxyUrl((err as Error)?.name === "TimeoutError" ? "it did not answer in time" : (err as Error)?.message ?? String(err));
+      const proxy = processProxyFor(base);
+      const tunnel = err as { code?: unknown; status?: unknown };
+      if (proxy && tunnel.code === "ERR_PROXY_TUNNEL" && typeof tunnel.status === "number") {
+        const s = tunnel.status;
+        throw new ApiClientError("proxy_refused", `Proxy ${proxy.display} (${proxy.source}) refused to reach the management API at ${base}: ${s}. Check the proxy URL and its credentials, or list the host in NO_PROXY.`, !(s === 401 || s === 403 || s === 407), s);
+      }
+      const via = proxy ? ` through proxy ${proxy.display} (${proxy.source})` : "";
+      throw new ApiClientError("api_unreachable", `Cannot reach the management API at ${base}${via} (${why}). Check --api-url / AZHEXGATE_API_URL and your network.`, true);
     }
     if (res.status === 204) return undefined;
     const text = await res.text();

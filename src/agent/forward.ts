@@ -154,6 +154,7 @@ async function forwardWebSocket(stream: TunnelStream, o: ForwardOptions): Promis
       headers,
       protocols: head.protocols,
       timeoutMs: 30_000,
+      proxy: null, // the local app: never through the relay's proxy
       ...(wsOrigin.startsWith("wss:") ? { tls: { rejectUnauthorized: false } } : {}),
     });
   } catch (err) {

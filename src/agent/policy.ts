@@ -29,13 +29,17 @@ function statusOf(err: unknown): number | undefined {
  * applied: a fix that was just tried and failed the same way makes a non-retryable error permanent.
  *
  * - control channel `token_expired` (1008) → renew the token (rejected), reconnect;
- * - `unauthorized` / `forbidden` (401 / 403 on open) → renew (rejected); permanent if a fresh token fails too;
+ * - `unauthorized` / `forbidden` (401 / 403 on open) → renew (rejected); permanent if a fresh token fails too,
+ *   unless `o.rolePropagating` (the caller is within the first minutes of a deployment, when Azure
+ *   role assignments may not have taken effect yet — up to 5 min, relay authenticate-application.md);
+ * - `listener_limit` (429, or 403 naming a quota) → retry as is with backoff, never permanent;
+ * - `proxy_refused` / `proxy_unreachable` (the HTTP proxy) → retry as is; permanent when the proxy refused on purpose;
  * - `entity_deleted` (1001) / `not_found` (404): the hybrid connection is gone (gateway restarted,
  *   tunnel reclaimed or expired) → claim the tunnel again; permanent if a fresh claim 404s too;
  * - other relay errors: retry as is when `retryable`, else claim afresh (permanent);
  * - errors from `connect` / `renew` (the management API): 404-like → claim again; `retryable: false` is permanent.
  */
-export function classify(err: unknown, tried: Fix): Decision {
+export function classify(err: unknown, tried: Fix, o: { rolePropagating?: boolean } = {}): Decision {
   const code = codeOf(err);
   const retryable = (err as { retryable?: unknown })?.retryable !== false;
   if (err instanceof RelayError) {
@@ -44,7 +48,13 @@ export function classify(err: unknown, tried: Fix): Decision {
         return { fix: "renew", permanent: false, code };
       case "unauthorized":
       case "forbidden":
-        return { fix: "renew", permanent: tried === "renew", code };
+        return { fix: "renew", permanent: tried === "renew" && !o.rolePropagating, code };
+      case "listener_limit":
+        return { fix: "none", permanent: false, code };
+      case "proxy_refused":
+      case "proxy_unreachable":
+        // nothing is wrong with the tunnel or its token: try the same again (403 / 407 are permanent)
+        return { fix: "none", permanent: !retryable, code };
       case "entity_deleted":
         return { fix: "connect", permanent: false, code };
       case "not_found":

@@ -4,6 +4,7 @@
  * sentence naming the setting.
  */
 import { readStartFile } from "./config-file.ts";
+import { proxyRouting, type ProxyRouting } from "../net/proxy.ts";
 
 /** A local app's port: 1-65535 (0 is "any port" for a server, never a place to forward to). */
 function localPort(v: string, what: string): number {
@@ -49,6 +50,12 @@ export interface StartConfig {
   /** A tunnel deleted on the gateway is created again (new URL) instead of stopping the agent. */
   recreate: boolean;
   graceMs: number;
+  /**
+   * Proxy routing for the relay connections and management API calls (--proxy > HTTPS_PROXY /
+   * HTTP_PROXY / ALL_PROXY, with NO_PROXY); with the embedded default, a routing that proxies
+   * nothing. Non-enumerable: it may hold proxy credentials.
+   */
+  readonly proxy?: ProxyRouting;
 }
 
 function flag(raw: readonly string[], name: string): string | undefined {
@@ -116,6 +123,13 @@ export async function resolveStartConfig(
     }
     if (!apiKey) throw new Error("--api-url needs an API key: set AZHEXGATE_API_KEY (or --api-key)");
   }
+  const proxyFlag = flag(raw, "proxy");
+  if (proxyFlag !== undefined && apiUrl === undefined) {
+    throw new Error("--proxy applies to a deployed gateway (--api-url / AZHEXGATE_API_URL); the embedded default runs on loopback and never uses a proxy");
+  }
+  // the embedded default talks to itself on loopback: HTTPS_PROXY & co. are for deployed gateways
+  // (an empty routing: even Bun's fetch must not send the embedded API calls to an env proxy)
+  const proxy = apiUrl === undefined ? proxyRouting({ env: {} }) : proxyRouting({ env, flag: proxyFlag });
   const level = flag(raw, "log-level") ?? env.AZHEXGATE_LOG_LEVEL ?? file.log_level ?? "warn";
   if (!["silent", "error", "warn", "info", "debug"].includes(level)) throw new Error(`--log-level must be silent, error, warn, info or debug (got "${level}")`);
   const grace = Number(flag(raw, "grace") ?? file.grace ?? "10");
@@ -131,5 +145,6 @@ export async function resolveStartConfig(
     graceMs: grace * 1000,
   };
   Object.defineProperty(out, "apiKey", { value: apiKey, enumerable: false });
+  Object.defineProperty(out, "proxy", { value: proxy, enumerable: false });
   return Object.freeze(out);
 }

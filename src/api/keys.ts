@@ -11,6 +11,7 @@
  * then holds the env keys only, reports why in `unavailable` (→ /readyz 503 and the API's 503
  * `api_keys_unavailable`), and retries with backoff until the source answers.
  */
+import { keyVaultScopeFor } from "../hc/clouds.ts";
 import type { TokenCredential } from "@azure/core-auth";
 import { createHash, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -133,8 +134,9 @@ export function checkKeyVault(kv: KeyVaultSource): URL {
  */
 export async function readKeyVaultSecret(kv: KeyVaultSource): Promise<string> {
   const base = checkKeyVault(kv);
-  const at = await kv.credential.getToken(KEY_VAULT_SCOPE);
-  if (!at?.token) throw new Error(`the Azure credential returned no token for ${KEY_VAULT_SCOPE}; check the managed identity`);
+  const scope = keyVaultScopeFor(kv.vaultUrl); // per cloud: src/hc/clouds.ts
+  const at = await kv.credential.getToken(scope);
+  if (!at?.token) throw new Error(`the Azure credential returned no token for ${scope}; check the managed identity`);
   const url = new URL(`secrets/${kv.secretName}?api-version=${KEY_VAULT_API}`, base.href.endsWith("/") ? base.href : `${base.href}/`);
   let res: Response;
   try {

@@ -44,6 +44,20 @@ export default defineCommand({
     if (!config.localHosts && args["base-domain"] === undefined && process.env.AZHEXGATE_BASE_DOMAIN === undefined) {
       log.warn("AZHEXGATE_BASE_DOMAIN is not set: tunnels are served at {id}.azhexgate.com; set it to the wildcard domain that points at this gateway", { host: config.host });
     }
+    // Azure mode: the sender's relay WebSockets follow HTTPS_PROXY / NO_PROXY like the Azure SDK's
+    // own calls (ARM, managed identity) and Key Vault's fetch do. Local mode's emulator is in-process.
+    if (process.env.AZHEXGATE_RELAY_NAMESPACE?.trim()) {
+      const { proxyRouting, setProcessProxy } = await import("../net/proxy.ts");
+      try {
+        const routing = proxyRouting({ env: process.env });
+        setProcessProxy(routing);
+        const described = routing.describe();
+        if (described) log.info("relay proxy", { proxy: described });
+      } catch (err) {
+        console.error(`azhexgate gateway: ${(err as Error).message}`);
+        process.exit(2);
+      }
+    }
     const { startGatewayApp } = await import("../gateway/app.ts");
     let app;
     try {

@@ -22,6 +22,7 @@ const args = {
   "exit-on-fail": { type: "boolean", description: "Also exit (code 1) on permanent relay failures instead of retrying (a rejected key, a taken name or bad configuration always exit: codes 2-4)" },
   recreate: { type: "boolean", description: "When the tunnel is deleted on the gateway, create a new one (new URL) instead of exiting (code 5)" },
   grace: { type: "string", description: "Seconds in-flight requests may finish after Ctrl+C (default 10)", valueHint: "s" },
+  proxy: { type: "string", description: "HTTP proxy for the relay and the management API, e.g. http://user:pass@proxy:3128 [HTTPS_PROXY / HTTP_PROXY, NO_PROXY]", valueHint: "url" },
 } as const;
 
 export default defineCommand({
@@ -36,6 +37,7 @@ export default defineCommand({
     } catch (err) {
       usageExit("start", (err as Error).message);
     }
+    if (cfg.proxy) (await import("../net/proxy.ts")).setProcessProxy(cfg.proxy);
     const { runStart } = await import("../agent/start.ts");
     const code = await runStart(cfg);
     // Exit now: nothing left to wait for (a lingering socket or timer must not delay Ctrl+C).

@@ -13,6 +13,7 @@
 import type { TokenCredential } from "@azure/core-auth";
 import type { RelayAPI } from "@azure/arm-relay";
 import type { Cloud, RelayEndpoint } from "../hc/address.ts";
+import { CLOUDS } from "../hc/clouds.ts";
 import { credentialTokenProvider, sasTokenProvider, type TokenProvider } from "../hc/tokens.ts";
 import { type BindingLog, cachedKeyIssuer, envKeyIssuer, type ListenKey } from "./azure-keys.ts";
 import { NO_PROPAGATION, retryWhileRolePropagates, type RolePropagation } from "./propagation.ts";
@@ -22,10 +23,11 @@ import type { HcInfo, ListenerTokenIssuer, Provisioner, RelayBinding } from "./t
 /** The per-HC SAS rule agents' tokens are signed with (Listen right only). */
 export const LISTEN_RULE = "azhexgate-listen";
 
+/** ARM endpoint per cloud (from the clouds table, src/hc/clouds.ts). */
 export const ARM_ENDPOINTS: Readonly<Record<Cloud, string>> = Object.freeze({
-  public: "https://management.azure.com",
-  usgov: "https://management.usgovcloudapi.net",
-  china: "https://management.chinacloudapi.cn",
+  public: CLOUDS.public.armEndpoint,
+  usgov: CLOUDS.usgov.armEndpoint,
+  china: CLOUDS.china.armEndpoint,
 });
 
 export interface AzureBindingOptions {
@@ -108,13 +110,23 @@ export async function createAzureBinding(settings: RelaySettings, opts: AzureBin
       ? { subscriptionId: settings.subscriptionId, resourceGroup: settings.resourceGroup, namespace: settings.armNamespace }
       : undefined;
   const senderKind: "entra" | "sas" = opts.credential || !envKey ? "entra" : "sas";
+  const cloud = CLOUDS[settings.cloud];
+  if (senderKind === "entra" && !opts.credential && cloud.senderAuthDefault === "sas") {
+    // Entra ID for Relay is not GA (China) or not confirmed (US Government): SAS by default there.
+    throw new ProvisioningUnavailableError(
+      `the gateway's relay sender needs a SAS key in the ${cloud.name}: Entra ID for Azure Relay is ${cloud.entraForRelay === "not-ga" ? "not generally available" : "not confirmed"} there. Set AZHEXGATE_RELAY_KEY_NAME and AZHEXGATE_RELAY_KEY (a namespace rule with Send and Listen)`,
+    );
+  }
 
   let credential: TokenCredential | undefined = opts.credential;
   let credentialKind = opts.credential ? "custom TokenCredential" : "none";
   if (!credential && (arm || senderKind === "entra")) {
     const { DefaultAzureCredential } = await import("@azure/identity");
     const clientId = settings.managedIdentityClientId;
-    credential = new DefaultAzureCredential(clientId ? { managedIdentityClientId: clientId } : {});
+    credential = new DefaultAzureCredential({
+      ...(clientId ? { managedIdentityClientId: clientId } : {}),
+      ...(settings.cloud === "public" ? {} : { authorityHost: cloud.authorityHost }),
+    });
     credentialKind = clientId ? `DefaultAzureCredential (managed identity ${clientId})` : "DefaultAzureCredential";
   }
 
@@ -219,7 +231,7 @@ export async function createAzureBinding(settings: RelaySettings, opts: AzureBin
 
   const senderToken: TokenProvider =
     senderKind === "entra"
-      ? credentialTokenProvider(credential as TokenCredential, { now, refreshBeforeMs: opts.senderRefreshBeforeMs })
+      ? credentialTokenProvider(credential as TokenCredential, { scope: cloud.relayScope, now, refreshBeforeMs: opts.senderRefreshBeforeMs })
       : sasTokenProvider((envKey as ListenKey).keyName, (envKey as ListenKey).key, 3600, now);
 
   log("relay.binding", {

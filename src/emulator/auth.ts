@@ -21,6 +21,52 @@ export interface AuthContext {
   readonly now: () => number;
 }
 
+// ---- issue 10 (relayerr): authorization-side fault switches: the quota answer and role propagation ----
+
+/** Fault switches that shape authorization answers (one set per emulator, found by its EntityStore). */
+export interface AuthFaults {
+  /**
+   * Status for a listener over the per-HC limit: 403 with a quota description (default: the
+   * Service Bus convention — Microsoft.Azure.Relay maps it to QuotaExceededException;
+   * relay-exceptions.md) or 429 (what this emulator answered before; kept testable).
+   */
+  listenerQuotaStatus: 403 | 429;
+  /**
+   * Until `until` (ms), tokens that would be accepted are refused with `status`, as while an Azure
+   * role assignment propagates ("can take up to five minutes", relay authenticate-application.md).
+   * `tokens` picks which carriers it hits; `refused` counts the refusals.
+   */
+  rolePropagation?: { until: number; status: 401 | 403; tokens: "entra" | "sas" | "all"; refused: number };
+}
+
+const authFaultsByStore = new WeakMap<EntityStore, AuthFaults>();
+
+/** The authorization fault switches of the emulator that owns `entities` (created on first use). */
+export function authFaults(entities: EntityStore): AuthFaults {
+  let f = authFaultsByStore.get(entities);
+  if (!f) {
+    f = { listenerQuotaStatus: 403 };
+    authFaultsByStore.set(entities, f);
+  }
+  return f;
+}
+
+/** Back to the defaults (quota as 403, no propagation window). */
+export function resetAuthFaults(entities: EntityStore): void {
+  authFaultsByStore.set(entities, { listenerQuotaStatus: 403 });
+}
+
+/** A refusal while roles "propagate", or undefined. The text is the service's missing-claim answer. */
+function propagating(ctx: AuthContext, kind: "entra" | "sas", right: Right, entityPath: string, requestHost: string): AuthVerdict | undefined {
+  const r = authFaults(ctx.entities).rolePropagation;
+  if (!r || ctx.now() >= r.until || (r.tokens !== "all" && r.tokens !== kind)) return undefined;
+  r.refused++;
+  const text = `Unauthorized access. '${right}' claim(s) are required to perform this operation. Resource: '${entityPath}'.`;
+  return { ok: false, status: r.status, description: describe(text, requestHost, entityPath) };
+}
+
+// ---- end issue 10 block ----
+
 export type AuthVerdict =
   | { ok: true; rights: Right[]; scopePath: string; /** Unix seconds; undefined = never */ expiresAt?: number }
   | { ok: false; status: 401 | 403 | 404; description: string };
@@ -98,7 +144,7 @@ export function authorize(
     if (!scopeCovers(v.scopePath, entityPath)) return fail(403, `Unauthorized access. The token is not valid for '${entityPath}'.`);
     if (!v.rights.includes(right) && !v.rights.includes("Manage"))
       return fail(403, `Unauthorized access. '${right}' claim(s) are required to perform this operation. Resource: '${entityPath}'.`);
-    return { ok: true, rights: v.rights, scopePath: v.scopePath, expiresAt: jwtExpiry(token) };
+    return propagating(ctx, "entra", right, entityPath, requestHost) ?? { ok: true, rights: v.rights, scopePath: v.scopePath, expiresAt: jwtExpiry(token) };
   }
 
   const rule = ctx.entities.findRule(hc, sas.skn);
@@ -118,7 +164,7 @@ export function authorize(
     return fail(403, `Unauthorized access. The token audience '${scope.path || "/"}' is not valid for '${entityPath}'.`);
   if (!grants(rule, right))
     return fail(403, `Unauthorized access. '${right}' claim(s) are required to perform this operation. Resource: '${entityPath}'.`);
-  return { ok: true, rights: [...rule.rights], scopePath: scope.path, expiresAt: sas.se };
+  return propagating(ctx, "sas", right, entityPath, requestHost) ?? { ok: true, rights: [...rule.rights], scopePath: scope.path, expiresAt: sas.se };
 }
 
 /** The 404 for an entity that does not exist. */

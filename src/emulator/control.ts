@@ -8,7 +8,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { MAX_CONTROL_MESSAGE, type ResponseMessage, decodeControlMessage } from "../hc/messages.ts";
-import { type AuthContext, authorize, describe, failureResponse, notFound, wsToken } from "./auth.ts";
+import { type AuthContext, authFaults, authorize, describe, failureResponse, notFound, wsToken } from "./auth.ts";
 import type { EntityStore, HybridConnection } from "./entities.ts";
 import { type CloseHow, LivenessFaultState, nameRenewalFailed } from "./liveness-faults.ts";
 import type { ResolvedOptions, SocketData, Ws } from "./types.ts";
@@ -107,7 +107,7 @@ export class ListenerRegistry {
     const set = this.byHc.get(key) ?? new Set<Listener>();
     if (set.size >= this.opts.maxListeners) {
       return failureResponse(
-        429,
+        authFaults(this.entities).listenerQuotaStatus, // issue 10: 403 (Service Bus convention) by default, 429 selectable
         describe(`QuotaExceeded: The maximum number of listeners (${this.opts.maxListeners}) for this hybrid connection has been reached.`, host, hc.path),
       );
     }

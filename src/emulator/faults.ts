@@ -8,6 +8,7 @@
 import type { EntityStore } from "./entities.ts";
 import type { ListenerRegistry } from "./control.ts";
 import type { LivenessFaultState } from "./liveness-faults.ts";
+import { authFaults, resetAuthFaults } from "./auth.ts"; // issue 10
 
 export interface Faults {
   /** Returns how many were dropped; "abrupt" = terminate TCP without a close frame. Default close code 1011. */
@@ -36,6 +37,17 @@ export interface Faults {
   senderTokenExpiry(on: boolean): void;
   // ---- end liveness faults ----
 
+  // ---- issue 10 (relayerr): quota answer and role propagation ----
+  /** The status a listener over the per-HC limit gets: 403 + quota description (default) or 429. */
+  listenerQuotaStatus(status: 403 | 429): void;
+  /**
+   * For the next `seconds`, valid tokens (`tokens`: entra, sas or all; default all) are refused
+   * with `status` (default 401) as while a role assignment propagates; false ends it at once.
+   */
+  rolePropagation(o: { seconds: number; status?: 401 | 403; tokens?: "entra" | "sas" | "all" } | false): void;
+  /** Refusals the role-propagation window has caused so far. */
+  rolePropagationRefusals(): number;
+  // ---- end issue 10 block ----
   reset(): void;
 }
 
@@ -108,10 +120,21 @@ export function createFaults(state: FaultState, listeners: ListenerRegistry, ent
     blackholeConnection: (hcPath) => liveness.blackholeOne(hcPath),
     senderTokenExpiry: (on) => liveness.setSenderTokenExpiry(on),
     // ---- end liveness faults ----
+    // ---- issue 10 (relayerr): quota answer and role propagation ----
+    listenerQuotaStatus: (status) => {
+      authFaults(entities).listenerQuotaStatus = status === 429 ? 429 : 403;
+    },
+    rolePropagation: (o) => {
+      authFaults(entities).rolePropagation =
+        o === false ? undefined : { until: Date.now() + Math.max(0, o.seconds) * 1000, status: o.status === 403 ? 403 : 401, tokens: o.tokens ?? "all", refused: 0 };
+    },
+    rolePropagationRefusals: () => authFaults(entities).rolePropagation?.refused ?? 0,
+    // ---- end issue 10 block ----
     reset: () => {
       state.reset();
       liveness.reset();
       listeners.resumeAll();
+      resetAuthFaults(entities); // issue 10
     },
   };
 }
@@ -155,6 +178,22 @@ export function applyFaultAction(faults: Faults, body: Record<string, unknown>):
       faults.senderTokenExpiry(body.on !== false);
       return true;
     // ---- end liveness faults ----
+    // ---- issue 10 (relayerr) ----
+    case "listenerQuotaStatus":
+      if (body.status !== 403 && body.status !== 429) throw new TypeError("listenerQuotaStatus needs status 403 or 429");
+      faults.listenerQuotaStatus(body.status);
+      return true;
+    case "rolePropagation": {
+      if (body.seconds === false || body.off === true) {
+        faults.rolePropagation(false);
+        return true;
+      }
+      if (typeof body.seconds !== "number" || !(body.seconds >= 0)) throw new TypeError("rolePropagation needs seconds (a number) or off: true");
+      const tokens = body.tokens === "entra" || body.tokens === "sas" ? body.tokens : "all";
+      faults.rolePropagation({ seconds: body.seconds, status: body.status === 403 ? 403 : 401, tokens });
+      return true;
+    }
+    // ---- end issue 10 block ----
     case "reset":
       faults.reset();
       return true;

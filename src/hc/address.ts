@@ -3,12 +3,15 @@
  * HTTP / rendezvous URLs with their reserved `sb-hc-*` parameters. Pure.
  */
 
-export type Cloud = "public" | "usgov" | "china";
+import { type Cloud, CLOUDS } from "./clouds.ts";
 
+export type { Cloud };
+
+/** Relay DNS suffix per cloud (from the clouds table, src/hc/clouds.ts). */
 export const CLOUD_SUFFIXES: Readonly<Record<Cloud, string>> = Object.freeze({
-  public: "servicebus.windows.net",
-  usgov: "servicebus.usgovcloudapi.net",
-  china: "servicebus.chinacloudapi.cn",
+  public: CLOUDS.public.relaySuffix,
+  usgov: CLOUDS.usgov.relaySuffix,
+  china: CLOUDS.china.relaySuffix,
 });
 
 /** Where a relay lives: `wss` + namespace host for Azure, `ws` + `127.0.0.1:port` for the emulator. */

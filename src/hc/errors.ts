@@ -15,6 +15,8 @@ export type RelayErrorCode =
   | "server_error" // 5xx or close 1011
   | "protocol" // the peer spoke something we could not understand
   | "network" // TCP / TLS failure, connection dropped without a close frame
+  | "proxy_refused" // the HTTP proxy answered CONNECT with a non-2xx status (403 policy, 407 credentials)
+  | "proxy_unreachable" // the HTTP proxy could not be reached or hung up before answering
   | "closed"; // closed on purpose (by us)
 
 export class RelayError extends Error {
@@ -35,6 +37,20 @@ export class RelayError extends Error {
   }
 }
 
+/**
+ * A 403 that is really a quota: Service Bus / Relay answer "quota exceeded" as 403 Forbidden with
+ * the quota named in the description (Microsoft.Azure.Relay `QuotaExceededException`;
+ * relay-exceptions.md "QuotaExceededException"; the listener cap is 25 per hybrid connection,
+ * "MaximumListenersPerEndpoint", in relay quotas / `ManagementOperations.cs`). Matched on the
+ * description because that is the only thing that tells it from a missing right.
+ */
+const QUOTA_DESCRIPTION = /quota|maximum\s*(?:number\s*of\s*)?listeners|maxlisteners|listeners?\s*per\s*endpoint|limit\s*(?:was\s*|has\s*been\s*)?(?:reached|exceeded)|\bexceeded\b/i;
+
+/** True when a 403's description names a quota / listener limit rather than a missing right. */
+export function isQuotaDescription(description: string): boolean {
+  return QUOTA_DESCRIPTION.test(description);
+}
+
 /** Maps a failed WebSocket handshake (no 101) to a typed error. `role` shapes the advice. */
 export function handshakeError(role: "listener" | "sender" | "rendezvous", status: number, description: string): RelayError {
   const d = description ? `: ${description}` : "";
@@ -43,6 +59,14 @@ export function handshakeError(role: "listener" | "sender" | "rendezvous", statu
     case 401:
       return new RelayError("unauthorized", `relay refused the token (401${d})`, false, details);
     case 403:
+      if (isQuotaDescription(description)) {
+        return new RelayError(
+          "listener_limit",
+          `relay quota reached: too many listeners on this hybrid connection (403${d}); retrying with backoff — stop another agent on this tunnel if it persists`,
+          true,
+          details,
+        );
+      }
       return new RelayError("forbidden", `relay says the token lacks the right for this hybrid connection (403${d})`, false, details);
     case 404:
       // A listener on a missing entity is terminal; a sender may be early (no listener yet).
@@ -51,7 +75,7 @@ export function handshakeError(role: "listener" | "sender" | "rendezvous", statu
     case 504:
       return new RelayError("timeout", `relay timed out (${status}${d})`, true, details);
     case 429:
-      return new RelayError("listener_limit", `relay refused: limit reached (${status}${d})`, true, details);
+      return new RelayError("listener_limit", `relay refused: limit reached (${status}${d}); retrying with backoff`, true, details);
     default:
       if (status >= 500) return new RelayError("server_error", `relay error (${status}${d})`, true, details);
       if (role === "sender") return new RelayError("rejected", `listener rejected the connection (${status}${d})`, false, details);

@@ -2,7 +2,8 @@
  * Hybrid Connections WebSocket sender (`sb-hc-action=connect`), plus the helpers the listener
  * shares: token resolution and the mapping of WebSocket failures to typed RelayErrors.
  */
-import { connectWebSocket, type WsConnection, WsConnectError, WsHandshakeError } from "../ws/client.ts";
+import { connectWebSocket, type WsConnectOptions, type WsConnection, WsConnectError, WsHandshakeError } from "../ws/client.ts";
+import { ProxyError } from "../net/proxy-dial.ts";
 import { connectUrl, type RelayEndpoint, resourceUri } from "./address.ts";
 import { handshakeError, RelayError } from "./errors.ts";
 import { parseSasToken } from "./sas.ts";
@@ -44,6 +45,12 @@ export function toTokenProvider(token: TokenProvider | string): TokenProvider {
 /** Turns whatever `connectWebSocket` rejected with into a RelayError (`role` shapes 404's `retryable`). */
 export function toRelayError(err: unknown, role: "listener" | "sender" | "rendezvous"): RelayError {
   if (err instanceof RelayError) return err;
+  if (err instanceof ProxyError) {
+    const details = { status: err.status, statusText: err.statusText, cause: err };
+    if (err.kind === "refused") return new RelayError("proxy_refused", err.message, err.retryable, details);
+    if (err.kind === "unreachable") return new RelayError("proxy_unreachable", err.message, true, details);
+    return new RelayError("network", err.message, true, details);
+  }
   if (err instanceof WsHandshakeError) {
     const e = handshakeError(role, err.status, err.description);
     // keep the raw answer for callers that want it (never contains a token)
@@ -77,6 +84,10 @@ export interface SenderOptions {
   highWaterMark?: number;
   /** Ask the token provider for a fresh token (after a 401). */
   forceRefresh?: boolean;
+  /** HTTP proxy (`null` = direct); default: the process's routing (src/net/proxy.ts). */
+  proxy?: WsConnectOptions["proxy"];
+  /** TLS options for wss:// (e.g. a test CA). */
+  tls?: WsConnectOptions["tls"];
 }
 
 /**
@@ -110,6 +121,8 @@ export async function connectSender(o: SenderOptions): Promise<WsConnection> {
       timeoutMs: o.timeoutMs,
       maxMessageSize: o.maxMessageSize,
       highWaterMark: o.highWaterMark,
+      ...(o.proxy !== undefined ? { proxy: o.proxy } : {}),
+      ...(o.tls ? { tls: o.tls } : {}),
     });
   } catch (e) {
     throw toRelayError(e, "sender");

@@ -3,6 +3,7 @@
  * (or `sb-hc-token`) — a SAS token, a fixed token, or an Entra ID token from any TokenCredential.
  */
 import type { AccessToken, TokenCredential } from "@azure/core-auth";
+import { CLOUDS } from "./clouds.ts";
 import { RelayError } from "./errors.ts";
 import { createSasToken } from "./sas.ts";
 
@@ -28,11 +29,14 @@ export function fixedTokenProvider(token: string): TokenProvider {
   return { getToken: async () => token };
 }
 
-/** The Entra ID scope for Azure Relay data-plane tokens. */
-export const RELAY_SCOPE = "https://relay.azure.net/.default";
+/**
+ * The Entra ID scope for Azure Relay data-plane tokens in the public cloud, in the double-slash
+ * form Microsoft's clients send (src/hc/clouds.ts has the sources and the other clouds).
+ */
+export const RELAY_SCOPE = CLOUDS.public.relayScope;
 
 export interface CredentialProviderOptions {
-  /** Scope requested from the credential (default `https://relay.azure.net/.default`). */
+  /** Scope requested from the credential (default `https://relay.azure.net//.default`; per cloud: `CLOUDS[c].relayScope`). */
   scope?: string;
   /** Fetch a new token when the cached one expires within this many ms (default 5 min). */
   refreshBeforeMs?: number;

@@ -11,6 +11,8 @@ import { closePayload, encodeFrame, encodeMaskedFrameScratch, FrameDecoder, isVa
 import { readHandshakeResponse, type HandshakeResponse } from "./handshake.ts";
 
 import { WsConnectError, WsHandshakeError, WsProtocolError } from "./errors.ts";
+import { type ProxyConfig, processProxyFor } from "../net/proxy.ts";
+import { dialThroughProxy, ProxyError, type StreamHandlers } from "../net/proxy-dial.ts";
 
 export { Emitter, WsConnectError, WsHandshakeError, WsProtocolError };
 export type { HandshakeResponse };
@@ -33,6 +35,8 @@ export interface WsConnectOptions {
   /** How long `close()` waits for the peer's close frame before terminating; default 5 s. */
   closeTimeoutMs?: number;
   tls?: { rejectUnauthorized?: boolean; ca?: string | string[]; serverName?: string };
+  /** HTTP proxy to CONNECT through, `null` = direct; default: the process's routing (src/net/proxy.ts). Refusals reject with `ProxyError`. */
+  proxy?: ProxyConfig | null;
 }
 
 export interface WsEvents {
@@ -309,7 +313,7 @@ function checkHeader(name: string, value: string): void {
 
 const RESERVED = new Set(["upgrade", "connection", "sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-protocol"]);
 
-/** Opens a WebSocket (ws: or wss:). Rejects with WsHandshakeError (non-101 answer) or WsConnectError. */
+/** Opens a WebSocket (ws: or wss:). Rejects with WsHandshakeError (non-101 answer), WsConnectError or ProxyError. */
 export function connectWebSocket(url: string, opts: WsConnectOptions = {}): Promise<WsConnection> {
   return new Promise<WsConnection>((resolve, reject) => {
     let u: URL;
@@ -337,11 +341,12 @@ export function connectWebSocket(url: string, opts: WsConnectOptions = {}): Prom
     const port = Number(u.port) || (secure ? 443 : 80);
     let settled = false;
     let socketRef: Socket<SocketCtx> | undefined;
+    let abort = () => socketRef?.terminate();
     const fail = (err: Error) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      socketRef?.terminate();
+      socketRef ? socketRef.terminate() : abort();
       reject(err);
     };
     const timeoutMs = opts.timeoutMs ?? 30_000;
@@ -383,6 +388,28 @@ export function connectWebSocket(url: string, opts: WsConnectOptions = {}): Prom
       },
     };
     const tls = secure ? { serverName: opts.tls?.serverName ?? hostname, ...opts.tls } : undefined;
+    const onOpen = (s: Socket<SocketCtx>) => {
+      socketRef = s;
+      if (settled) return void s.terminate();
+      s.setNoDelay?.(true);
+      // a handshake request is small: the first write takes it whole on a fresh socket
+      const n = s.write(request);
+      if (n < Buffer.byteLength(request)) fail(new WsConnectError("network", "could not write the handshake request"));
+    };
+    const handlers: StreamHandlers<SocketCtx> = {
+      data: (s, d) => s.data.onData(d),
+      drain: (s) => s.data.onDrain(),
+      close: (s, err) => s.data.onClose(err),
+      end: (s) => void s.end(),
+      error: (s, err) => s.data.onClose(err),
+    };
+    const proxy = opts.proxy === undefined ? processProxyFor(u) : (opts.proxy ?? undefined);
+    if (proxy) {
+      const onFail = (err: Error) => fail(err instanceof ProxyError ? err : new WsConnectError("network", err.message, err));
+      const dial = dialThroughProxy<SocketCtx>({ proxy, hostname, port, tls, data: ctx, socket: handlers, onReady: onOpen, onFail });
+      abort = () => dial.terminate();
+      return;
+    }
     Bun.connect<SocketCtx>({
       hostname,
       port,
@@ -390,19 +417,8 @@ export function connectWebSocket(url: string, opts: WsConnectOptions = {}): Prom
       data: ctx,
       socket: {
         binaryType: "uint8array",
-        open(s) {
-          socketRef = s;
-          if (settled) return void s.terminate();
-          s.setNoDelay?.(true);
-          // a handshake request is small: the first write takes it whole on a fresh socket
-          const n = s.write(request);
-          if (n < Buffer.byteLength(request)) fail(new WsConnectError("network", "could not write the handshake request"));
-        },
-        data: (s, d) => s.data.onData(d),
-        drain: (s) => s.data.onDrain(),
-        close: (s, err) => s.data.onClose(err),
-        end: (s) => void s.end(),
-        error: (s, err) => s.data.onClose(err),
+        open: onOpen,
+        ...handlers,
         connectError: (_s, err) => fail(new WsConnectError("network", `cannot connect to ${u.host}: ${err.message}`, err)),
       },
     }).catch((err: unknown) => fail(new WsConnectError("network", `cannot connect to ${u.host}: ${String(err)}`, err)));
