@@ -29,6 +29,8 @@ export const GATEWAY_SETTING_NAMES = [
   "AZHEXGATE_IDLE_TTL_SECONDS",
   "AZHEXGATE_LOG_LEVEL",
   "AZHEXGATE_LOG_FORMAT",
+  "AZHEXGATE_ACCESS_LOG",
+  "AZHEXGATE_ACCESS_LOG_SAMPLE",
 ] as const;
 
 export interface GatewayConfig {
@@ -57,6 +59,10 @@ export interface GatewayConfig {
   idleTtlSeconds?: number;
   logLevel: "silent" | "error" | "warn" | "info" | "debug";
   logFormat?: "pretty" | "json";
+  /** Public access log: every request (`all`, default), failures only (`errors`) or none (`off`). */
+  accessLog: "all" | "errors" | "off";
+  /** Fraction of successful requests logged in `all` mode, 0 to 1 (default 1). */
+  accessLogSample: number;
   /** API keys from AZHEXGATE_API_KEYS (non-enumerable: never printed). */
   readonly apiKeys: string[];
 }
@@ -121,6 +127,13 @@ export function resolveGatewayConfig(flags: Partial<Record<string, string | unde
     logFormat: (() => {
       const f = pick("log-format", "AZHEXGATE_LOG_FORMAT");
       return f === undefined ? undefined : oneOf(f, ["pretty", "json"] as const, "--log-format / AZHEXGATE_LOG_FORMAT");
+    })(),
+    accessLog: oneOf(pick("access-log", "AZHEXGATE_ACCESS_LOG") ?? "all", ["all", "errors", "off"] as const, "--access-log / AZHEXGATE_ACCESS_LOG"),
+    accessLogSample: (() => {
+      const v = pick("access-log-sample", "AZHEXGATE_ACCESS_LOG_SAMPLE") ?? "1";
+      const n = Number(v);
+      if (v.trim() === "" || !Number.isFinite(n) || n < 0 || n > 1) throw new ConfigError(`AZHEXGATE_ACCESS_LOG_SAMPLE must be a fraction from 0 to 1, e.g. 0.1 for one successful request in ten (got "${v}")`);
+      return n;
     })(),
     apiKeys: [],
   };

@@ -19,7 +19,8 @@ export async function startEmbeddedGateway(log: Logger, port = 8080): Promise<Em
   const apiKey = randomBytes(24).toString("base64url");
   const start = (p: number) =>
     startGatewayApp({
-      config: resolveGatewayConfig({ port: String(p), host: "127.0.0.1", registry: ":memory:" }, {}), // local defaults: {id}.localhost over http,
+      // local defaults: {id}.localhost over http; no gateway access log (the agent prints every request)
+      config: resolveGatewayConfig({ port: String(p), host: "127.0.0.1", registry: ":memory:", "access-log": "off" }, {}),
       env: {}, // always the local relay emulator, whatever AZHEXGATE_RELAY_* says
       log,
       extraApiKeys: [apiKey],

@@ -10,6 +10,7 @@ import type { ResponseHead } from "../tunnel/head.ts";
 import { methodHasNoBody, publicResponseHeaders, requestHeadFrom, statusHasNoBody } from "../tunnel/http.ts";
 import { StreamResetError, type TunnelStream } from "../tunnel/stream.ts";
 import type { WsConnection } from "../ws/client.ts";
+import type { AccessEntry, AccessLog } from "./access-log.ts";
 import { errorResponse, GatewayError } from "./errors.ts";
 import { gatewayMetrics, type GatewayMetrics } from "./metrics.ts";
 import { SessionPool, type PoolOptions } from "./pool.ts";
@@ -44,6 +45,13 @@ export interface GatewayOptions {
   /** Readiness beyond "the server is up" (registry and relay reachable). Default: ready. */
   ready?: () => boolean | Promise<boolean>;
   metrics?: GatewayMetrics;
+  /** Public access log (src/gateway/access-log.ts); undefined = off, no per-request work. */
+  accessLog?: AccessLog;
+}
+
+/** The public client's address for the access log (the one place to change to honour trusted proxies). */
+function clientAddress(req: Request, server: Server<PublicWsData>): string {
+  return server.requestIP(req)?.address ?? "";
 }
 
 /** Served on the apex and on hosts that are not tunnels (probes use an IP or localhost), never on a tunnel's host. */
@@ -137,9 +145,11 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     if (!p) {
       const bytesIn = metrics.bytes.counterFor({ tunnel: id, direction: "in" });
       const bytesOut = metrics.bytes.counterFor({ tunnel: id, direction: "out" });
+      const access = o.accessLog;
       const onStreamEnd = (s: TunnelStream) => {
         if (s.bytesSent) bytesIn(s.bytesSent);
         if (s.bytesReceived) bytesOut(s.bytesReceived);
+        access?.streamEnded(s);
       };
       pools.set(id, (p = new SessionPool({ ...o.pool, dial: () => o.dial(hcPath), onStreamEnd })));
     }
@@ -160,7 +170,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
   };
 
   /** Opens a stream for `req` and waits for the response head, within the TTFB limit. */
-  const openStream = async (req: Request, server: Server<PublicWsData>, id: string, route: TunnelRoute, kind: "http" | "ws", target: string) => {
+  const openStream = async (req: Request, server: Server<PublicWsData>, id: string, route: TunnelRoute, kind: "http" | "ws", target: string, entry: AccessEntry | undefined) => {
     let session;
     try {
       session = await poolFor(id, route.hcPath).acquire();
@@ -178,6 +188,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     const stream = await session.open(head).catch((err) => {
       throw tunnelError(err, id);
     });
+    if (entry) o.accessLog!.attach(stream, entry, kind);
     const onAbort = () => stream.reset(ResetCode.CANCEL, "public client went away");
     req.signal.addEventListener("abort", onAbort, { once: true });
     if (kind === "http") {
@@ -188,6 +199,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     const timer = setTimeout(() => stream.reset(ResetCode.ORIGIN_TIMEOUT, `The local app did not start answering within ${Math.round(ttfbMs / 1000)} s.`), ttfbMs);
     try {
       const resHead = await stream.response;
+      if (entry) o.accessLog!.answered(entry, resHead.status);
       // A WebSocket's lifetime is the socket's, not the upgrade request's.
       if (kind === "ws") req.signal.removeEventListener("abort", onAbort);
       return { stream, resHead };
@@ -210,14 +222,18 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     async fetch(req, server) {
       let id = "";
       let kind: "http" | "ws" = "http";
+      let entry: AccessEntry | undefined;
       try {
         const target = rawTarget(req.url);
         const q = target.indexOf("?");
         const path = q < 0 ? target : target.slice(0, q);
         if (SERVICE_PATHS.has(path) && serviceHost(req.headers.get("host"), o.baseDomain)) return await service(path);
+        if (o.accessLog) entry = o.accessLog.begin("", req.method, target, clientAddress(req, server));
         if (req.method === "CONNECT") throw new GatewayError(405, "method_not_allowed", "CONNECT is not supported.");
         id = routeHost(req.headers.get("host"), o.baseDomain, o.localHosts);
+        if (entry) entry.tunnel = id;
         if (id === "" || id === "api") {
+          entry = undefined; // the management API keeps its own access log
           if (o.apex) return await o.apex(req, server);
           throw new GatewayError(404, "tunnel_not_found", "This is an azhexgate gateway; tunnels live at {id}." + o.baseDomain + ".");
         }
@@ -231,7 +247,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
         if (draining) throw new GatewayError(502, "tunnel_offline", "The gateway is restarting; retry in a moment.");
         server.timeout(req, 0); // our own TTFB limit applies; long responses and SSE must not be cut
         if (req.headers.get("upgrade")?.toLowerCase() === "websocket") kind = "ws";
-        const { stream, resHead } = await openStream(req, server, id, route, kind, target);
+        const { stream, resHead } = await openStream(req, server, id, route, kind, target, entry);
         countRequest(id, kind, resHead.status);
         if (kind === "ws") return upgradePublic(req, server, stream, resHead);
         return httpResponse(req, stream, resHead);
@@ -239,6 +255,10 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
         const e = err instanceof GatewayError ? err : new GatewayError(500, "internal", "The gateway failed to handle the request.");
         if (!(err instanceof GatewayError)) console.error("gateway: unexpected error", err);
         metrics.errors.inc({ code: e.code });
+        if (entry) {
+          const gone = req.signal.aborted;
+          o.accessLog!.fail(entry, gone ? 499 : e.status, gone ? "client_gone" : e.code);
+        }
         return errorResponse(e, req.headers.get("accept"), req.method);
       }
     },
