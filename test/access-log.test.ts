@@ -50,6 +50,7 @@ async function stackWith(env: Record<string, string>) {
   const gw = await startGatewayChild({ env });
   const agent = spawnCli(["start", String(origin.port), "--api-url", gw.apiUrl, "--api-key", API_KEY, "--json"], { cwd: cwd() });
   const ready = await agent.waitEvent((e) => e.event === "ready", 20_000);
+  expect(ready.loopback_url).toBeUndefined(); // loopback ports are the embedded gateway's
   return { origin, gw, agent, url: String(ready.public_url), id: String(ready.tunnel_id) };
 }
 

@@ -6,6 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { resolveGatewayConfig } from "../config.ts";
 import { startGatewayApp, type GatewayApp } from "../gateway/app.ts";
+import type { TunnelListener } from "../gateway/server.ts";
 import type { Logger } from "../log.ts";
 
 export interface Embedded {
@@ -35,4 +36,21 @@ export async function startEmbeddedGateway(log: Logger, port = 8080): Promise<Em
     app = await start(0);
   }
   return { app, apiUrl: `http://localhost:${app.gateway.port}`, apiKey };
+}
+
+/**
+ * A loopback port for tunnel `id`: `http://127.0.0.1:PORT` reaches it whatever the Host, so
+ * clients that cannot resolve `*.localhost` (Node's fetch, Python, wget) can use it too. The first
+ * free port from just above the gateway's (8081, 8082, … when the gateway has 8080), else any.
+ */
+export function serveTunnelOnLoopback(e: Embedded, id: string, tries = 10): TunnelListener {
+  const gw = e.app.gateway;
+  for (let p = gw.port + 1; p <= Math.min(gw.port + tries, 65535); p++) {
+    try {
+      return gw.serveTunnel(id, p);
+    } catch {
+      // taken: the next one
+    }
+  }
+  return gw.serveTunnel(id, 0);
 }

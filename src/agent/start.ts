@@ -5,7 +5,7 @@
  */
 import { createLogger } from "../log.ts";
 import { ApiClientError, createApiClient, type ApiClient, type ClaimedTunnel } from "./api-client.ts";
-import { startEmbeddedGateway, type Embedded } from "./embedded.ts";
+import { serveTunnelOnLoopback, startEmbeddedGateway, type Embedded } from "./embedded.ts";
 import { EXIT, terminalExitCode } from "./exit-codes.ts";
 import { originPool } from "./forward.ts";
 import { createOutput, type Output } from "./output.ts";
@@ -39,9 +39,24 @@ interface Fatal {
   exitCode: number;
 }
 
-function runTunnel(spec: TunnelSpec, client: ApiClient, cfg: StartConfig, out: Output, log: ReturnType<typeof createLogger>, onFatal: () => void) {
+function runTunnel(spec: TunnelSpec, client: ApiClient, cfg: StartConfig, out: Output, log: ReturnType<typeof createLogger>, onFatal: () => void, embedded?: Embedded) {
   const localUrl = `${spec.localHttps ? "https" : "http"}://${spec.localHost}:${spec.port}`;
   let claimed: ClaimedTunnel | undefined;
+  /** Embedded only: the loopback port serving this tunnel whatever the Host (for clients without *.localhost). */
+  let loopback: { id: string; url: string; stop(): void } | undefined;
+  const loopbackUrl = (): string | undefined => {
+    if (!embedded || !claimed) return undefined;
+    if (loopback?.id !== claimed.id) {
+      loopback?.stop();
+      try {
+        loopback = { id: claimed.id, ...serveTunnelOnLoopback(embedded, claimed.id) };
+      } catch (err) {
+        loopback = undefined;
+        out.warn("loopback_port_failed", `No loopback port for tunnel ${claimed.id}: ${(err as Error).message}`, { tunnel_id: claimed.id });
+      }
+    }
+    return loopback?.url;
+  };
   let announced = false;
   let fatal: Fatal | undefined;
   /** Streams still in flight when the grace period ended (cut off). */
@@ -103,7 +118,8 @@ function runTunnel(spec: TunnelSpec, client: ApiClient, cfg: StartConfig, out: O
       if (fatal) return; // said once by endWith
       if (s.state === "online" && !announced) {
         announced = true;
-        out.ready({ public_url: s.publicUrl, local_url: localUrl, tunnel_id: claimed?.id ?? "" });
+        const loopback_url = loopbackUrl();
+        out.ready({ public_url: s.publicUrl, local_url: localUrl, tunnel_id: claimed?.id ?? "", ...(loopback_url ? { loopback_url } : {}) });
         if (cfg.qr) void printQr(s.publicUrl, out);
         return;
       }
@@ -146,7 +162,7 @@ export async function runStart(cfg: StartConfig): Promise<number> {
     }
   }
   let endAllFatal: () => void = () => {};
-  const tunnels = cfg.tunnels.map((spec) => runTunnel(spec, client, cfg, out, log, () => endAllFatal()));
+  const tunnels = cfg.tunnels.map((spec) => runTunnel(spec, client, cfg, out, log, () => endAllFatal(), embedded));
 
   let signals = 0;
   const stopAll = async (immediate: boolean) => {

@@ -66,12 +66,23 @@ export interface GatewayHandle {
   /** Streams in flight across all tunnels. */
   readonly activeStreams: number;
   /**
+   * An extra listener on which every request goes to tunnel `id`, whatever its Host (clients that
+   * cannot resolve `*.localhost`). Bound to 127.0.0.1 on `port` (0 = any); stopped with the gateway.
+   */
+  serveTunnel(id: string, port?: number): TunnelListener;
+  /**
    * Graceful stop: refuse new connections, let in-flight streams finish for up to `graceMs`,
    * then close every session. Resolves with the number of streams cut at the deadline.
    */
   drain(graceMs: number): Promise<number>;
   stop(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
+}
+
+export interface TunnelListener {
+  readonly url: string;
+  readonly port: number;
+  stop(): void;
 }
 
 const utf8 = new TextEncoder();
@@ -210,7 +221,9 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     }
   };
 
-  const server = Bun.serve<PublicWsData>({
+  /** Extra listeners serving one fixed tunnel each (serveTunnel), by server. */
+  const fixed = new Map<Server<PublicWsData>, string>();
+  const serveOptions: Bun.Serve.Options<PublicWsData> = {
     hostname: o.hostname ?? "127.0.0.1",
     port: o.port ?? 0,
     development: false,
@@ -227,10 +240,11 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
         const target = rawTarget(req.url);
         const q = target.indexOf("?");
         const path = q < 0 ? target : target.slice(0, q);
-        if (SERVICE_PATHS.has(path) && serviceHost(req.headers.get("host"), o.baseDomain)) return await service(path);
+        const fixedId = fixed.size ? fixed.get(server) : undefined;
+        if (fixedId === undefined && SERVICE_PATHS.has(path) && serviceHost(req.headers.get("host"), o.baseDomain)) return await service(path);
         if (o.accessLog) entry = o.accessLog.begin("", req.method, target, clientAddress(req, server));
         if (req.method === "CONNECT") throw new GatewayError(405, "method_not_allowed", "CONNECT is not supported.");
-        id = routeHost(req.headers.get("host"), o.baseDomain, o.localHosts);
+        id = fixedId ?? routeHost(req.headers.get("host"), o.baseDomain, o.localHosts);
         if (entry) entry.tunnel = id;
         if (id === "" || id === "api") {
           entry = undefined; // the management API keeps its own access log
@@ -285,7 +299,8 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
         d.stream.wsCloseQueued(sanitizeCloseCode(code), reason ?? "");
       },
     },
-  });
+  };
+  const server = Bun.serve<PublicWsData>(serveOptions);
 
   async function service(path: string): Promise<Response> {
     const text = (body: string, status = 200, type = "text/plain; charset=utf-8") =>
@@ -308,8 +323,21 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
       for (const p of pools.values()) n += p.activeStreams;
       return n;
     },
+    serveTunnel(id, p = 0) {
+      const extra = Bun.serve<PublicWsData>({ ...serveOptions, hostname: "127.0.0.1", port: p });
+      fixed.set(extra, id);
+      return {
+        url: `http://127.0.0.1:${extra.port}`,
+        port: extra.port!,
+        stop() {
+          fixed.delete(extra);
+          void extra.stop(true);
+        },
+      };
+    },
     async drain(graceMs) {
       draining = true;
+      for (const extra of fixed.keys()) void extra.stop(false);
       void server.stop(false); // no new connections; in-flight requests continue
       const deadline = Date.now() + graceMs;
       while (handle.activeStreams > 0 && Date.now() < deadline) await Bun.sleep(50);
@@ -320,6 +348,8 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     async stop() {
       for (const p of pools.values()) p.close();
       pools.clear();
+      for (const extra of fixed.keys()) void extra.stop(true);
+      fixed.clear();
       await server.stop(true);
     },
     [Symbol.asyncDispose]: () => handle.stop(),
