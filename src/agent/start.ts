@@ -8,7 +8,7 @@ import { ApiClientError, createApiClient, type ApiClient, type ClaimedTunnel } f
 import { serveTunnelOnLoopback, startEmbeddedGateway, type Embedded } from "./embedded.ts";
 import { EXIT, terminalExitCode } from "./exit-codes.ts";
 import { originPool } from "./forward.ts";
-import { createOutput, type Output } from "./output.ts";
+import { outputFor, type Output } from "./output.ts";
 import type { StartConfig, TunnelSpec } from "./start-config.ts";
 import { superviseAgent, type SupervisorHandle } from "./supervisor.ts";
 
@@ -58,6 +58,8 @@ function runTunnel(spec: TunnelSpec, client: ApiClient, cfg: StartConfig, out: O
     return loopback?.url;
   };
   let announced = false;
+  /** --open: once per tunnel, not again after a reconnect or --recreate. */
+  let opened = false;
   let fatal: Fatal | undefined;
   /** Streams still in flight when the grace period ended (cut off). */
   let cut = 0;
@@ -121,6 +123,10 @@ function runTunnel(spec: TunnelSpec, client: ApiClient, cfg: StartConfig, out: O
         const loopback_url = loopbackUrl();
         out.ready({ public_url: s.publicUrl, local_url: localUrl, tunnel_id: claimed?.id ?? "", ...(loopback_url ? { loopback_url } : {}) });
         if (cfg.qr) void printQr(s.publicUrl, out);
+        if (cfg.open && !opened) {
+          opened = true;
+          void import("./open-url.ts").then((m) => m.openUrl(s.publicUrl, out));
+        }
         return;
       }
       if (s.state === "connecting") return;
@@ -145,7 +151,7 @@ async function printQr(url: string, out: Output): Promise<void> {
 }
 
 export async function runStart(cfg: StartConfig): Promise<number> {
-  const out = createOutput(cfg.json);
+  const out = await outputFor(cfg.json);
   const log = createLogger({ level: cfg.logLevel, format: cfg.json ? "json" : undefined }).child("agent");
   let embedded: Embedded | undefined;
   let apiUrl = cfg.apiUrl;
@@ -163,6 +169,7 @@ export async function runStart(cfg: StartConfig): Promise<number> {
   }
   let endAllFatal: () => void = () => {};
   const tunnels = cfg.tunnels.map((spec) => runTunnel(spec, client, cfg, out, log, () => endAllFatal(), embedded));
+  for (const t of tunnels) out.track?.(t.localUrl, () => t.handle.inFlight);
 
   let signals = 0;
   const stopAll = async (immediate: boolean) => {
@@ -210,5 +217,7 @@ export async function runStart(cfg: StartConfig): Promise<number> {
       }
     });
   });
-  return done;
+  const code = await done;
+  out.close?.();
+  return code;
 }
