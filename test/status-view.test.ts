@@ -9,7 +9,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, symlinkSync, writeFil
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { CLI, get, killAll, spawnCli, until } from "./support/cli-proc.ts";
+import { CLI, get, killAll, spawnCli, startGatewayChild, until } from "./support/cli-proc.ts";
 
 const procs: Subprocess[] = [];
 afterEach(async () => {
@@ -88,6 +88,16 @@ test("on a terminal: a live panel with state, URLs, counts, latency, connections
     a.stop(true);
   }
 }, 90_000);
+
+test("on a terminal, a terminal error (rejected key) is shown in full above the panel, which says offline; exit code 3", async () => {
+  const gw = await startGatewayChild();
+  const t = underPty(["start", "3999", "--api-url", gw.apiUrl, "--api-key", "not-the-right-key-0123456789"], childEnv({ NO_COLOR: "1" }));
+  const code = await Promise.race([t.proc.exited, Bun.sleep(30_000).then(() => "timeout")]);
+  expect(code).toBe(3);
+  const screen = t.raw().replace(/\r/g, "");
+  expect(screen).toMatch(/^error: http:\/\/localhost:3999: .*API key/m);
+  expect(t.frame()).toMatch(/Status\s+offline/);
+}, 60_000);
 
 test("NO_COLOR on a terminal: the panel without colour codes", async () => {
   const a = app();

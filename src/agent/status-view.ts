@@ -132,7 +132,7 @@ export function createStatusView(o: StatusViewOptions): StatusView {
     // on a change, or once a second (the rate window moves, connections open and close)
     if (!dirty && ++ticks % 4 !== 0) return;
     let s = drawn ? `\r\x1b[${drawn}A\x1b[J` : "";
-    for (const l of pending) s += `${fit(l)}\n`;
+    for (const l of pending) s += `${l}\n`; // above the panel: may wrap, never cut
     if (skipped) s += `${dim(`... ${skipped} more line(s)`)}\n`;
     pending.length = 0;
     skipped = 0;
