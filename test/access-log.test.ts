@@ -22,6 +22,7 @@ function app() {
       const path = new URL(req.url).pathname;
       if (path === "/ws" && server.upgrade(req, { data: undefined })) return undefined;
       if (path === "/missing") return new Response("no such page", { status: 404 });
+      if (path === "/slow") await Bun.sleep(4000);
       if (req.method === "POST") return new Response(`got ${(await req.arrayBuffer()).byteLength}`);
       return new Response("x".repeat(1000));
     },
@@ -77,6 +78,9 @@ test("all (default): every request and WebSocket session is one line with status
     expect(await r2.text()).toBe("got 300");
     expect((await get(`${s.url}/missing`)).status).toBe(404);
     await wsEcho(`${s.url.replace(/^http/, "ws")}/ws`);
+    // the client leaves before the answer: 499
+    expect(await get(`${s.url}/slow`, 500).then(() => "answered", () => "aborted")).toBe("aborted");
+    await s.gw.child.waitErr((l) => l.includes('"/slow"'), 10_000);
     // a tunnel that does not exist: the gateway's own 404
     const noTunnel = s.url.replace(s.id, "nosuchtunnel1");
     expect((await get(`${noTunnel}/x`)).status).toBe(404);
@@ -89,6 +93,7 @@ test("all (default): every request and WebSocket session is one line with status
     expect(typeof by("/page")!.ms).toBe("number");
     expect(by("/upload")).toMatchObject({ method: "POST", status: 200, bytes_in: 300, bytes_out: 7 });
     expect(by("/missing")).toMatchObject({ status: 404 });
+    expect(by("/slow")).toMatchObject({ status: 499, error: "client_gone", bytes_out: 0 });
     expect(by("/ws")).toMatchObject({ tunnel: s.id, kind: "ws", status: 101 });
     expect(Number(by("/ws")!.bytes_in)).toBeGreaterThanOrEqual(5);
     expect(lines.find((l) => l.tunnel === "nosuchtunnel1")).toMatchObject({ status: 404, error: "tunnel_not_found" });
