@@ -33,6 +33,8 @@ export const GATEWAY_SETTING_NAMES = [
   "AZHEXGATE_RECONCILE_INTERVAL_SECONDS",
   "AZHEXGATE_RECONCILE_GRACE_SECONDS",
   "AZHEXGATE_TRUST_FORWARDED_HOST",
+  "AZHEXGATE_ACCESS_LOG",
+  "AZHEXGATE_ACCESS_LOG_SAMPLE",
 ] as const;
 
 export interface GatewayConfig {
@@ -72,6 +74,10 @@ export interface GatewayConfig {
    * that rewrites Host to the origin's own name (default false: always the Host header).
    */
   trustForwardedHost: boolean;
+  /** Public access log: every request (`all`, default), failures only (`errors`) or none (`off`). */
+  accessLog: "all" | "errors" | "off";
+  /** Fraction of successful requests logged in `all` mode, 0 to 1 (default 1). */
+  accessLogSample: number;
   /** API keys from AZHEXGATE_API_KEYS (non-enumerable: never printed). */
   readonly apiKeys: string[];
 }
@@ -155,6 +161,13 @@ export function resolveGatewayConfig(flags: Partial<Record<string, string | unde
     reconcileIntervalSeconds: nonNegative(env.AZHEXGATE_RECONCILE_INTERVAL_SECONDS ?? "300", "AZHEXGATE_RECONCILE_INTERVAL_SECONDS"),
     reconcileGraceSeconds: nonNegative(env.AZHEXGATE_RECONCILE_GRACE_SECONDS ?? "600", "AZHEXGATE_RECONCILE_GRACE_SECONDS"),
     trustForwardedHost: flag(env.AZHEXGATE_TRUST_FORWARDED_HOST, "AZHEXGATE_TRUST_FORWARDED_HOST"),
+    accessLog: oneOf(pick("access-log", "AZHEXGATE_ACCESS_LOG") ?? "all", ["all", "errors", "off"] as const, "--access-log / AZHEXGATE_ACCESS_LOG"),
+    accessLogSample: (() => {
+      const v = pick("access-log-sample", "AZHEXGATE_ACCESS_LOG_SAMPLE") ?? "1";
+      const n = Number(v);
+      if (v.trim() === "" || !Number.isFinite(n) || n < 0 || n > 1) throw new ConfigError(`AZHEXGATE_ACCESS_LOG_SAMPLE must be a fraction from 0 to 1, e.g. 0.1 for one successful request in ten (got "${v}")`);
+      return n;
+    })(),
     apiKeys: [],
   };
   if (!/^[a-z0-9.-]+$/.test(cfg.baseDomain)) throw new ConfigError(`--base-domain / AZHEXGATE_BASE_DOMAIN is not a valid domain (got "${cfg.baseDomain}")`);

@@ -42,6 +42,7 @@ export const START_FILE_KEYS: Record<string, KeyDef> = {
   grace: { kind: "seconds", doc: "seconds in-flight requests may finish after Ctrl+C (default 10)" },
   json: { kind: "boolean", doc: "JSON events on stdout" },
   qr: { kind: "boolean", doc: "print the public URL as a QR code" },
+  open: { kind: "boolean", doc: "open the public URL in the browser once online" },
   exit_on_fail: { kind: "boolean", doc: "exit on permanent relay failures instead of retrying" },
   recreate: { kind: "boolean", doc: "re-create a tunnel deleted on the gateway instead of exiting" },
 };
@@ -66,6 +67,7 @@ export interface StartFile {
   grace?: number;
   json?: boolean;
   qr?: boolean;
+  open?: boolean;
   exit_on_fail?: boolean;
   recreate?: boolean;
 }

@@ -6,6 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { resolveGatewayConfig } from "../config.ts";
 import { startGatewayApp, type GatewayApp } from "../gateway/app.ts";
+import type { TunnelListener } from "../gateway/server.ts";
 import type { Logger } from "../log.ts";
 
 export interface Embedded {
@@ -19,7 +20,8 @@ export async function startEmbeddedGateway(log: Logger, port = 8080): Promise<Em
   const apiKey = randomBytes(24).toString("base64url");
   const start = (p: number) =>
     startGatewayApp({
-      config: resolveGatewayConfig({ port: String(p), host: "127.0.0.1", registry: ":memory:" }, {}), // local defaults: {id}.localhost over http,
+      // local defaults: {id}.localhost over http; no gateway access log (the agent prints every request)
+      config: resolveGatewayConfig({ port: String(p), host: "127.0.0.1", registry: ":memory:", "access-log": "off" }, {}),
       env: {}, // always the local relay emulator, whatever AZHEXGATE_RELAY_* says
       log,
       extraApiKeys: [apiKey],
@@ -34,4 +36,21 @@ export async function startEmbeddedGateway(log: Logger, port = 8080): Promise<Em
     app = await start(0);
   }
   return { app, apiUrl: `http://localhost:${app.gateway.port}`, apiKey };
+}
+
+/**
+ * A loopback port for tunnel `id`: `http://127.0.0.1:PORT` reaches it whatever the Host, so
+ * clients that cannot resolve `*.localhost` (Node's fetch, Python, wget) can use it too. The first
+ * free port from just above the gateway's (8081, 8082, … when the gateway has 8080), else any.
+ */
+export function serveTunnelOnLoopback(e: Embedded, id: string, tries = 10): TunnelListener {
+  const gw = e.app.gateway;
+  for (let p = gw.port + 1; p <= Math.min(gw.port + tries, 65535); p++) {
+    try {
+      return gw.serveTunnel(id, p);
+    } catch {
+      // taken: the next one
+    }
+  }
+  return gw.serveTunnel(id, 0);
 }

@@ -27,6 +27,8 @@ export interface RequestEvent {
   error?: string;
   /** WebSocket close code. */
   closeCode?: number;
+  /** Bytes from the public client (request body / its WebSocket messages), for the status view. */
+  bytesIn?: number;
 }
 
 export interface ForwardOptions extends OriginOptions {
@@ -83,7 +85,7 @@ export async function forward(stream: TunnelStream, o: ForwardOptions): Promise<
     abort.abort();
   };
   const report = (status: number, bytes: number, error?: string) =>
-    o.onRequest?.({ kind: "http", method: head.method, target: head.target, status, ms: performance.now() - t0, bytes, ...(error ? { error } : {}) });
+    o.onRequest?.({ kind: "http", method: head.method, target: head.target, status, ms: performance.now() - t0, bytes, bytesIn: stream.bytesReceived, ...(error ? { error } : {}) });
   const hasBody = !methodHasNoBody(head.method);
   let headers = originRequestHeaderList(head, o);
   let contentLength: number | null = null;
@@ -146,7 +148,7 @@ async function forwardWebSocket(stream: TunnelStream, o: ForwardOptions): Promis
     if (reported) return;
     reported = true;
     const bytes = status === 101 ? stream.bytesSent + stream.bytesReceived : 0;
-    o.onRequest?.({ kind: "ws", method: "GET", target: head.target, status, ms: performance.now() - t0, bytes, ...(error ? { error } : {}), ...(closeCode !== undefined ? { closeCode } : {}) });
+    o.onRequest?.({ kind: "ws", method: "GET", target: head.target, status, ms: performance.now() - t0, bytes, bytesIn: stream.bytesReceived, ...(error ? { error } : {}), ...(closeCode !== undefined ? { closeCode } : {}) });
   };
   let conn;
   try {

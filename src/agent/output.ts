@@ -9,19 +9,44 @@ import type { AgentState } from "./supervisor.ts";
 export type { RequestEvent };
 
 export interface Output {
-  ready(t: { public_url: string; local_url: string; tunnel_id: string }): void;
+  /** `loopback_url`: embedded only, http://127.0.0.1:PORT reaching the tunnel whatever the Host. */
+  ready(t: { public_url: string; local_url: string; tunnel_id: string; loopback_url?: string }): void;
   request(t: { tunnel_id: string }, e: RequestEvent): void;
   state(t: { tunnel_id?: string; local_url: string }, s: AgentState): void;
   error(code: string, message: string, fields?: Record<string, unknown>): void;
   /** Something to know that is not a failure (e.g. nothing listening on the port yet). */
   warn(code: string, message: string, fields?: Record<string, unknown>): void;
   info(message: string): void;
+  /** The status view reads a tunnel's open connections from here. */
+  track?(localUrl: string, inFlight: () => number): void;
+  /** Last redraw of a live view; no more timers. */
+  close?(): void;
 }
 
-function size(n: number): string {
+export function size(n: number): string {
   if (n < 1024) return `${n} B`;
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
   return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
+
+/** One request as a human line: method, path, status, duration, bytes, close code / error. */
+export function requestLine(e: RequestEvent): string {
+  const extra = [e.closeCode !== undefined ? `closed ${e.closeCode}` : "", e.error ?? ""].filter(Boolean).join(", ");
+  return `${(e.kind === "ws" ? "WS" : e.method).padEnd(7)} ${e.target.length > 60 ? `${e.target.slice(0, 57)}...` : e.target.padEnd(60)} ${e.status} ${e.ms.toFixed(0).padStart(5)} ms ${size(e.bytes).padStart(9)}${extra ? `  ${extra}` : ""}`;
+}
+
+/**
+ * The output for this process: JSON events with --json; the live status view when stdout is a
+ * terminal (not TERM=dumb); plain lines otherwise. Colours only on a terminal without NO_COLOR.
+ */
+export async function outputFor(json: boolean, env: Record<string, string | undefined> = process.env): Promise<Output> {
+  if (json || !process.stdout.isTTY || env.TERM === "dumb") return createOutput(json);
+  const { createStatusView } = await import("./status-view.ts");
+  return createStatusView({
+    write: (s) => process.stdout.write(s),
+    columns: () => process.stdout.columns,
+    color: !env.NO_COLOR,
+  });
 }
 
 export function createOutput(json: boolean, write: (line: string) => void = (l) => process.stdout.write(`${l}\n`), err: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): Output {
@@ -52,11 +77,12 @@ export function createOutput(json: boolean, write: (line: string) => void = (l) 
     };
   }
   return {
-    ready: (t) => write(`Tunnel established\nPublic URL:    ${t.public_url}\nForwarding to: ${t.local_url}\n`),
-    request: (_t, e) => {
-      const extra = [e.closeCode !== undefined ? `closed ${e.closeCode}` : "", e.error ?? ""].filter(Boolean).join(", ");
-      write(`${(e.kind === "ws" ? "WS" : e.method).padEnd(7)} ${e.target.length > 60 ? `${e.target.slice(0, 57)}...` : e.target.padEnd(60)} ${e.status} ${e.ms.toFixed(0).padStart(5)} ms ${size(e.bytes).padStart(9)}${extra ? `  ${extra}` : ""}`);
-    },
+    ready: (t) =>
+      write(
+        `Tunnel established\nPublic URL:    ${t.public_url}\nForwarding to: ${t.local_url}\n` +
+          (t.loopback_url ? `Loopback URL:  ${t.loopback_url}  (same tunnel for any local client: Node, Python, wget)\n` : ""),
+      ),
+    request: (_t, e) => write(requestLine(e)),
     state: (t, s) => {
       if (s.state === "reconnecting") err(`${t.local_url}: reconnecting in ${(s.inMs / 1000).toFixed(1)} s (${s.reason})`);
       else if (s.state === "online") err(`${t.local_url}: online at ${s.publicUrl}`);

@@ -46,6 +46,8 @@ export interface StartConfig {
   json: boolean;
   logLevel: "silent" | "error" | "warn" | "info" | "debug";
   qr: boolean;
+  /** Open each tunnel's public URL in the browser once it is online. */
+  open: boolean;
   exitOnFail: boolean;
   /** A tunnel deleted on the gateway is created again (new URL) instead of stopping the agent. */
   recreate: boolean;
@@ -140,6 +142,7 @@ export async function resolveStartConfig(
     json: bool(raw, "json") ?? file.json ?? false,
     logLevel: level as StartConfig["logLevel"],
     qr: bool(raw, "qr") ?? file.qr ?? false,
+    open: bool(raw, "open") ?? file.open ?? false,
     exitOnFail: bool(raw, "exit-on-fail") ?? file.exit_on_fail ?? false,
     recreate: bool(raw, "recreate") ?? file.recreate ?? false,
     graceMs: grace * 1000,

@@ -5,10 +5,10 @@
  */
 import { createLogger } from "../log.ts";
 import { ApiClientError, createApiClient, type ApiClient, type ClaimedTunnel } from "./api-client.ts";
-import { startEmbeddedGateway, type Embedded } from "./embedded.ts";
+import { serveTunnelOnLoopback, startEmbeddedGateway, type Embedded } from "./embedded.ts";
 import { EXIT, terminalExitCode } from "./exit-codes.ts";
 import { originPool } from "./forward.ts";
-import { createOutput, type Output } from "./output.ts";
+import { outputFor, type Output } from "./output.ts";
 import type { StartConfig, TunnelSpec } from "./start-config.ts";
 import { superviseAgent, type SupervisorHandle } from "./supervisor.ts";
 
@@ -39,10 +39,27 @@ interface Fatal {
   exitCode: number;
 }
 
-function runTunnel(spec: TunnelSpec, client: ApiClient, cfg: StartConfig, out: Output, log: ReturnType<typeof createLogger>, onFatal: () => void) {
+function runTunnel(spec: TunnelSpec, client: ApiClient, cfg: StartConfig, out: Output, log: ReturnType<typeof createLogger>, onFatal: () => void, embedded?: Embedded) {
   const localUrl = `${spec.localHttps ? "https" : "http"}://${spec.localHost}:${spec.port}`;
   let claimed: ClaimedTunnel | undefined;
+  /** Embedded only: the loopback port serving this tunnel whatever the Host (for clients without *.localhost). */
+  let loopback: { id: string; url: string; stop(): void } | undefined;
+  const loopbackUrl = (): string | undefined => {
+    if (!embedded || !claimed) return undefined;
+    if (loopback?.id !== claimed.id) {
+      loopback?.stop();
+      try {
+        loopback = { id: claimed.id, ...serveTunnelOnLoopback(embedded, claimed.id) };
+      } catch (err) {
+        loopback = undefined;
+        out.warn("loopback_port_failed", `No loopback port for tunnel ${claimed.id}: ${(err as Error).message}`, { tunnel_id: claimed.id });
+      }
+    }
+    return loopback?.url;
+  };
   let announced = false;
+  /** --open: once per tunnel, not again after a reconnect or --recreate. */
+  let opened = false;
   let fatal: Fatal | undefined;
   /** Streams still in flight when the grace period ended (cut off). */
   let cut = 0;
@@ -103,8 +120,13 @@ function runTunnel(spec: TunnelSpec, client: ApiClient, cfg: StartConfig, out: O
       if (fatal) return; // said once by endWith
       if (s.state === "online" && !announced) {
         announced = true;
-        out.ready({ public_url: s.publicUrl, local_url: localUrl, tunnel_id: claimed?.id ?? "" });
+        const loopback_url = loopbackUrl();
+        out.ready({ public_url: s.publicUrl, local_url: localUrl, tunnel_id: claimed?.id ?? "", ...(loopback_url ? { loopback_url } : {}) });
         if (cfg.qr) void printQr(s.publicUrl, out);
+        if (cfg.open && !opened) {
+          opened = true;
+          void import("./open-url.ts").then((m) => m.openUrl(s.publicUrl, out));
+        }
         return;
       }
       if (s.state === "connecting") return;
@@ -129,7 +151,7 @@ async function printQr(url: string, out: Output): Promise<void> {
 }
 
 export async function runStart(cfg: StartConfig): Promise<number> {
-  const out = createOutput(cfg.json);
+  const out = await outputFor(cfg.json);
   const log = createLogger({ level: cfg.logLevel, format: cfg.json ? "json" : undefined }).child("agent");
   let embedded: Embedded | undefined;
   let apiUrl = cfg.apiUrl;
@@ -146,7 +168,8 @@ export async function runStart(cfg: StartConfig): Promise<number> {
     }
   }
   let endAllFatal: () => void = () => {};
-  const tunnels = cfg.tunnels.map((spec) => runTunnel(spec, client, cfg, out, log, () => endAllFatal()));
+  const tunnels = cfg.tunnels.map((spec) => runTunnel(spec, client, cfg, out, log, () => endAllFatal(), embedded));
+  for (const t of tunnels) out.track?.(t.localUrl, () => t.handle.inFlight);
 
   let signals = 0;
   const stopAll = async (immediate: boolean) => {
@@ -194,5 +217,7 @@ export async function runStart(cfg: StartConfig): Promise<number> {
       }
     });
   });
-  return done;
+  const code = await done;
+  out.close?.();
+  return code;
 }

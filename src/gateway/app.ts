@@ -17,6 +17,7 @@ import { startEmulator } from "../emulator/server.ts";
 import { openRegistry } from "../registry/index.ts";
 import type { TunnelRegistry } from "../registry/types.ts";
 import type { Logger } from "../log.ts";
+import { createAccessLog } from "./access-log.ts";
 import { senderDialer } from "./credential.ts";
 import { startGateway, type GatewayHandle } from "./server.ts";
 
@@ -116,6 +117,10 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
         return rec ? { hcPath: rec.hcPath } : undefined;
       },
       dial: senderDialer(binding),
+      accessLog: (() => {
+        const access = log.child("access");
+        return createAccessLog(config.accessLog, config.accessLogSample, (line) => access.info("request", line as unknown as Record<string, unknown>));
+      })(),
       apex: (req, server) => {
         if (!api) return new Response("starting", { status: 503 });
         return api.fetch(req, { address: server.requestIP(req)?.address ?? "" });

@@ -10,6 +10,7 @@ import type { ResponseHead } from "../tunnel/head.ts";
 import { methodHasNoBody, publicResponseHeaders, requestHeadFrom, statusHasNoBody } from "../tunnel/http.ts";
 import { StreamResetError, type TunnelStream } from "../tunnel/stream.ts";
 import type { WsConnection } from "../ws/client.ts";
+import type { AccessEntry, AccessLog } from "./access-log.ts";
 import { errorResponse, GatewayError } from "./errors.ts";
 import { gatewayMetrics, type GatewayMetrics } from "./metrics.ts";
 import { SessionPool, type PoolOptions } from "./pool.ts";
@@ -51,6 +52,15 @@ export interface GatewayOptions {
   /** The public host a request was sent to (routing, X-Forwarded-Host to the app). Default: its Host header. */
   publicHost?: (req: Request, peer: string) => string | null;
   metrics?: GatewayMetrics;
+  /** Public access log (src/gateway/access-log.ts); undefined = off, no per-request work. */
+  accessLog?: AccessLog;
+}
+
+/** The public client's address for the access log: the trusted-proxy aware `client` when given, else the peer. */
+function clientAddress(req: Request, server: Server<PublicWsData>, client?: GatewayOptions["client"]): string {
+  const peer = server.requestIP(req);
+  if (!peer) return "";
+  return client ? client(req, peer).address : peer.address;
 }
 
 export interface Readiness {
@@ -78,12 +88,23 @@ export interface GatewayHandle {
   /** Streams in flight across all tunnels. */
   readonly activeStreams: number;
   /**
+   * An extra listener on which every request goes to tunnel `id`, whatever its Host (clients that
+   * cannot resolve `*.localhost`). Bound to 127.0.0.1 on `port` (0 = any); stopped with the gateway.
+   */
+  serveTunnel(id: string, port?: number): TunnelListener;
+  /**
    * Graceful stop: refuse new connections, let in-flight streams finish for up to `graceMs`,
    * then close every session. Resolves with the number of streams cut at the deadline.
    */
   drain(graceMs: number): Promise<number>;
   stop(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
+}
+
+export interface TunnelListener {
+  readonly url: string;
+  readonly port: number;
+  stop(): void;
 }
 
 const utf8 = new TextEncoder();
@@ -157,9 +178,11 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     if (!p) {
       const bytesIn = metrics.bytes.counterFor({ tunnel: id, direction: "in" });
       const bytesOut = metrics.bytes.counterFor({ tunnel: id, direction: "out" });
+      const access = o.accessLog;
       const onStreamEnd = (s: TunnelStream) => {
         if (s.bytesSent) bytesIn(s.bytesSent);
         if (s.bytesReceived) bytesOut(s.bytesReceived);
+        access?.streamEnded(s);
       };
       pools.set(id, (p = new SessionPool({ ...o.pool, dial: () => o.dial(hcPath), onStreamEnd })));
     }
@@ -180,7 +203,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
   };
 
   /** Opens a stream for `req` and waits for the response head, within the TTFB limit. */
-  const openStream = async (req: Request, server: Server<PublicWsData>, id: string, route: TunnelRoute, kind: "http" | "ws", target: string, host: string) => {
+  const openStream = async (req: Request, server: Server<PublicWsData>, id: string, route: TunnelRoute, kind: "http" | "ws", target: string, host: string, entry: AccessEntry | undefined) => {
     let session;
     try {
       session = await poolFor(id, route.hcPath).acquire();
@@ -199,6 +222,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     const stream = await session.open(head).catch((err) => {
       throw tunnelError(err, id);
     });
+    if (entry) o.accessLog!.attach(stream, entry, kind);
     const onAbort = () => stream.reset(ResetCode.CANCEL, "public client went away");
     req.signal.addEventListener("abort", onAbort, { once: true });
     if (kind === "http") {
@@ -209,6 +233,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     const timer = setTimeout(() => stream.reset(ResetCode.ORIGIN_TIMEOUT, `The local app did not start answering within ${Math.round(ttfbMs / 1000)} s.`), ttfbMs);
     try {
       const resHead = await stream.response;
+      if (entry) o.accessLog!.answered(entry, resHead.status);
       // A WebSocket's lifetime is the socket's, not the upgrade request's.
       if (kind === "ws") req.signal.removeEventListener("abort", onAbort);
       return { stream, resHead };
@@ -219,7 +244,9 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     }
   };
 
-  const server = Bun.serve<PublicWsData>({
+  /** Extra listeners serving one fixed tunnel each (serveTunnel), by server. */
+  const fixed = new Map<Server<PublicWsData>, string>();
+  const serveOptions: Bun.Serve.Options<PublicWsData> = {
     hostname: o.hostname ?? "127.0.0.1",
     port: o.port ?? 0,
     development: false,
@@ -231,15 +258,20 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     async fetch(req, server) {
       let id = "";
       let kind: "http" | "ws" = "http";
+      let entry: AccessEntry | undefined;
       try {
         const target = rawTarget(req.url);
         const q = target.indexOf("?");
         const path = q < 0 ? target : target.slice(0, q);
         const host = o.publicHost ? o.publicHost(req, server.requestIP(req)?.address ?? "") : req.headers.get("host");
-        if (SERVICE_PATHS.has(path) && serviceHost(host, o.baseDomain)) return await service(path);
+        const fixedId = fixed.size ? fixed.get(server) : undefined;
+        if (fixedId === undefined && SERVICE_PATHS.has(path) && serviceHost(host, o.baseDomain)) return await service(path);
+        if (o.accessLog) entry = o.accessLog.begin("", req.method, target, clientAddress(req, server, o.client));
         if (req.method === "CONNECT") throw new GatewayError(405, "method_not_allowed", "CONNECT is not supported.");
-        id = routeHost(host, o.baseDomain, o.localHosts);
+        id = fixedId ?? routeHost(host, o.baseDomain, o.localHosts);
+        if (entry) entry.tunnel = id;
         if (id === "" || id === "api") {
+          entry = undefined; // the management API keeps its own access log
           if (o.apex) return await o.apex(req, server);
           throw new GatewayError(404, "tunnel_not_found", "This is an azhexgate gateway; tunnels live at {id}." + o.baseDomain + ".");
         }
@@ -253,7 +285,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
         if (draining) throw new GatewayError(502, "tunnel_offline", "The gateway is restarting; retry in a moment.");
         server.timeout(req, 0); // our own TTFB limit applies; long responses and SSE must not be cut
         if (req.headers.get("upgrade")?.toLowerCase() === "websocket") kind = "ws";
-        const { stream, resHead } = await openStream(req, server, id, route, kind, target, host as string);
+        const { stream, resHead } = await openStream(req, server, id, route, kind, target, host as string, entry);
         countRequest(id, kind, resHead.status);
         if (kind === "ws") return upgradePublic(req, server, stream, resHead);
         return httpResponse(req, stream, resHead);
@@ -261,6 +293,10 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
         const e = err instanceof GatewayError ? err : new GatewayError(500, "internal", "The gateway failed to handle the request.");
         if (!(err instanceof GatewayError)) console.error("gateway: unexpected error", err);
         metrics.errors.inc({ code: e.code });
+        if (entry) {
+          const gone = req.signal.aborted;
+          o.accessLog!.fail(entry, gone ? 499 : e.status, gone ? "client_gone" : e.code);
+        }
         return errorResponse(e, req.headers.get("accept"), req.method);
       }
     },
@@ -287,7 +323,8 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
         d.stream.wsCloseQueued(sanitizeCloseCode(code), reason ?? "");
       },
     },
-  });
+  };
+  const server = Bun.serve<PublicWsData>(serveOptions);
 
   async function service(path: string): Promise<Response> {
     const text = (body: string, status = 200, type = "text/plain; charset=utf-8") =>
@@ -311,8 +348,21 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
       for (const p of pools.values()) n += p.activeStreams;
       return n;
     },
+    serveTunnel(id, p = 0) {
+      const extra = Bun.serve<PublicWsData>({ ...serveOptions, hostname: "127.0.0.1", port: p });
+      fixed.set(extra, id);
+      return {
+        url: `http://127.0.0.1:${extra.port}`,
+        port: extra.port!,
+        stop() {
+          fixed.delete(extra);
+          void extra.stop(true);
+        },
+      };
+    },
     async drain(graceMs) {
       draining = true;
+      for (const extra of fixed.keys()) void extra.stop(false);
       void server.stop(false); // no new connections; in-flight requests continue
       const deadline = Date.now() + graceMs;
       while (handle.activeStreams > 0 && Date.now() < deadline) await Bun.sleep(50);
@@ -323,6 +373,8 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     async stop() {
       for (const p of pools.values()) p.close();
       pools.clear();
+      for (const extra of fixed.keys()) void extra.stop(true);
+      fixed.clear();
       await server.stop(true);
     },
     [Symbol.asyncDispose]: () => handle.stop(),
