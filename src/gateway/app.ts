@@ -62,7 +62,7 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
     const registry = await openRegistry(config.registry);
     cleanups.push(() => registry.close());
     const relayLog = log.child("relay");
-    // One window for ARM and Key Vault: both depend on role assignments made by the same deployment.
+    // One window for ARM, Key Vault and the relay: all depend on role assignments made by the same deployment.
     const roles = rolePropagation({ windowMs: config.rolePropagationSeconds * 1000, log: (message, fields) => log.warn(message, fields) });
     const binding =
       o.binding ??
@@ -116,7 +116,11 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
         const rec = await registry.get(id);
         return rec ? { hcPath: rec.hcPath } : undefined;
       },
-      dial: senderDialer(binding),
+      // the relay's data plane: the same propagation window and log line as ARM / Key Vault
+      dial: senderDialer(binding, {
+        ...(binding.mode === "azure" ? { rolePropagationMs: roles.windowMs } : {}),
+        onPropagating: (hcPath, err) => roles.note(`Relay ${err.status} on a sender connection`, `${hcPath}: ${err.message}`),
+      }),
       accessLog: (() => {
         const access = log.child("access");
         return createAccessLog(config.accessLog, config.accessLogSample, (line) => access.info("request", line as unknown as Record<string, unknown>));
