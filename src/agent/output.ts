@@ -9,7 +9,7 @@ import type { AgentState } from "./supervisor.ts";
 export type { RequestEvent };
 
 export interface Output {
-  ready(t: { public_url: string; local_url: string; tunnel_id: string }): void;
+  ready(t: { public_url: string; local_url: string; tunnel_id: string; inspect_url?: string }): void;
   request(t: { tunnel_id: string }, e: RequestEvent): void;
   state(t: { tunnel_id?: string; local_url: string }, s: AgentState): void;
   error(code: string, message: string, fields?: Record<string, unknown>): void;
@@ -52,7 +52,7 @@ export function createOutput(json: boolean, write: (line: string) => void = (l) 
     };
   }
   return {
-    ready: (t) => write(`Tunnel established\nPublic URL:    ${t.public_url}\nForwarding to: ${t.local_url}\n`),
+    ready: (t) => write(`Tunnel established\nPublic URL:    ${t.public_url}\nForwarding to: ${t.local_url}\n${t.inspect_url ? `Inspector:     ${t.inspect_url}\n` : ""}`),
     request: (_t, e) => {
       const extra = [e.closeCode !== undefined ? `closed ${e.closeCode}` : "", e.error ?? ""].filter(Boolean).join(", ");
       write(`${(e.kind === "ws" ? "WS" : e.method).padEnd(7)} ${e.target.length > 60 ? `${e.target.slice(0, 57)}...` : e.target.padEnd(60)} ${e.status} ${e.ms.toFixed(0).padStart(5)} ms ${size(e.bytes).padStart(9)}${extra ? `  ${extra}` : ""}`);

@@ -1,0 +1,195 @@
+/**
+ * What the inspector keeps: a bounded ring of captured requests and WebSocket sessions (oldest
+ * dropped first), each with the first bytes of its bodies, plus the listeners of the live list.
+ * Nothing here touches the network; `capture.ts` fills it, `server.ts` serves it.
+ */
+import type { HeaderList } from "../../tunnel/head.ts";
+
+/** The first `limit` bytes of a body; the rest is counted, never held. */
+export class BodyTap {
+  private parts: Uint8Array[] = [];
+  /** Bytes held (≤ limit). */
+  captured = 0;
+  /** Bytes seen in all. */
+  size = 0;
+  constructor(private readonly limit: number) {}
+  push(chunk: Uint8Array): void {
+    this.size += chunk.length;
+    const room = this.limit - this.captured;
+    if (room <= 0) return;
+    // a copy: the chunk's buffer may be reused by the reader once we return
+    const part = chunk.length <= room ? chunk.slice() : chunk.slice(0, room);
+    this.parts.push(part);
+    this.captured += part.length;
+  }
+  get truncated(): boolean {
+    return this.size > this.captured;
+  }
+  bytes(): Uint8Array {
+    if (this.parts.length === 1) return this.parts[0]!;
+    const out = new Uint8Array(this.captured);
+    let off = 0;
+    for (const p of this.parts) {
+      out.set(p, off);
+      off += p.length;
+    }
+    this.parts = [out];
+    return out;
+  }
+}
+
+/** A body as the API shows it: UTF-8 text when it decodes as such, else base64. */
+export interface BodyView {
+  size: number;
+  captured: number;
+  truncated: boolean;
+  encoding: "utf8" | "base64";
+  data: string;
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+export function bodyView(tap: BodyTap): BodyView {
+  const bytes = tap.bytes();
+  let data: string | undefined;
+  try {
+    // a cut in the middle of a multi-byte character is not "binary": retry without the last 3 bytes
+    data = strictUtf8.decode(bytes);
+  } catch {
+    if (tap.truncated) {
+      for (let cut = 1; cut <= 3 && data === undefined; cut++) {
+        try {
+          data = strictUtf8.decode(bytes.subarray(0, Math.max(0, bytes.length - cut)));
+        } catch {}
+      }
+    }
+  }
+  if (data !== undefined && !data.includes("\0")) return { size: tap.size, captured: tap.captured, truncated: tap.truncated, encoding: "utf8", data };
+  return { size: tap.size, captured: tap.captured, truncated: tap.truncated, encoding: "base64", data: Buffer.from(bytes).toString("base64") };
+}
+
+export interface WsMessage {
+  /** "in": from the public client to the app; "out": from the app to the client. */
+  dir: "in" | "out";
+  binary: boolean;
+  size: number;
+  /** Milliseconds since the session opened. */
+  at: number;
+  body: BodyTap;
+}
+
+export interface Entry {
+  id: number;
+  kind: "http" | "ws";
+  /** Epoch milliseconds when the request arrived. */
+  time: number;
+  /** performance.now() at arrival (durations). */
+  t0: number;
+  method: string;
+  target: string;
+  /** The local app this request went to, e.g. http://localhost:3000 (replays go there). */
+  origin: string;
+  /** The public client's address, as the gateway saw it. */
+  client?: string;
+  /** Headers as sent to the local app (after Host rewrite and X-Forwarded-*). */
+  reqHeaders: HeaderList;
+  reqBody: BodyTap;
+  status?: number;
+  resHeaders?: HeaderList;
+  resBody: BodyTap;
+  /** Milliseconds until the app's response head. */
+  ttfbMs?: number;
+  ms?: number;
+  error?: string;
+  done: boolean;
+  // WebSocket sessions
+  closeCode?: number;
+  counts?: { in: number; out: number };
+  messages?: WsMessage[];
+}
+
+export interface InspectLimits {
+  /** Entries kept (oldest dropped first). */
+  entries: number;
+  /** Bytes of each body (and each kept WebSocket message) captured. */
+  bodyLimit: number;
+  /** WebSocket messages kept per session (the most recent). */
+  wsMessages: number;
+}
+
+export const DEFAULT_LIMITS: InspectLimits = { entries: 500, bodyLimit: 64 * 1024, wsMessages: 50 };
+
+/** One line of the live list. */
+export function summary(e: Entry) {
+  return {
+    id: e.id,
+    kind: e.kind,
+    time: new Date(e.time).toISOString(),
+    method: e.method,
+    path: e.target,
+    status: e.status ?? null,
+    ms: e.ms === undefined ? null : Math.round(e.ms * 10) / 10,
+    req_bytes: e.reqBody.size,
+    res_bytes: e.resBody.size,
+    done: e.done,
+    ...(e.error ? { error: e.error } : {}),
+    ...(e.counts ? { messages: e.counts } : {}),
+  };
+}
+
+/** Everything about one entry. */
+export function detail(e: Entry) {
+  return {
+    ...summary(e),
+    origin: e.origin,
+    client: e.client ?? null,
+    ttfb_ms: e.ttfbMs === undefined ? null : Math.round(e.ttfbMs * 10) / 10,
+    request: { headers: e.reqHeaders, body: bodyView(e.reqBody) },
+    response: e.status === undefined ? null : { status: e.status, headers: e.resHeaders ?? [], body: bodyView(e.resBody) },
+    ...(e.closeCode !== undefined ? { close_code: e.closeCode } : {}),
+    ...(e.messages ? { ws_messages: e.messages.map((m) => ({ dir: m.dir, binary: m.binary, size: m.size, at_ms: Math.round(m.at), body: bodyView(m.body) })) } : {}),
+  };
+}
+
+export type Listener = (event: "request" | "update", e: Entry) => void;
+
+export class InspectStore {
+  private readonly ring: Array<Entry | undefined>;
+  private next = 1;
+  private readonly listeners = new Set<Listener>();
+  constructor(readonly limits: InspectLimits = DEFAULT_LIMITS) {
+    this.ring = new Array(Math.max(1, limits.entries));
+  }
+  add(e: Omit<Entry, "id">): Entry {
+    const entry = e as Entry;
+    entry.id = this.next++;
+    this.ring[entry.id % this.ring.length] = entry;
+    if (this.listeners.size) for (const l of this.listeners) l("request", entry);
+    return entry;
+  }
+  /** Tells the live list an entry changed (answered, finished). */
+  changed(e: Entry): void {
+    if (this.listeners.size) for (const l of this.listeners) l("update", e);
+  }
+  get(id: number): Entry | undefined {
+    const e = this.ring[id % this.ring.length];
+    return e?.id === id ? e : undefined;
+  }
+  /** Newest first. */
+  list(): Entry[] {
+    const out: Entry[] = [];
+    for (let id = this.next - 1; id >= 1 && out.length < this.ring.length; id--) {
+      const e = this.get(id);
+      if (!e) break;
+      out.push(e);
+    }
+    return out;
+  }
+  subscribe(l: Listener): () => void {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+  clear(): void {
+    this.ring.fill(undefined);
+  }
+}
