@@ -40,3 +40,15 @@ export function artifact(name: string): string {
   mkdirSync(ARTIFACTS, { recursive: true });
   return join(ARTIFACTS, name);
 }
+
+/** Waits (bounded) until `locator` matches exactly `n` elements. */
+export async function waitCount(locator: { count(): Promise<number> }, n: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let c = -1;
+  while (Date.now() < deadline) {
+    c = await locator.count();
+    if (c === n) return;
+    await Bun.sleep(50);
+  }
+  throw new Error(`expected ${n} elements, found ${c}`);
+}
