@@ -127,7 +127,7 @@ test("a Vite dev server behind the tunnel loads through the public URL with its 
   writeFileSync(join(dir, "main.js"), `document.getElementById("app").textContent = "version 2";\n`);
   await page.locator("#app", { hasText: "version 2" }).waitFor({ timeout: 20_000 });
   await page.close();
-  // the request log saw the HMR session as a WebSocket through the tunnel
+  // the request log saw the module served through the tunnel
   const events = cli.events().filter((e) => e.event === "request");
   expect(events.some((e) => e.path === "/main.js" && e.status === 200)).toBe(true);
 }, 90_000);
