@@ -84,7 +84,7 @@ describe("azhexgate start with the inspector (default on)", () => {
   test("captures requests, replays them as they were and edited, and refuses other hosts and sites", async () => {
     const origin = app();
     try {
-      const { publicUrl, inspect } = await startAgent(origin.port);
+      const { publicUrl, inspect } = await startAgent(origin.port!);
       expect(inspect).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
       expect((await get(`${publicUrl}/hello?x=1`)).status).toBe(200);
       const posted = await get(`${publicUrl}/form`, 5000, { method: "POST", body: "a=1&b=two", headers: { "content-type": "application/x-www-form-urlencoded" } });
@@ -139,7 +139,7 @@ describe("azhexgate start with the inspector (default on)", () => {
   test("bodies over the capture limit are marked truncated and still arrive intact both ways", async () => {
     const origin = app();
     try {
-      const { publicUrl, inspect } = await startAgent(origin.port, ["--inspect-body-limit", "1024"]);
+      const { publicUrl, inspect } = await startAgent(origin.port!, ["--inspect-body-limit", "1024"]);
       const up = crypto.getRandomValues(new Uint8Array(60_000));
       const upBody = new Uint8Array(3 * 1024 * 1024);
       for (let i = 0; i < upBody.length; i += up.length) upBody.set(up.subarray(0, Math.min(up.length, upBody.length - i)), i);
@@ -169,7 +169,7 @@ describe("azhexgate start with the inspector (default on)", () => {
   test("a WebSocket session is captured with message counts and the last messages", async () => {
     const origin = app();
     try {
-      const { publicUrl, inspect } = await startAgent(origin.port);
+      const { publicUrl, inspect } = await startAgent(origin.port!);
       const ws = new WebSocket(`${publicUrl.replace(/^http/, "ws")}/ws`);
       const got: string[] = [];
       await new Promise<void>((resolve, reject) => {
