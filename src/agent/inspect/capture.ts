@@ -2,21 +2,54 @@
  * The capture side of the inspector: what `forward.ts` calls while a request or WebSocket
  * session passes through (only when the inspector is on — with `--no-inspect` the forwarder holds
  * no `Inspector` and skips all of this). Bodies are tapped, not buffered: the first
- * `bodyLimit` bytes are copied, the rest is only counted.
+ * `bodyLimit` bytes are copied, the rest is only counted. One object per request is both the
+ * stored entry and its capture handle (fixed shape, nothing else allocated for a GET).
  */
 import type { HeaderList, RequestHead } from "../../tunnel/head.ts";
-import { BodyTap, type Entry, type InspectStore, type WsMessage } from "./store.ts";
+import { BodyTap, NO_BODY, type Entry, type InspectStore, type WsMessage } from "./store.ts";
 
-export class HttpCapture {
+export class HttpCapture implements Entry {
+  id = 0;
+  kind: "http" | "ws";
+  time = Date.now();
+  t0 = performance.now();
+  method: string;
+  target: string;
+  client: string | undefined;
+  reqBody: BodyTap;
+  resBody: BodyTap;
+  status: number | undefined = undefined;
+  resHeaders: HeaderList | undefined = undefined;
+  ttfbMs: number | undefined = undefined;
+  ms: number | undefined = undefined;
+  error: string | undefined = undefined;
+  done = false;
+  closeCode: number | undefined = undefined;
+  counts: { in: number; out: number } | undefined;
+  messages: WsMessage[] | undefined;
+
   constructor(
     private readonly store: InspectStore,
-    readonly entry: Entry,
-  ) {}
+    head: RequestHead,
+    readonly reqHeaders: HeaderList,
+    readonly origin: string,
+  ) {
+    const limit = store.limits.bodyLimit;
+    this.kind = head.kind;
+    this.method = head.method;
+    this.target = head.target;
+    this.client = head.remote?.address;
+    this.reqBody = head.kind === "http" && (head.method === "GET" || head.method === "HEAD") ? NO_BODY : new BodyTap(limit);
+    this.resBody = new BodyTap(limit);
+    const ws = head.kind === "ws";
+    this.counts = ws ? { in: 0, out: 0 } : undefined;
+    this.messages = ws ? [] : undefined;
+  }
 
   /** The request body as the origin client reads it, its first bytes copied on the way. */
   tee(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
     const reader = body.getReader();
-    const tap = this.entry.reqBody;
+    const tap = this.reqBody;
     return new ReadableStream<Uint8Array>(
       {
         async pull(c) {
@@ -32,40 +65,35 @@ export class HttpCapture {
   }
 
   response(status: number, headers: HeaderList): void {
-    const e = this.entry;
-    e.status = status;
-    e.resHeaders = headers;
-    e.ttfbMs = performance.now() - e.t0;
-    this.store.changed(e);
+    this.status = status;
+    this.resHeaders = headers;
+    this.ttfbMs = performance.now() - this.t0;
+    this.store.changed(this);
   }
 
   chunk(c: Uint8Array): void {
-    this.entry.resBody.push(c);
+    this.resBody.push(c);
   }
 
   finish(status: number, ms: number, error?: string, closeCode?: number): void {
-    const e = this.entry;
-    e.status = status;
-    e.ms = ms;
-    if (error) e.error = error;
-    if (closeCode !== undefined) e.closeCode = closeCode;
-    e.done = true;
-    this.store.changed(e);
+    this.status = status;
+    this.ms = ms;
+    if (error) this.error = error;
+    if (closeCode !== undefined) this.closeCode = closeCode;
+    this.done = true;
+    this.store.changed(this);
   }
 
   /** One WebSocket message (kind "ws"): counted; the last few kept, each cut at the body limit. */
   message(dir: "in" | "out", data: Uint8Array | string, binary: boolean): void {
-    const e = this.entry;
-    const counts = e.counts!;
-    counts[dir]++;
+    this.counts![dir]++;
     const bytes = typeof data === "string" ? Buffer.from(data) : data;
     const body = new BodyTap(this.store.limits.bodyLimit);
     body.push(bytes);
-    const msgs = e.messages!;
-    const m: WsMessage = { dir, binary, size: bytes.length, at: performance.now() - e.t0, body };
+    const msgs = this.messages!;
     if (msgs.length >= this.store.limits.wsMessages) msgs.shift();
-    msgs.push(m);
-    this.store.changed(e);
+    msgs.push({ dir, binary, size: bytes.length, at: performance.now() - this.t0, body });
+    this.store.changed(this);
   }
 }
 
@@ -74,22 +102,6 @@ export class Inspector {
 
   /** Starts capturing one request; `headers` are those sent to the local app at `origin`. */
   begin(head: RequestHead, headers: HeaderList, origin: string): HttpCapture {
-    const limit = this.store.limits.bodyLimit;
-    const ws = head.kind === "ws";
-    const entry = this.store.add({
-      kind: head.kind,
-      time: Date.now(),
-      t0: performance.now(),
-      method: head.method,
-      target: head.target,
-      origin,
-      client: head.remote?.address,
-      reqHeaders: headers,
-      reqBody: new BodyTap(limit),
-      resBody: new BodyTap(limit),
-      done: false,
-      ...(ws ? { counts: { in: 0, out: 0 }, messages: [] } : {}),
-    });
-    return new HttpCapture(this.store, entry);
+    return this.store.add(new HttpCapture(this.store, head, headers, origin));
   }
 }

@@ -7,7 +7,7 @@ import type { HeaderList } from "../../tunnel/head.ts";
 
 /** The first `limit` bytes of a body; the rest is counted, never held. */
 export class BodyTap {
-  private parts: Uint8Array[] = [];
+  private parts: Uint8Array[] | null = null;
   /** Bytes held (≤ limit). */
   captured = 0;
   /** Bytes seen in all. */
@@ -17,19 +17,22 @@ export class BodyTap {
     this.size += chunk.length;
     const room = this.limit - this.captured;
     if (room <= 0) return;
-    // a copy: the chunk's buffer may be reused by the reader once we return
+    // a copy: a view would pin the reader's whole buffer (and reading .buffer costs more than copying)
     const part = chunk.length <= room ? chunk.slice() : chunk.slice(0, room);
-    this.parts.push(part);
+    if (this.parts) this.parts.push(part);
+    else this.parts = [part];
     this.captured += part.length;
   }
   get truncated(): boolean {
     return this.size > this.captured;
   }
   bytes(): Uint8Array {
-    if (this.parts.length === 1) return this.parts[0]!;
+    const parts = this.parts;
+    if (!parts) return new Uint8Array(0);
+    if (parts.length === 1) return parts[0]!;
     const out = new Uint8Array(this.captured);
     let off = 0;
-    for (const p of this.parts) {
+    for (const p of parts) {
       out.set(p, off);
       off += p.length;
     }
@@ -37,6 +40,9 @@ export class BodyTap {
     return out;
   }
 }
+
+/** The request body of a GET / HEAD (never read: forward.ts discards it). */
+export const NO_BODY = new BodyTap(0);
 
 /** A body as the API shows it: UTF-8 text when it decodes as such, else base64. */
 export interface BodyView {
@@ -160,8 +166,8 @@ export class InspectStore {
   constructor(readonly limits: InspectLimits = DEFAULT_LIMITS) {
     this.ring = new Array(Math.max(1, limits.entries));
   }
-  add(e: Omit<Entry, "id">): Entry {
-    const entry = e as Entry;
+  /** Takes `entry` in (its id is set here), dropping the oldest when full. */
+  add<E extends Entry>(entry: E): E {
     entry.id = this.next++;
     this.ring[entry.id % this.ring.length] = entry;
     if (this.listeners.size) for (const l of this.listeners) l("request", entry);
