@@ -18,7 +18,7 @@ const env = (k: string) => {
   if (!v) throw new Error(`agent role: ${k} is not set`);
   return v;
 };
-const store = process.env.BENCH_INSPECT === "1" ? new InspectStore({ entries: Number(process.env.BENCH_INSPECT_ENTRIES ?? 500), bodyLimit: 65536, wsMessages: 50 }) : undefined;
+const store = process.env.BENCH_INSPECT === "1" ? new InspectStore() : undefined;
 const inspectServer = store ? await startInspectServer({ store, port: 0 }) : undefined;
 const agent = await startAgent({
   ...(store ? { inspect: new Inspector(store) } : {}),

@@ -5,6 +5,8 @@
  */
 import type { HeaderList } from "../../tunnel/head.ts";
 
+const copy = Uint8Array.prototype.slice;
+
 /** The first `limit` bytes of a body; the rest is counted, never held. */
 export class BodyTap {
   private parts: Uint8Array[] | null = null;
@@ -17,8 +19,8 @@ export class BodyTap {
     this.size += chunk.length;
     const room = this.limit - this.captured;
     if (room <= 0) return;
-    // a copy: a view would pin the reader's whole buffer (and reading .buffer costs more than copying)
-    const part = chunk.length <= room ? chunk.slice() : chunk.slice(0, room);
+    // a copy (Uint8Array's slice: Buffer#slice would be a view pinning the reader's whole buffer)
+    const part = copy.call(chunk, 0, Math.min(room, chunk.length));
     if (this.parts) this.parts.push(part);
     else this.parts = [part];
     this.captured += part.length;
