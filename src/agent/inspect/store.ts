@@ -5,11 +5,11 @@
  */
 import type { HeaderList } from "../../tunnel/head.ts";
 
-const copy = Uint8Array.prototype.slice;
-
 /** The first `limit` bytes of a body; the rest is counted, never held. */
 export class BodyTap {
-  private parts: Uint8Array[] | null = null;
+  /** The first part kept, then any further ones (most bodies arrive in one chunk: no array). */
+  private first: Uint8Array | null = null;
+  private more: Uint8Array[] | null = null;
   /** Bytes held (≤ limit). */
   captured = 0;
   /** Bytes seen in all. */
@@ -19,26 +19,30 @@ export class BodyTap {
     this.size += chunk.length;
     const room = this.limit - this.captured;
     if (room <= 0) return;
-    // a copy (Uint8Array's slice: Buffer#slice would be a view pinning the reader's whole buffer)
-    const part = copy.call(chunk, 0, Math.min(room, chunk.length));
-    if (this.parts) this.parts.push(part);
-    else this.parts = [part];
-    this.captured += part.length;
+    // A copy into a plain Uint8Array: Buffer#slice would be a view pinning the reader's whole
+    // buffer, and slice / subarray on a Buffer go through its species constructor (slow).
+    const n = room < chunk.length ? room : chunk.length;
+    const part = new Uint8Array(n);
+    part.set(n === chunk.length ? chunk : new Uint8Array(chunk.buffer, chunk.byteOffset, n));
+    if (this.first === null) this.first = part;
+    else (this.more ??= []).push(part);
+    this.captured += n;
   }
   get truncated(): boolean {
     return this.size > this.captured;
   }
   bytes(): Uint8Array {
-    const parts = this.parts;
-    if (!parts) return new Uint8Array(0);
-    if (parts.length === 1) return parts[0]!;
+    if (this.first === null) return new Uint8Array(0);
+    if (this.more === null) return this.first;
     const out = new Uint8Array(this.captured);
-    let off = 0;
-    for (const p of parts) {
+    out.set(this.first);
+    let off = this.first.length;
+    for (const p of this.more) {
       out.set(p, off);
       off += p.length;
     }
-    this.parts = [out];
+    this.first = out;
+    this.more = null;
     return out;
   }
 }
