@@ -121,7 +121,9 @@ test("a Vite dev server behind the tunnel loads through the public URL with its 
   await page.goto(publicUrl);
   await page.locator("#app", { hasText: "version 1" }).waitFor();
   // the Vite client logs "[vite] connected." once its HMR WebSocket is open
-  await until("the HMR WebSocket", async () => (consoleLines.some((l) => l.includes("[vite] connected")) ? true : undefined), 20_000);
+  await until("the HMR WebSocket", async () => (consoleLines.some((l) => l.includes("[vite] connected")) ? true : undefined), 20_000).catch((err) => {
+    throw new Error(`${(err as Error).message}; page console: ${JSON.stringify(consoleLines)}; agent: ${JSON.stringify(cli.events().slice(-8))}; vite: ${viteOut.slice(-500)}`);
+  });
   expect(consoleLines.join("\n")).not.toContain("failed to connect to websocket");
   // an edit on disk reaches the page over that WebSocket
   writeFileSync(join(dir, "main.js"), `document.getElementById("app").textContent = "version 2";\n`);
