@@ -96,10 +96,21 @@ test("requests appear live; one is opened, replayed and replayed with an edited 
     await page.click("#copy-curl");
     const curl = await page.locator("#curl").inputValue();
     expect(curl).toContain(`curl -i -X POST 'http://localhost:${origin.port}/webhook'`);
-    const run = Bun.spawn(["bash", "-c", curl], { stdout: "pipe", timeout: 10_000 }); // async: the app runs in this process
+    const run = Bun.spawn(["bash", "-c", `${curl} -s`], { stdout: "pipe", stderr: "pipe", timeout: 10_000 }); // async: the app runs in this process
     expect(await new Response(run.stdout).text()).toContain('"received":"invoice.paid"');
 
     await page.screenshot({ path: artifact("inspector.png"), fullPage: true });
+
+    // a form body shows as its fields, a binary one as a hex dump
+    await get(`${ready.public_url}/form`, 5000, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: "name=Ada+L&lang=en" });
+    await get(`${ready.public_url}/bin`, 5000, { method: "POST", headers: { "content-type": "application/octet-stream" }, body: new Uint8Array([0, 1, 2, 0xfe, 0xff, 0x41]) });
+    await page.locator("#list tr", { hasText: "/bin" }).waitFor();
+    await page.locator("#list tr", { hasText: "/form" }).click();
+    await page.locator("#title", { hasText: "POST /form" }).waitFor();
+    expect(await page.locator("#detail section").first().locator("table.hdrs").nth(1).innerText()).toBe("name\tAda L\nlang\ten");
+    await page.locator("#list tr", { hasText: "/bin" }).click();
+    await page.locator("#title", { hasText: "POST /bin" }).waitFor();
+    expect(await page.locator("#detail section pre.hex").first().textContent()).toBe(`00000000  ${"00 01 02 fe ff 41".padEnd(48)}  .....A`);
     // generous bounds on a loaded 2-core box (locally the load event comes well under 100 ms)
     expect(nav).toBeLessThan(2_000);
     expect(loadMs).toBeLessThan(10_000);
