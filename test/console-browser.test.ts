@@ -9,7 +9,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CONSOLE_CSP } from "../src/gateway/console/routes.ts";
-import { artifact, launchBrowser, type Browser } from "./support/browser.ts";
+import { artifact, launchBrowser, waitCount, type Browser } from "./support/browser.ts";
 import { API_KEY, get, killAll, spawnCli, startGatewayChild, startOrigin } from "./support/cli-proc.ts";
 
 const OTHER_KEY = "console-other-key-abcdef0123456789";
@@ -73,7 +73,7 @@ test("sign in, see the agent's tunnel and its counters, reserve a name, delete t
 
     await row.locator("button[data-delete]").click();
     await page.locator("#message", { hasText: `Deleted tunnel ${id}` }).waitFor();
-    expect(await page.locator(`#rows tr[data-id="${id}"]`).count()).toBe(0);
+    await waitCount(page.locator(`#rows tr[data-id="${id}"]`), 0);
     expect(await agent.exit(30_000)).toBe(5);
     const err = agent.events().find((e) => e.event === "error");
     expect(err).toMatchObject({ code: "tunnel_deleted", exit_code: 5 });

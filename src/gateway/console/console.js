@@ -79,13 +79,15 @@
   }
 
   async function remove(t) {
+    let done = false;
     try {
       await call("DELETE", `/api/tunnels/${encodeURIComponent(t.id)}`);
-      say(`Deleted tunnel ${t.id}.`);
+      done = true;
     } catch (err) {
       say(err.message, true);
     }
-    await load();
+    await load(); // the list first, then the message: what it says is already on screen
+    if (done) say(`Deleted tunnel ${t.id}.`);
   }
 
   $("#signin-form").addEventListener("submit", async (ev) => {
