@@ -74,7 +74,7 @@ function resolveInspect(raw: readonly string[], file: Awaited<ReturnType<typeof 
   const whole = (name: string, v: string | number | undefined, def: number, min: number, max: number): number => {
     if (v === undefined) return def;
     const n = Number(v);
-    if (!/^\d+$/.test(String(v).trim()) || n < min || n > max) throw new Error(`--${name} must be a whole number from ${min} to ${max} (got "${v}")`);
+    if (!/^\d+$/.test(String(v).trim()) || n < min || n > max) throw new Error(`--${name} (${name.replace(/-/g, "_")} in a config file) must be a whole number from ${min} to ${max} (got "${v}")`);
     return n;
   };
   return {
