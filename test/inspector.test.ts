@@ -226,6 +226,6 @@ describe("azhexgate start with the inspector (default on)", () => {
   test("bad inspector settings are usage errors naming the flag", async () => {
     const cli = spawnCli(["start", "3000", "--inspect-entries", "0"], { cwd: cwd() });
     expect(await cli.exit()).toBe(2);
-    expect(cli.text().err).toContain("--inspect-entries must be a whole number from 1");
+    expect(cli.text().err).toContain("--inspect-entries (inspect_entries in a config file) must be a whole number from 1");
   });
 });
