@@ -76,20 +76,21 @@ describe("azhexgate start (embedded default)", () => {
     for (const line of cli.out.filter(Boolean)) expect(() => JSON.parse(line)).not.toThrow();
   });
 
-  test("human output: the banner (with the loopback URL), then one line per request", async () => {
+  test("human output: the banner (with the loopback URL and the inspector's address), then one line per request", async () => {
     const origin = app();
     const cli = spawnCli(["start", "--port", String(origin.port)], { cwd: emptyCwd() });
     await cli.waitOut(/^Forwarding to:/, 20_000);
     expect(cli.out[0]).toBe("Tunnel established");
     expect(cli.out[1]).toMatch(/^Public URL: {4}http:\/\/\d+\.localhost:\d+$/);
     expect(cli.out[2]).toBe(`Forwarding to: http://localhost:${origin.port}`);
-    await cli.waitOut(/^Loopback URL:/);
+    await cli.waitOut(/^Inspector:/);
     expect(cli.out[3]).toMatch(/^Loopback URL: {2}http:\/\/127\.0\.0\.1:\d+ /);
+    expect(cli.out[4]).toMatch(/^Inspector: {5}http:\/\/127\.0\.0\.1:\d+$/);
     const url = cli.out[1]!.replace(/^Public URL:\s+/, "");
 
     for (const p of ["/a", "/bb", "/ccc"]) expect(await (await get(`${url}${p}`)).text()).toBe(`hello from ${p}`);
     await cli.waitOut(/^GET\s+\/ccc\s/);
-    const lines = cli.out.slice(4).filter((l) => l.trim());
+    const lines = cli.out.slice(5).filter((l) => l.trim());
     expect(lines).toHaveLength(3);
     for (const [i, p] of ["/a", "/bb", "/ccc"].entries()) {
       expect(lines[i]).toMatch(new RegExp(`^GET\\s+${p}\\s+200\\s+\\d+ ms\\s+${`hello from ${p}`.length} B$`));

@@ -7,6 +7,9 @@
  *   bun bench/tools/cpu-per-request.ts [PATH=/small] [CONNS=50] [SECS=3] [REPS=3]
  *
  * Extra bun flags per role: BENCH_BUN_FLAGS_GATEWAY / _AGENT / _RELAY (e.g. "--cpu-prof").
+ * The inspector's cost: run once with BENCH_INSPECT=1 (the agent captures every request, as
+ * `azhexgate start` does by default) and once without (as with --no-inspect), and compare the
+ * agent column.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";

@@ -9,7 +9,7 @@ export class ConfigFileError extends Error {
   override readonly name = "ConfigFileError";
 }
 
-type Kind = "string" | "url" | "boolean" | "port" | "seconds" | "subdomain" | { oneOf: readonly string[] };
+type Kind = "string" | "url" | "boolean" | "port" | "seconds" | "subdomain" | "count" | { oneOf: readonly string[] };
 
 interface KeyDef {
   kind: Kind;
@@ -45,6 +45,10 @@ export const START_FILE_KEYS: Record<string, KeyDef> = {
   open: { kind: "boolean", doc: "open the public URL in the browser once online" },
   exit_on_fail: { kind: "boolean", doc: "exit on permanent relay failures instead of retrying" },
   recreate: { kind: "boolean", doc: "re-create a tunnel deleted on the gateway instead of exiting" },
+  inspect: { kind: "boolean", doc: "capture requests for the inspector page (default true)" },
+  inspect_port: { kind: "port", doc: "the inspector's port on 127.0.0.1 (default 4040, next free if taken)" },
+  inspect_entries: { kind: "count", doc: "requests the inspector keeps (default 500)" },
+  inspect_body_limit: { kind: "count", doc: "bytes of each body captured (default 65536)" },
 };
 
 export interface TunnelEntry {
@@ -70,6 +74,10 @@ export interface StartFile {
   open?: boolean;
   exit_on_fail?: boolean;
   recreate?: boolean;
+  inspect?: boolean;
+  inspect_port?: number;
+  inspect_entries?: number;
+  inspect_body_limit?: number;
 }
 
 const SUBDOMAIN = /^[a-z0-9](?:[a-z0-9-]{1,38}[a-z0-9])$/;
@@ -108,6 +116,7 @@ function describe(kind: Kind): string {
     port: "a whole number from 1 to 65535",
     seconds: "a number of seconds, 0 or more",
     subdomain: 'a name of 3-40 lowercase letters, digits or hyphens, e.g. "my-app"',
+    count: "a whole number, 0 or more",
   }[kind];
 }
 
@@ -130,6 +139,8 @@ function valid(kind: Kind, v: unknown): boolean {
       return typeof v === "number" && Number.isFinite(v) && v >= 0;
     case "subdomain":
       return typeof v === "string" && SUBDOMAIN.test(v);
+    case "count":
+      return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
   }
 }
 

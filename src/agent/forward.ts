@@ -8,6 +8,7 @@ import type { ResponseHead } from "../tunnel/head.ts";
 import { methodHasNoBody, originRequestHeaderList, originRequestHeaders, responseHeadFromList, type OriginOptions } from "../tunnel/http.ts";
 import type { StreamResetError, TunnelStream } from "../tunnel/stream.ts";
 import { connectWebSocket, WsHandshakeError } from "../ws/client.ts";
+import type { Inspector } from "./inspect/capture.ts";
 import { AbortHook, OriginPool, OriginProtocolError, type OriginEndpoint, type OriginResponse } from "./origin-http.ts";
 
 /**
@@ -34,6 +35,8 @@ export interface RequestEvent {
 export interface ForwardOptions extends OriginOptions {
   /** Called once per finished request or WebSocket session (for the CLI's request log). */
   onRequest?: (e: RequestEvent) => void;
+  /** The request inspector (`--inspect`, the default); absent with `--no-inspect`: nothing is captured. */
+  inspect?: Inspector;
 }
 
 /** What the public client got when the gateway reset the stream before an answer. */
@@ -84,10 +87,14 @@ export async function forward(stream: TunnelStream, o: ForwardOptions): Promise<
     resetBy = err;
     abort.abort();
   };
-  const report = (status: number, bytes: number, error?: string) =>
-    o.onRequest?.({ kind: "http", method: head.method, target: head.target, status, ms: performance.now() - t0, bytes, bytesIn: stream.bytesReceived, ...(error ? { error } : {}) });
   const hasBody = !methodHasNoBody(head.method);
   let headers = originRequestHeaderList(head, o);
+  const cap = o.inspect ? o.inspect.begin(head, headers, o.origin) : undefined;
+  const report = (status: number, bytes: number, error?: string) => {
+    const ms = performance.now() - t0;
+    cap?.finish(status, ms, error);
+    o.onRequest?.({ kind: "http", method: head.method, target: head.target, status, ms, bytes, bytesIn: stream.bytesReceived, ...(error ? { error } : {}) });
+  };
   let contentLength: number | null = null;
   if (hasBody) {
     const cl = headers.find(([n]) => n === "content-length");
@@ -98,7 +105,7 @@ export async function forward(stream: TunnelStream, o: ForwardOptions): Promise<
   try {
     res = await originPool.request(
       endpointOf(o.origin),
-      { method: head.method, target: head.target, headers, body: hasBody ? stream.body : null, contentLength },
+      { method: head.method, target: head.target, headers, body: hasBody ? (cap ? cap.tee(stream.body) : stream.body) : null, contentLength },
       abort,
     );
   } catch (err) {
@@ -113,11 +120,13 @@ export async function forward(stream: TunnelStream, o: ForwardOptions): Promise<
     return report(502, 0, unreachable(stream, o.origin, err));
   }
   stream.sendResponse(jsonPayload(responseHeadFromList(res.status, res.headers)));
+  cap?.response(res.status, res.headers);
   let bytes = 0;
   let error: string | undefined;
   try {
     for await (const chunk of res.body) {
       bytes += chunk.length;
+      if (cap) cap.chunk(chunk);
       await stream.write(chunk);
     }
     stream.end();
@@ -137,6 +146,7 @@ async function forwardWebSocket(stream: TunnelStream, o: ForwardOptions): Promis
   const head = stream.head!;
   const headers: Record<string, string> = {};
   for (const [n, v] of originRequestHeaders(head, o)) if (!WS_SKIP.has(n)) headers[n] = v;
+  const cap = o.inspect ? o.inspect.begin(head, Object.entries(headers), o.origin) : undefined;
   const wsOrigin = o.origin.replace(/^http/, "ws");
   const t0 = performance.now();
   let resetBy: StreamResetError | undefined;
@@ -148,7 +158,9 @@ async function forwardWebSocket(stream: TunnelStream, o: ForwardOptions): Promis
     if (reported) return;
     reported = true;
     const bytes = status === 101 ? stream.bytesSent + stream.bytesReceived : 0;
-    o.onRequest?.({ kind: "ws", method: "GET", target: head.target, status, ms: performance.now() - t0, bytes, bytesIn: stream.bytesReceived, ...(error ? { error } : {}), ...(closeCode !== undefined ? { closeCode } : {}) });
+    const ms = performance.now() - t0;
+    cap?.finish(status, ms, error, closeCode);
+    o.onRequest?.({ kind: "ws", method: "GET", target: head.target, status, ms, bytes, bytesIn: stream.bytesReceived, ...(error ? { error } : {}), ...(closeCode !== undefined ? { closeCode } : {}) });
   };
   let conn;
   try {
@@ -163,6 +175,7 @@ async function forwardWebSocket(stream: TunnelStream, o: ForwardOptions): Promis
     if (err instanceof WsHandshakeError) {
       const h: ResponseHead = { status: err.status === 101 ? 502 : err.status, headers: Object.entries(err.headers).filter(([n]) => n !== "content-length" && n !== "transfer-encoding" && n !== "connection") };
       stream.sendResponse(jsonPayload(h));
+      cap?.response(h.status, h.headers);
       if (err.body) await stream.write(new TextEncoder().encode(err.body)).catch(() => {});
       stream.end();
       return report(h.status, err.status === 101 ? "origin_invalid_response" : "upgrade_refused");
@@ -181,9 +194,11 @@ async function forwardWebSocket(stream: TunnelStream, o: ForwardOptions): Promis
   const resHead: ResponseHead = { status: 101, headers: [] };
   if (conn.protocol) resHead.protocol = conn.protocol;
   stream.sendResponse(jsonPayload(resHead));
+  cap?.response(101, conn.protocol ? [["sec-websocket-protocol", conn.protocol]] : []);
   const te = new TextEncoder();
   let originClosed = false;
   conn.on("message", (data, binary) => {
+    if (cap) cap.message("out", data, binary);
     stream.wsSendQueued(typeof data === "string" ? te.encode(data) : data, binary, () => conn.terminate());
   });
   conn.on("close", (code, reason) => {
@@ -196,6 +211,7 @@ async function forwardWebSocket(stream: TunnelStream, o: ForwardOptions): Promis
   const td = new TextDecoder();
   // Over the client's high-water mark: hold the tunnel credit until it drains (bounded memory).
   stream.onWsMessage = (data, binary) => {
+    if (cap) cap.message("in", data, binary);
     if (conn.send(binary ? data : td.decode(data))) return true;
     void conn.drained().then(() => stream.resumeWs());
     return false;

@@ -9,8 +9,8 @@ import type { AgentState } from "./supervisor.ts";
 export type { RequestEvent };
 
 export interface Output {
-  /** `loopback_url`: embedded only, http://127.0.0.1:PORT reaching the tunnel whatever the Host. */
-  ready(t: { public_url: string; local_url: string; tunnel_id: string; loopback_url?: string }): void;
+  /** `loopback_url`: embedded only, http://127.0.0.1:PORT reaching the tunnel whatever the Host; `inspect_url`: the request inspector. */
+  ready(t: { public_url: string; local_url: string; tunnel_id: string; loopback_url?: string; inspect_url?: string }): void;
   request(t: { tunnel_id: string }, e: RequestEvent): void;
   state(t: { tunnel_id?: string; local_url: string }, s: AgentState): void;
   error(code: string, message: string, fields?: Record<string, unknown>): void;
@@ -80,7 +80,8 @@ export function createOutput(json: boolean, write: (line: string) => void = (l) 
     ready: (t) =>
       write(
         `Tunnel established\nPublic URL:    ${t.public_url}\nForwarding to: ${t.local_url}\n` +
-          (t.loopback_url ? `Loopback URL:  ${t.loopback_url}  (same tunnel for any local client: Node, Python, wget)\n` : ""),
+          (t.loopback_url ? `Loopback URL:  ${t.loopback_url}  (same tunnel for any local client: Node, Python, wget)\n` : "") +
+          (t.inspect_url ? `Inspector:     ${t.inspect_url}\n` : ""),
       ),
     request: (_t, e) => write(requestLine(e)),
     state: (t, s) => {

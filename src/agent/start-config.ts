@@ -58,6 +58,8 @@ export interface StartConfig {
    * nothing. Non-enumerable: it may hold proxy credentials.
    */
   readonly proxy?: ProxyRouting;
+  /** The request inspector; undefined with --no-inspect (nothing captured). */
+  inspect?: { port: number; entries: number; bodyLimit: number };
 }
 
 function flag(raw: readonly string[], name: string): string | undefined {
@@ -73,6 +75,22 @@ function bool(raw: readonly string[], name: string): boolean | undefined {
   if (raw.includes(`--${name}`)) return true;
   if (raw.includes(`--no-${name}`)) return false;
   return undefined;
+}
+
+/** The inspector's settings (flags > file > defaults), or undefined when it is off. */
+function resolveInspect(raw: readonly string[], file: Awaited<ReturnType<typeof readStartFile>>): StartConfig["inspect"] {
+  if (!(bool(raw, "inspect") ?? file.inspect ?? true)) return undefined;
+  const whole = (name: string, v: string | number | undefined, def: number, min: number, max: number): number => {
+    if (v === undefined) return def;
+    const n = Number(v);
+    if (!/^\d+$/.test(String(v).trim()) || n < min || n > max) throw new Error(`--${name} (${name.replace(/-/g, "_")} in a config file) must be a whole number from ${min} to ${max} (got "${v}")`);
+    return n;
+  };
+  return {
+    port: whole("inspect-port", flag(raw, "inspect-port") ?? file.inspect_port, 4040, 0, 65535),
+    entries: whole("inspect-entries", flag(raw, "inspect-entries") ?? file.inspect_entries, 500, 1, 100_000),
+    bodyLimit: whole("inspect-body-limit", flag(raw, "inspect-body-limit") ?? file.inspect_body_limit, 64 * 1024, 0, 64 * 1024 * 1024),
+  };
 }
 
 const SUBDOMAIN = /^[a-z0-9](?:[a-z0-9-]{1,38}[a-z0-9])$/;
@@ -136,6 +154,7 @@ export async function resolveStartConfig(
   if (!["silent", "error", "warn", "info", "debug"].includes(level)) throw new Error(`--log-level must be silent, error, warn, info or debug (got "${level}")`);
   const grace = Number(flag(raw, "grace") ?? file.grace ?? "10");
   if (!Number.isFinite(grace) || grace < 0) throw new Error(`--grace must be a number of seconds (got "${flag(raw, "grace")}")`);
+  const inspect = resolveInspect(raw, file);
   const out: StartConfig = {
     tunnels,
     apiUrl,
@@ -146,6 +165,7 @@ export async function resolveStartConfig(
     exitOnFail: bool(raw, "exit-on-fail") ?? file.exit_on_fail ?? false,
     recreate: bool(raw, "recreate") ?? file.recreate ?? false,
     graceMs: grace * 1000,
+    ...(inspect ? { inspect } : {}),
   };
   Object.defineProperty(out, "apiKey", { value: apiKey, enumerable: false });
   Object.defineProperty(out, "proxy", { value: proxy, enumerable: false });

@@ -8,6 +8,7 @@ import { ApiClientError, createApiClient, type ApiClient, type ClaimedTunnel } f
 import { serveTunnelOnLoopback, startEmbeddedGateway, type Embedded } from "./embedded.ts";
 import { EXIT, terminalExitCode } from "./exit-codes.ts";
 import { originPool } from "./forward.ts";
+import type { Inspector } from "./inspect/capture.ts";
 import { outputFor, type Output } from "./output.ts";
 import type { StartConfig, TunnelSpec } from "./start-config.ts";
 import { superviseAgent, type SupervisorHandle } from "./supervisor.ts";
@@ -39,7 +40,21 @@ interface Fatal {
   exitCode: number;
 }
 
-function runTunnel(spec: TunnelSpec, client: ApiClient, cfg: StartConfig, out: Output, log: ReturnType<typeof createLogger>, onFatal: () => void, embedded?: Embedded) {
+/** The inspector (on by default): capture hook + its page on 127.0.0.1; undefined with --no-inspect or when it cannot listen. */
+async function startInspector(cfg: StartConfig, out: Output) {
+  if (!cfg.inspect) return undefined;
+  const [{ Inspector }, { InspectStore }, { startInspectServer }] = await Promise.all([import("./inspect/capture.ts"), import("./inspect/store.ts"), import("./inspect/server.ts")]);
+  const store = new InspectStore({ entries: cfg.inspect.entries, bodyLimit: cfg.inspect.bodyLimit, wsMessages: 50 });
+  try {
+    const server = await startInspectServer({ store, port: cfg.inspect.port });
+    return { inspector: new Inspector(store), server };
+  } catch (err) {
+    out.warn("inspector_unavailable", `${(err as Error).message}; requests are not captured (pick another --inspect-port).`);
+    return undefined;
+  }
+}
+
+function runTunnel(spec: TunnelSpec, client: ApiClient, cfg: StartConfig, out: Output, log: ReturnType<typeof createLogger>, onFatal: () => void, embedded?: Embedded, insp?: { inspector: Inspector; url: string }) {
   const localUrl = `${spec.localHttps ? "https" : "http"}://${spec.localHost}:${spec.port}`;
   let claimed: ClaimedTunnel | undefined;
   /** Embedded only: the loopback port serving this tunnel whatever the Host (for clients without *.localhost). */
@@ -76,6 +91,7 @@ function runTunnel(spec: TunnelSpec, client: ApiClient, cfg: StartConfig, out: O
     origin: localUrl,
     hostHeader: spec.hostHeader,
     exitOnFail: cfg.exitOnFail,
+    ...(insp ? { inspect: insp.inspector } : {}),
     async connect() {
       try {
         if (claimed) {
@@ -121,7 +137,7 @@ function runTunnel(spec: TunnelSpec, client: ApiClient, cfg: StartConfig, out: O
       if (s.state === "online" && !announced) {
         announced = true;
         const loopback_url = loopbackUrl();
-        out.ready({ public_url: s.publicUrl, local_url: localUrl, tunnel_id: claimed?.id ?? "", ...(loopback_url ? { loopback_url } : {}) });
+        out.ready({ public_url: s.publicUrl, local_url: localUrl, tunnel_id: claimed?.id ?? "", ...(loopback_url ? { loopback_url } : {}), ...(insp ? { inspect_url: insp.url } : {}) });
         if (cfg.qr) void printQr(s.publicUrl, out);
         if (cfg.open && !opened) {
           opened = true;
@@ -167,8 +183,9 @@ export async function runStart(cfg: StartConfig): Promise<number> {
       out.warn("origin_not_listening", `Nothing is listening on ${t.localHost}:${t.port} yet; requests will get 502 until your app starts.`, { local_port: t.port });
     }
   }
+  const insp = await startInspector(cfg, out);
   let endAllFatal: () => void = () => {};
-  const tunnels = cfg.tunnels.map((spec) => runTunnel(spec, client, cfg, out, log, () => endAllFatal(), embedded));
+  const tunnels = cfg.tunnels.map((spec) => runTunnel(spec, client, cfg, out, log, () => endAllFatal(), embedded, insp && { inspector: insp.inspector, url: insp.server.url }));
   for (const t of tunnels) out.track?.(t.localUrl, () => t.handle.inFlight);
 
   let signals = 0;
@@ -195,6 +212,7 @@ export async function runStart(cfg: StartConfig): Promise<number> {
           Bun.sleep(2000),
         ]);
         originPool.close(); // idle keep-alive sockets to the app would hold the process open for up to 4 s
+        await insp?.server.stop();
         await embedded?.app.stop();
         resolve(EXIT.ok);
       })();
@@ -205,6 +223,7 @@ export async function runStart(cfg: StartConfig): Promise<number> {
     endAllFatal = () => {
       if (signals > 0 || !tunnels.every((t) => t.fatal())) return;
       void (async () => {
+        await insp?.server.stop();
         await embedded?.app.stop();
         resolve(tunnels[0]!.fatal()!.exitCode);
       })();
@@ -212,6 +231,7 @@ export async function runStart(cfg: StartConfig): Promise<number> {
     // A permanent failure of every tunnel (only with --exit-on-fail) ends the process with 1.
     void Promise.all(tunnels.map((t) => t.handle.closed)).then(async (errs) => {
       if (signals === 0 && errs.some((e) => e) && !tunnels.some((t) => t.fatal())) {
+        await insp?.server.stop();
         await embedded?.app.stop();
         resolve(EXIT.failed);
       }

@@ -29,6 +29,7 @@ interface TunnelView {
   tunnelId?: string;
   publicUrl?: string;
   loopbackUrl?: string;
+  inspectUrl?: string;
   state: string;
   bad: boolean;
   requests: number;
@@ -117,6 +118,7 @@ export function createStatusView(o: StatusViewOptions): StatusView {
       lines.push(row("Status", t.state, t.bad ? red(t.state) : t.state === "online" ? green(t.state) : yellow(t.state)));
       if (t.publicUrl) lines.push(row("Public URL", t.publicUrl, bold(t.publicUrl)));
       if (t.loopbackUrl) lines.push(row("Loopback URL", t.loopbackUrl));
+      if (t.inspectUrl) lines.push(row("Inspector", t.inspectUrl));
       lines.push(row("Forwarding", t.localUrl));
       const errs = t.errors ? `, ${t.errors} failed` : "";
       lines.push(row("Requests", `${t.requests} total, ${(t.recent.length / windowS).toFixed(1)}/s${errs}`));
@@ -153,6 +155,7 @@ export function createStatusView(o: StatusViewOptions): StatusView {
       v.tunnelId = t.tunnel_id;
       v.publicUrl = t.public_url;
       v.loopbackUrl = t.loopback_url;
+      v.inspectUrl = t.inspect_url;
       v.state = "online";
       v.bad = false;
       byId.set(t.tunnel_id, v);

@@ -22,6 +22,10 @@ const args = {
   open: { type: "boolean", description: "Open the public URL in the browser once online (xdg-open / open / start; a warning if none)" },
   "exit-on-fail": { type: "boolean", description: "Also exit (code 1) on permanent relay failures instead of retrying (a rejected key, a taken name or bad configuration always exit: codes 2-4)" },
   recreate: { type: "boolean", description: "When the tunnel is deleted on the gateway, create a new one (new URL) instead of exiting (code 5)" },
+  inspect: { type: "boolean", default: true, description: "Capture requests for the local inspector page (default on; --no-inspect turns capture off entirely)" },
+  "inspect-port": { type: "string", description: "Port of the inspector on 127.0.0.1 (default 4040; the next free one if taken)", valueHint: "n" },
+  "inspect-entries": { type: "string", description: "Requests the inspector keeps (default 500, oldest dropped first)", valueHint: "n" },
+  "inspect-body-limit": { type: "string", description: "Bytes of each body the inspector captures (default 65536; the rest streams through uncaptured)", valueHint: "bytes" },
   grace: { type: "string", description: "Seconds in-flight requests may finish after Ctrl+C (default 10)", valueHint: "s" },
   proxy: { type: "string", description: "HTTP proxy for the relay and the management API, e.g. http://user:pass@proxy:3128 [HTTPS_PROXY / HTTP_PROXY, NO_PROXY]", valueHint: "url" },
 } as const;

@@ -18,6 +18,7 @@ import { openRegistry } from "../registry/index.ts";
 import type { TunnelRegistry } from "../registry/types.ts";
 import type { Logger } from "../log.ts";
 import { createAccessLog } from "./access-log.ts";
+import { createConsole, type GatewayConsole } from "./console/routes.ts";
 import { senderDialer } from "./credential.ts";
 import { startGateway, type GatewayHandle } from "./server.ts";
 
@@ -105,6 +106,7 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
       log: log.child("tunnels"),
     });
     let api: ManagementApi | undefined;
+    let web: GatewayConsole | undefined;
     const gateway = await startGateway({
       hostname: config.host,
       port: config.port,
@@ -127,7 +129,9 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
       })(),
       apex: (req, server) => {
         if (!api) return new Response("starting", { status: 503 });
-        return api.fetch(req, { address: server.requestIP(req)?.address ?? "" });
+        const peer = { address: server.requestIP(req)?.address ?? "" };
+        if (web?.owns(new URL(req.url).pathname)) return web.fetch(req, peer); // the console: /console (src/gateway/console/)
+        return api.fetch(req, peer);
       },
       client: (req, peer) => {
         const trusted = access.trusts(peer.address);
@@ -172,6 +176,7 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
       log: log.child("reconciler"),
     });
     cleanups.push(() => reconciler.stop());
+    web = createConsole({ api, metrics: gateway.metrics });
     const apiUrl = `${config.publicScheme === "https" ? "https" : "http"}://${config.baseDomain}${config.publicScheme === "http" && gateway.port !== 80 ? `:${gateway.port}` : ""}`;
     log.info("gateway ready", { url: gateway.url, api_url: apiUrl, base_domain: config.baseDomain, relay_mode: binding.mode, registry: config.registry.replace(/\/\/[^@/]*@/, "//***@") });
     let stopping: Promise<void> | undefined;

@@ -14,7 +14,7 @@ import type { AccessEntry, AccessLog } from "./access-log.ts";
 import { errorResponse, GatewayError } from "./errors.ts";
 import { gatewayMetrics, type GatewayMetrics } from "./metrics.ts";
 import { SessionPool, type PoolOptions } from "./pool.ts";
-import { relayWsToPublic, sanitizeCloseCode, type PublicWsData } from "./websocket.ts";
+import { holdWs, relayWsToPublic, sanitizeCloseCode, type EarlyWs, type PublicWsData } from "./websocket.ts";
 
 export interface TunnelRoute {
   /** Hybrid connection the tunnel's agent listens on. */
@@ -223,6 +223,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
       throw tunnelError(err, id);
     });
     if (entry) o.accessLog!.attach(stream, entry, kind);
+    const early = kind === "ws" ? holdWs(stream) : undefined; // the app may speak first: nothing is lost before `open`
     const onAbort = () => stream.reset(ResetCode.CANCEL, "public client went away");
     req.signal.addEventListener("abort", onAbort, { once: true });
     if (kind === "http") {
@@ -236,7 +237,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
       if (entry) o.accessLog!.answered(entry, resHead.status);
       // A WebSocket's lifetime is the socket's, not the upgrade request's.
       if (kind === "ws") req.signal.removeEventListener("abort", onAbort);
-      return { stream, resHead };
+      return { stream, resHead, early };
     } catch (err) {
       throw tunnelError(err, id);
     } finally {
@@ -285,9 +286,9 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
         if (draining) throw new GatewayError(502, "tunnel_offline", "The gateway is restarting; retry in a moment.");
         server.timeout(req, 0); // our own TTFB limit applies; long responses and SSE must not be cut
         if (req.headers.get("upgrade")?.toLowerCase() === "websocket") kind = "ws";
-        const { stream, resHead } = await openStream(req, server, id, route, kind, target, host as string, entry);
+        const { stream, resHead, early } = await openStream(req, server, id, route, kind, target, host as string, entry);
         countRequest(id, kind, resHead.status);
-        if (kind === "ws") return upgradePublic(req, server, stream, resHead);
+        if (kind === "ws") return upgradePublic(req, server, stream, resHead, early);
         return httpResponse(req, stream, resHead);
       } catch (err) {
         const e = err instanceof GatewayError ? err : new GatewayError(500, "internal", "The gateway failed to handle the request.");
@@ -406,14 +407,14 @@ function httpResponse(req: Request, stream: TunnelStream, head: ResponseHead): R
   return new Response(stream.body, { status: head.status, headers });
 }
 
-function upgradePublic(req: Request, server: Server<PublicWsData>, stream: TunnelStream, head: ResponseHead): Response | undefined {
+function upgradePublic(req: Request, server: Server<PublicWsData>, stream: TunnelStream, head: ResponseHead, early?: EarlyWs): Response | undefined {
   if (head.status !== 101) {
     // The origin refused the WebSocket: show its answer as a plain HTTP response.
     return httpResponse(req, stream, head);
   }
   const headers: Record<string, string> = {};
   if (head.protocol) headers["Sec-WebSocket-Protocol"] = head.protocol;
-  const data: PublicWsData = { stream, publicClosed: false };
+  const data: PublicWsData = { stream, publicClosed: false, early };
   if (server.upgrade(req, { headers, data })) return undefined;
   stream.reset(ResetCode.CANCEL, "public upgrade failed");
   throw new GatewayError(400, "bad_host", "The WebSocket upgrade request was invalid.");

@@ -3,11 +3,39 @@
  * end is never trusted to put an invalid code on the wire.
  */
 import type { ServerWebSocket } from "bun";
-import type { TunnelStream } from "../tunnel/stream.ts";
+import type { StreamResetError, TunnelStream } from "../tunnel/stream.ts";
+
+/** What the tunnel sent before the public socket's `open` (an app may speak first, as Vite's HMR does). */
+export interface EarlyWs {
+  msgs: Array<[Uint8Array, boolean]>;
+  close?: [number, string];
+  reset?: StreamResetError;
+}
 
 export interface PublicWsData {
   stream: TunnelStream;
   publicClosed: boolean;
+  early?: EarlyWs;
+}
+
+/**
+ * Holds a WebSocket stream's traffic from the moment it is opened until the public socket is
+ * open (`relayWsToPublic`): the app's first messages can arrive with its 101, before Bun calls
+ * `open`. Their tunnel credit is held too, so what is held stays within one window.
+ */
+export function holdWs(stream: TunnelStream): EarlyWs {
+  const early: EarlyWs = { msgs: [] };
+  stream.onWsMessage = (data, binary) => {
+    early.msgs.push([new Uint8Array(data), binary]);
+    return false;
+  };
+  stream.onWsClose = (code, reason) => {
+    early.close = [code, reason];
+  };
+  stream.onReset = (err) => {
+    early.reset = err;
+  };
+  return early;
 }
 
 /** A close code that may be sent in a close frame (RFC 6455 §7.4), else 1000 / 1011. */
@@ -34,4 +62,12 @@ export function relayWsToPublic(ws: ServerWebSocket<PublicWsData>): void {
   stream.onReset = (err) => {
     if (!ws.data.publicClosed) ws.close(err.code === 0 ? 1001 : 1011, "tunnel stream ended");
   };
+  const early = ws.data.early;
+  if (!early) return;
+  ws.data.early = undefined;
+  let held = false;
+  for (const [data, binary] of early.msgs) if (stream.onWsMessage(data, binary) === false) held = true;
+  if (early.msgs.length && !held) stream.resumeWs(); // the credit held while waiting for `open`
+  if (early.close) stream.onWsClose(...early.close);
+  if (early.reset) stream.onReset(early.reset);
 }

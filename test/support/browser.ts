@@ -1,0 +1,54 @@
+/**
+ * Headless Chromium for the browser tests: Debian's `chromium` (installed by .ci/run) driven by
+ * `playwright-core`, with a fresh profile directory each launch and everything that would reach
+ * outside the machine turned off. Screenshots go under test/artifacts/ (git-ignored).
+ */
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium, type BrowserContext } from "playwright-core";
+
+export const CHROMIUM = "/usr/bin/chromium";
+export const ARTIFACTS = new URL("../artifacts/", import.meta.url).pathname;
+
+export interface Browser {
+  context: BrowserContext;
+  close(): Promise<void>;
+}
+
+/** Launches Chromium with a fresh --user-data-dir (removed on close). */
+export async function launchBrowser(): Promise<Browser> {
+  const profile = mkdtempSync(join(tmpdir(), "azhexgate-chromium-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    timeout: 60_000,
+    args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic"],
+  });
+  context.setDefaultTimeout(20_000);
+  return {
+    context,
+    async close() {
+      await Promise.race([context.close().catch(() => {}), Bun.sleep(10_000)]);
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Path for a screenshot under test/artifacts/. */
+export function artifact(name: string): string {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  return join(ARTIFACTS, name);
+}
+
+/** Waits (bounded) until `locator` matches exactly `n` elements. */
+export async function waitCount(locator: { count(): Promise<number> }, n: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let c = -1;
+  while (Date.now() < deadline) {
+    c = await locator.count();
+    if (c === n) return;
+    await Bun.sleep(50);
+  }
+  throw new Error(`expected ${n} elements, found ${c}`);
+}
