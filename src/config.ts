@@ -3,6 +3,7 @@
  * defaults; validated and frozen. Nothing below the CLI reads `process.env`. Secrets are kept
  * out of enumerable fields so a config object can be logged.
  */
+import { type IdentityConfig, IDENTITY_SETTING_NAMES, resolveIdentitySettings } from "./identity-settings.ts";
 
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
@@ -33,6 +34,7 @@ export const GATEWAY_SETTING_NAMES = [
   "AZHEXGATE_RECONCILE_INTERVAL_SECONDS",
   "AZHEXGATE_RECONCILE_GRACE_SECONDS",
   "AZHEXGATE_TRUST_FORWARDED_HOST",
+  ...IDENTITY_SETTING_NAMES,
 ] as const;
 
 export interface GatewayConfig {
@@ -72,6 +74,8 @@ export interface GatewayConfig {
    * that rewrites Host to the origin's own name (default false: always the Host header).
    */
   trustForwardedHost: boolean;
+  /** OIDC for the API, visitor sign-in, per-tunnel limits (src/identity-settings.ts). */
+  identity: IdentityConfig;
   /** API keys from AZHEXGATE_API_KEYS (non-enumerable: never printed). */
   readonly apiKeys: string[];
 }
@@ -155,6 +159,13 @@ export function resolveGatewayConfig(flags: Partial<Record<string, string | unde
     reconcileIntervalSeconds: nonNegative(env.AZHEXGATE_RECONCILE_INTERVAL_SECONDS ?? "300", "AZHEXGATE_RECONCILE_INTERVAL_SECONDS"),
     reconcileGraceSeconds: nonNegative(env.AZHEXGATE_RECONCILE_GRACE_SECONDS ?? "600", "AZHEXGATE_RECONCILE_GRACE_SECONDS"),
     trustForwardedHost: flag(env.AZHEXGATE_TRUST_FORWARDED_HOST, "AZHEXGATE_TRUST_FORWARDED_HOST"),
+    identity: (() => {
+      try {
+        return resolveIdentitySettings(env);
+      } catch (e) {
+        throw new ConfigError((e as Error).message);
+      }
+    })(),
     apiKeys: [],
   };
   if (!/^[a-z0-9.-]+$/.test(cfg.baseDomain)) throw new ConfigError(`--base-domain / AZHEXGATE_BASE_DOMAIN is not a valid domain (got "${cfg.baseDomain}")`);

@@ -26,6 +26,8 @@ const tunnelProps = {
   last_seen_at: isoTime,
   idle_expires_at: { ...isoTime, description: "The tunnel is removed after this unless a token is requested (each token request renews it)." },
 };
+/** Only in admin views (an admin reads another owner's tunnel). */
+const ownerProp = { owner: { type: "string", description: "Admins only: the owner (an API key id, or user:{tid}:{oid})." } };
 
 export function openApiDocument(): Record<string, unknown> {
   return {
@@ -35,14 +37,23 @@ export function openApiDocument(): Record<string, unknown> {
       version: "1",
       description:
         "Creates tunnels and issues their relay listener tokens. Paths live under /api/ (version 1, unversioned paths): changes are additive; a breaking change would move to /api/v2/. " +
-        "Every route but this document needs an API key (X-AzHexGate-ApiKey header or Authorization: Bearer) and a client address inside the operator's allow-list. " +
+        "Every route but this document needs a credential and a client address inside the operator's allow-list. Credentials: an API key (X-AzHexGate-ApiKey header or Authorization: Bearer) — tunnels are owned by the key — " +
+        "or, when the gateway is configured for it, an OIDC access token from its identity provider (Entra ID) as Authorization: Bearer <JWT> — tunnels are owned by the user (tenant + object id); members of the admin group may list (?all=true), read and delete every tunnel. " +
         "Errors are { error: { code, message } } with a stable code, also in the X-AzHexGate-Error header; " +
         "a method a path does not list is answered 405 method_not_allowed with an Allow header; an unknown path 404 not_found.",
     },
-    security: [{ apiKeyHeader: [] }, { bearer: [] }],
+    security: [{ apiKeyHeader: [] }, { bearer: [] }, { oidcBearer: [] }],
     paths: {
       "/api/openapi.json": {
         get: { operationId: "getOpenApi", summary: "This document", security: [], responses: { "200": { description: "OpenAPI 3.1 document" } } },
+      },
+      "/api/auth": {
+        get: {
+          operationId: "getAuthInfo",
+          summary: "How to sign in: the OIDC issuer, public client id and scopes `azhexgate login` uses (oidc: null when the gateway takes API keys only)",
+          security: [],
+          responses: { "200": { description: "{ oidc: { issuer, client_id, scopes, audience } | null }" } },
+        },
       },
       "/api/tunnels": {
         post: {
@@ -62,6 +73,7 @@ export function openApiDocument(): Record<string, unknown> {
         get: {
           operationId: "listTunnels",
           summary: "Your tunnels (no tokens)",
+          parameters: [{ name: "all", in: "query", required: false, description: "Admins (OIDC admin group) only: every owner's tunnels, each with its owner.", schema: { type: "boolean" } }],
           responses: { "200": ok("Tunnels of the calling key", "TunnelList"), ...guarded },
         },
       },
@@ -97,6 +109,13 @@ export function openApiDocument(): Record<string, unknown> {
       securitySchemes: {
         apiKeyHeader: { type: "apiKey", in: "header", name: "X-AzHexGate-ApiKey" },
         bearer: { type: "http", scheme: "bearer", description: "The API key as a bearer token" },
+        oidcBearer: {
+          type: "http",
+          scheme: "bearer",
+          bearerFormat: "JWT",
+          description:
+            "An OIDC access token (RS256 / PS256 / ES256) from the gateway's issuer (AZHEXGATE_OIDC_ISSUER) for its audience (AZHEXGATE_OIDC_AUDIENCE), from an allowed tenant (tid) and group; `azhexgate login` gets one.",
+        },
       },
       schemas: {
         Error: {
@@ -112,7 +131,7 @@ export function openApiDocument(): Record<string, unknown> {
                   enum: [
                     "invalid_request", "unauthorized", "forbidden_network", "not_found", "method_not_allowed", "subdomain_taken",
                     "session_superseded", "payload_too_large", "unsupported_media_type", "rate_limited", "internal", "relay_unavailable",
-                    "api_keys_unavailable",
+                    "api_keys_unavailable", "invalid_token", "forbidden",
                   ],
                 },
                 message: { type: "string" },
@@ -138,7 +157,7 @@ export function openApiDocument(): Record<string, unknown> {
             rejected: { type: "boolean", description: "True when the relay refused the last token: the signing key is re-read (rotation)." },
           },
         },
-        Tunnel: { type: "object", properties: tunnelProps, required: Object.keys(tunnelProps) },
+        Tunnel: { type: "object", properties: { ...tunnelProps, ...ownerProp }, required: Object.keys(tunnelProps) },
         TunnelList: { type: "object", required: ["tunnels"], properties: { tunnels: { type: "array", items: { $ref: "#/components/schemas/Tunnel" } } } },
         CreatedTunnel: {
           type: "object",
@@ -159,8 +178,8 @@ export function openApiDocument(): Record<string, unknown> {
       },
       responses: {
         InvalidRequest: err("invalid_request: bad JSON or a bad field (named in error.field)"),
-        Unauthorized: err("unauthorized: missing or unknown API key"),
-        ForbiddenNetwork: err("forbidden_network: the client address is outside the allow-list"),
+        Unauthorized: err("unauthorized: missing or unknown API key; invalid_token: a bearer JWT that is expired, for another audience or issuer, unsigned or signed by an unknown key (see WWW-Authenticate)"),
+        ForbiddenNetwork: err("forbidden_network: the client address is outside the allow-list; forbidden: a valid token from a tenant or group this gateway does not allow"),
         NotFound: err("not_found: no such tunnel for this API key"),
         MethodNotAllowed: err("method_not_allowed (see the Allow header)"),
         PayloadTooLarge: err("payload_too_large: bodies are limited to 16 KiB"),

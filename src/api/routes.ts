@@ -8,14 +8,19 @@ import { redactToken } from "../hc/sas.ts";
 import type { Logger } from "../log.ts";
 import type { TunnelRecord } from "../registry/types.ts";
 import type { AccessPolicy } from "./access.ts";
-import { ApiError, errorResponse, invalid, notFound, UNAUTHORIZED_MESSAGE } from "./errors.ts";
+import { ApiError, errorResponse, invalid, notFound, UNAUTHORIZED_MESSAGE, UNAUTHORIZED_MESSAGE_OIDC } from "./errors.ts";
 import type { ApiKeyStore } from "./keys.ts";
+import { looksLikeJwt, type OidcVerifier, TokenRejected } from "./oidc.ts";
 import { openApiDocument } from "./openapi.ts";
 import type { TunnelService } from "./tunnels.ts";
 
 export interface ManagementApiDeps {
   service: TunnelService;
   keys: ApiKeyStore;
+  /** OIDC bearer tokens (Entra ID): users own their tunnels; absent = API keys only. */
+  oidc?: OidcVerifier;
+  /** What `azhexgate login` needs to sign in (served without a credential at GET /api/auth). */
+  authInfo?: { issuer: string; cliClientId?: string; cliScopes: string; audience: string[] };
   access: AccessPolicy;
   log?: Logger;
   /** The public URL of tunnel `id`, e.g. `https://{id}.azhexgate.com`. */
@@ -34,6 +39,7 @@ export interface ManagementApi {
 /** Every route and its methods; the OpenAPI document must list exactly these (a test checks). */
 export const API_ROUTES: ReadonlyArray<{ path: string; methods: readonly string[] }> = [
   { path: "/api/openapi.json", methods: ["GET"] },
+  { path: "/api/auth", methods: ["GET"] },
   { path: "/api/tunnels", methods: ["GET", "POST"] },
   { path: "/api/tunnels/{id}", methods: ["GET", "DELETE"] },
   { path: "/api/tunnels/{id}/token", methods: ["POST"] },
@@ -43,7 +49,7 @@ export const MAX_BODY_BYTES = 16 * 1024;
 const ID = /^[a-z0-9-]{1,40}$/;
 
 function match(pathname: string): { route: string; id?: string } | undefined {
-  if (pathname === "/api/openapi.json" || pathname === "/api/tunnels") return { route: pathname };
+  if (pathname === "/api/openapi.json" || pathname === "/api/tunnels" || pathname === "/api/auth") return { route: pathname };
   const m = /^\/api\/tunnels\/([^/]+)(\/token)?$/.exec(pathname);
   if (!m?.[1]) return undefined;
   return { route: m[2] ? "/api/tunnels/{id}/token" : "/api/tunnels/{id}", id: m[1] };
@@ -95,6 +101,7 @@ function onlyFields(body: Record<string, unknown>, allowed: string[]): void {
 
 interface Ctx {
   keyId?: string;
+  admin?: boolean;
   route?: string;
   client?: string;
 }
@@ -155,6 +162,14 @@ export function createManagementApi(deps: ManagementApiDeps): ManagementApi {
     if (m?.route === "/api/openapi.json" && (req.method === "GET" || req.method === "HEAD")) {
       return Response.json(openApiDocument(), { headers: { "cache-control": "public, max-age=300" } });
     }
+    if (m?.route === "/api/auth" && (req.method === "GET" || req.method === "HEAD")) {
+      const a = deps.authInfo;
+      return json(
+        a?.cliClientId
+          ? { oidc: { issuer: a.issuer, client_id: a.cliClientId, scopes: a.cliScopes, audience: a.audience[0] } }
+          : { oidc: null },
+      );
+    }
     const ip = access.clientIp(peer, req.headers.get("x-forwarded-for"));
     ctx.client = ip;
     if (ip === undefined || !access.allowed(ip)) {
@@ -168,10 +183,23 @@ export function createManagementApi(deps: ManagementApiDeps): ManagementApi {
       });
     }
     const presented = presentedKey(req);
-    const keyId = presented === undefined ? undefined : keys.identify(presented);
+    let keyId = presented === undefined ? undefined : keys.identify(presented);
+    let admin = false;
+    let rejected: TokenRejected | undefined;
+    if (!keyId && presented !== undefined && deps.oidc && looksLikeJwt(presented)) {
+      try {
+        const who = await deps.oidc.verify(presented);
+        keyId = who.owner;
+        admin = who.admin;
+      } catch (e) {
+        if (!(e instanceof TokenRejected)) throw e;
+        rejected = e;
+      }
+    }
+    if (rejected?.status === 403) throw new ApiError(403, "forbidden", rejected.message);
     if (!keyId) {
       // Keys still loading (first deploy, role not yet effective): the caller's key may be fine.
-      if (keys.unavailable !== undefined) {
+      if (keys.unavailable !== undefined && rejected === undefined) {
         throw new ApiError(503, "api_keys_unavailable", "The gateway has not loaded its API keys yet; retry in a minute (operators: GET /readyz says why).", {
           headers: { "retry-after": "30" },
         });
@@ -182,20 +210,30 @@ export function createManagementApi(deps: ManagementApiDeps): ManagementApi {
         throw new ApiError(429, "rate_limited", `Too many failed authentications from your address; retry in ${wait} s.`, { headers: { "retry-after": String(wait) } });
       }
       access.recordFailure(ip);
-      throw new ApiError(401, "unauthorized", UNAUTHORIZED_MESSAGE, { headers: { "www-authenticate": 'Bearer realm="azhexgate"' } });
+      if (rejected) {
+        throw new ApiError(401, "invalid_token", rejected.message, {
+          headers: { "www-authenticate": `Bearer realm="azhexgate", error="invalid_token", error_description="${rejected.message.replace(/["\\]/g, "")}"` },
+        });
+      }
+      throw new ApiError(401, "unauthorized", deps.oidc ? UNAUTHORIZED_MESSAGE_OIDC : UNAUTHORIZED_MESSAGE, { headers: { "www-authenticate": 'Bearer realm="azhexgate"' } });
     }
+    ctx.admin = admin;
     ctx.keyId = keyId;
     const id = m.id?.toLowerCase();
     if (id !== undefined && !ID.test(id)) throw notFound();
     switch (`${req.method} ${m.route}`) {
       case "POST /api/tunnels":
         return createTunnel(req, keyId);
-      case "GET /api/tunnels":
-        return json({ tunnels: (await service.list(keyId)).map(view) });
-      case "GET /api/tunnels/{id}":
-        return json(view(await service.get(keyId, id as string)));
+      case "GET /api/tunnels": {
+        const all = admin && url.searchParams.get("all") === "true";
+        return json({ tunnels: (await service.list(keyId, all)).map((t) => (admin ? { ...view(t), owner: t.keyId } : view(t))) });
+      }
+      case "GET /api/tunnels/{id}": {
+        const t = await service.get(keyId, id as string, admin);
+        return json(admin ? { ...view(t), owner: t.keyId } : view(t));
+      }
       case "DELETE /api/tunnels/{id}":
-        await service.delete(keyId, id as string);
+        await service.delete(keyId, id as string, admin);
         return new Response(null, { status: 204 });
       case "POST /api/tunnels/{id}/token":
         return renew(req, keyId, id as string);
@@ -239,6 +277,7 @@ export function createManagementApi(deps: ManagementApiDeps): ManagementApi {
         route: ctx.route ?? "unmatched",
         status: res.status,
         key_id: ctx.keyId,
+        admin: ctx.admin || undefined,
         peer: peer.address,
         client: ctx.client,
         ms: Math.round(performance.now() - started),

@@ -125,23 +125,24 @@ export class TunnelService {
     return { ...issued, tunnel };
   }
 
-  /** The caller's tunnel; 404 for an unknown id and for another key's tunnel alike. */
-  async get(keyId: string, id: string): Promise<TunnelRecord> {
+  /** The caller's tunnel (any tunnel for an admin); 404 for an unknown id and for another owner's tunnel alike. */
+  async get(keyId: string, id: string, admin = false): Promise<TunnelRecord> {
     const rec = await this.o.registry.get(id);
-    if (!rec || rec.keyId !== keyId) throw notFound();
+    if (!rec || (rec.keyId !== keyId && !admin)) throw notFound();
     return rec;
   }
 
-  list(keyId: string): Promise<TunnelRecord[]> {
-    return this.o.registry.list({ keyId });
+  /** The caller's tunnels, or (`all`, admins only — the caller checks) every tunnel. */
+  list(keyId: string, all = false): Promise<TunnelRecord[]> {
+    return this.o.registry.list(all ? undefined : { keyId });
   }
 
-  /** Deletes the caller's tunnel and its HC; a reserved name stays owned by the key. */
-  async delete(keyId: string, id: string): Promise<void> {
-    const rec = await this.get(keyId, id);
+  /** Deletes the caller's tunnel (any tunnel for an admin) and its HC; a reserved name stays owned by its owner. */
+  async delete(keyId: string, id: string, admin = false): Promise<void> {
+    const rec = await this.get(keyId, id, admin);
     await this.relay("remove", () => this.o.provisioner.remove(rec.hcPath));
     await this.o.registry.delete(id);
-    this.o.log?.info("tunnel deleted", { tunnel_id: id, key_id: keyId });
+    this.o.log?.info("tunnel deleted", { tunnel_id: id, key_id: keyId, owner: rec.keyId === keyId ? undefined : rec.keyId });
   }
 
   /** Removes tunnels idle past their deadline (and their HCs); returns how many went. */

@@ -6,6 +6,7 @@
 import type { GatewayConfig } from "../config.ts";
 import { createAccessPolicy } from "../api/access.ts";
 import { loadApiKeys, type ApiKeyStore } from "../api/keys.ts";
+import { createOidcVerifier } from "../api/oidc.ts";
 import { createManagementApi, type ManagementApi } from "../api/routes.ts";
 import { TunnelService } from "../api/tunnels.ts";
 import { createRelayBinding } from "../control/mode.ts";
@@ -149,6 +150,8 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
     api = createManagementApi({
       service,
       keys,
+      oidc: config.identity.oidc ? createOidcVerifier(config.identity.oidc) : undefined,
+      authInfo: config.identity.oidc,
       access,
       log: log.child("api"),
       publicUrl: (id) => gateway.tunnelUrl(id),
