@@ -128,8 +128,8 @@ export function createApiClient(o: ApiClientOptions) {
 
   return {
     /** Claims a tunnel: a random id, or `subdomain` (reserved for this key; the owner takes it back at once). */
-    async create(opts: { subdomain?: string; localPort?: number }): Promise<ClaimedTunnel> {
-      const v = (await call("POST", "/api/tunnels", { subdomain: opts.subdomain, local_port: opts.localPort }).catch(noApiHere)) as TunnelView;
+    async create(opts: { subdomain?: string; localPort?: number; access?: unknown }): Promise<ClaimedTunnel> {
+      const v = (await call("POST", "/api/tunnels", { subdomain: opts.subdomain, local_port: opts.localPort, access: opts.access }).catch(noApiHere)) as TunnelView;
       return grant(v, v.session_id ?? "");
     },
     /** A fresh listener token (and the tunnel's current endpoint). `rejected`: the relay refused the current one. */

@@ -3,6 +3,8 @@
  * (azhexgate.json / azhexgate.toml, several tunnels) > defaults. Validated; errors are one
  * sentence naming the setting.
  */
+import type { AccessInput } from "../gateway/policy/spec.ts";
+import { accessFromFlags } from "./access-flags.ts";
 import { readStartFile } from "./config-file.ts";
 
 /** A local app's port: 1-65535 (0 is "any port" for a server, never a place to forward to). */
@@ -49,6 +51,8 @@ export interface StartConfig {
   /** A tunnel deleted on the gateway is created again (new URL) instead of stopping the agent. */
   recreate: boolean;
   graceMs: number;
+  /** Access policy and limits for every tunnel (`--basic-auth`, `--allow-ip`, `--entra`, `--rate-limit`...); non-enumerable (passwords). */
+  readonly access?: AccessInput;
 }
 
 function flag(raw: readonly string[], name: string): string | undefined {
@@ -131,5 +135,6 @@ export async function resolveStartConfig(
     graceMs: grace * 1000,
   };
   Object.defineProperty(out, "apiKey", { value: apiKey, enumerable: false });
+  Object.defineProperty(out, "access", { value: accessFromFlags(raw, allValues), enumerable: false });
   return Object.freeze(out);
 }

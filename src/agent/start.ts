@@ -82,7 +82,7 @@ function runTunnel(spec: TunnelSpec, client: ApiClient, cfg: StartConfig, out: O
             announced = false; // the new public URL gets its own banner / ready event
           }
         }
-        claimed = await client.create({ subdomain: spec.subdomain, localPort: spec.port });
+        claimed = await client.create({ subdomain: spec.subdomain, localPort: spec.port, access: cfg.access });
         return claimed;
       } catch (err) {
         endWith(err);

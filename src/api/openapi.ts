@@ -22,6 +22,19 @@ const tunnelProps = {
   hybrid_connection_name: { type: "string", description: "Always hc-{id}." },
   reserved: { type: "boolean", description: "True for a reserved name owned by the API key beyond this tunnel's life." },
   local_port: { type: ["integer", "null"] },
+  access: {
+    type: ["object", "null"],
+    description: "The tunnel's access policy and limits as enforced at the gateway (null: anyone may open it; operator limits apply). Passwords are never shown.",
+    properties: {
+      basic_auth_users: { type: "array", items: { type: "string" } },
+      allow_ips: { type: "array", items: { type: "string" } },
+      deny_ips: { type: "array", items: { type: "string" } },
+      entra: { type: ["object", "null"], properties: { tenants: { type: "array", items: { type: "string" } }, groups: { type: "array", items: { type: "string" } } } },
+      rate_limit: { type: ["object", "null"], properties: { per_second: { type: "number" }, burst: { type: "integer" } } },
+      max_streams: { type: ["integer", "null"] },
+      bandwidth: { type: ["integer", "null"], description: "Bytes per second per direction." },
+    },
+  },
   created_at: isoTime,
   last_seen_at: isoTime,
   idle_expires_at: { ...isoTime, description: "The tunnel is removed after this unless a token is requested (each token request renews it)." },
@@ -146,6 +159,21 @@ export function openApiDocument(): Record<string, unknown> {
           properties: {
             subdomain: { type: "string", pattern: "^[a-z0-9](?:[a-z0-9-]{1,38}[a-z0-9])$", description: "A reserved name (3-40 chars, not all digits, not a reserved word); omit for a random id." },
             local_port: { type: "integer", minimum: 1, maximum: 65535, description: "Informational." },
+            access: {
+              type: "object",
+              additionalProperties: false,
+              description: "Who may open the tunnel and its limits, enforced at the gateway before the relay. A malformed policy is refused (400 invalid_request, error.field names it).",
+              properties: {
+                basic_auth: { type: "array", maxItems: 16, items: { type: "string" }, description: "USER:PASSWORD entries (password 8-128 characters); stored as scrypt hashes." },
+                allow_ips: { type: "array", maxItems: 64, items: { type: "string" }, description: "CIDRs; only these clients get through." },
+                deny_ips: { type: "array", maxItems: 64, items: { type: "string" }, description: "CIDRs refused (checked first)." },
+                entra: { oneOf: [{ type: "boolean" }, { type: "object", properties: { tenants: { type: "array", items: { type: "string" } }, groups: { type: "array", items: { type: "string" } } } }], description: "Visitors sign in at the gateway's identity provider (needs AZHEXGATE_VISITOR_CLIENT_ID)." },
+                rate_limit: { type: "string", description: "Requests per time, e.g. 100/s or 6000/m (at most the operator's maximum)." },
+                rate_burst: { type: "integer", minimum: 1, description: "Bucket size (default: one second's worth)." },
+                max_streams: { type: "integer", minimum: 1, description: "Concurrent requests / WebSockets." },
+                bandwidth: { type: "string", description: "Bytes per second per direction, e.g. 500k, 10m." },
+              },
+            },
           },
         },
         RenewToken: {

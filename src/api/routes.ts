@@ -12,6 +12,10 @@ import { ApiError, errorResponse, invalid, notFound, UNAUTHORIZED_MESSAGE, UNAUT
 import type { ApiKeyStore } from "./keys.ts";
 import { looksLikeJwt, type OidcVerifier, TokenRejected } from "./oidc.ts";
 import { openApiDocument } from "./openapi.ts";
+import { hashBasicAuth } from "../gateway/policy/basic-auth.ts";
+import { parseAccess, PolicyError } from "../gateway/policy/spec.ts";
+import { policyView } from "../gateway/policy/types.ts";
+import type { LimitsConfig } from "../identity-settings.ts";
 import type { TunnelService } from "./tunnels.ts";
 
 export interface ManagementApiDeps {
@@ -22,6 +26,8 @@ export interface ManagementApiDeps {
   /** What `azhexgate login` needs to sign in (served without a credential at GET /api/auth). */
   authInfo?: { issuer: string; cliClientId?: string; cliScopes: string; audience: string[] };
   access: AccessPolicy;
+  /** Operator limits and whether visitor sign-in exists, for tunnel access policies (default: no limits, no sign-in). */
+  policy?: { limits: LimitsConfig; entraAvailable: boolean };
   log?: Logger;
   /** The public URL of tunnel `id`, e.g. `https://{id}.azhexgate.com`. */
   publicUrl(id: string): string;
@@ -118,6 +124,7 @@ export function createManagementApi(deps: ManagementApiDeps): ManagementApi {
     hybrid_connection_name: t.hcPath,
     reserved: t.reserved,
     local_port: t.localPort ?? null,
+    access: policyView(t.policy),
     created_at: iso(t.createdAt),
     last_seen_at: iso(t.lastSeenAt),
     idle_expires_at: iso(t.expiresAt),
@@ -126,13 +133,24 @@ export function createManagementApi(deps: ManagementApiDeps): ManagementApi {
 
   async function createTunnel(req: Request, keyId: string): Promise<Response> {
     const body = await readJson(req, true);
-    onlyFields(body, ["subdomain", "local_port"]);
+    onlyFields(body, ["subdomain", "local_port", "access"]);
     const { subdomain, local_port } = body;
+    let policy;
+    try {
+      policy = parseAccess(body.access, {
+        limits: deps.policy?.limits ?? { rate: 0, rateMax: 0, streams: 0, streamsMax: 0, bandwidth: 0, bandwidthMax: 0 },
+        entraAvailable: deps.policy?.entraAvailable ?? false,
+        hash: hashBasicAuth,
+      });
+    } catch (e) {
+      if (e instanceof PolicyError) throw invalid(e.field, e.message);
+      throw e;
+    }
     if (subdomain !== undefined && subdomain !== null && typeof subdomain !== "string") throw invalid("subdomain", "subdomain must be a string.");
     if (local_port !== undefined && local_port !== null && !(Number.isInteger(local_port) && (local_port as number) >= 1 && (local_port as number) <= 65535)) {
       throw invalid("local_port", "local_port must be an integer from 1 to 65535.");
     }
-    const r = await service.create(keyId, { subdomain: subdomain ?? undefined, localPort: (local_port as number | null) ?? undefined });
+    const r = await service.create(keyId, { subdomain: subdomain ?? undefined, localPort: (local_port as number | null) ?? undefined, policy });
     return json(
       {
         ...view(r.tunnel),

@@ -20,6 +20,8 @@ import type { TunnelRegistry } from "../registry/types.ts";
 import type { Logger } from "../log.ts";
 import { senderDialer } from "./credential.ts";
 import { startGateway, type GatewayHandle } from "./server.ts";
+import { gatewayMetrics } from "./metrics.ts";
+import { createPolicyGate } from "./policy/gate.ts";
 
 export interface GatewayAppOptions {
   config: Readonly<GatewayConfig>;
@@ -105,6 +107,7 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
       log: log.child("tunnels"),
     });
     let api: ManagementApi | undefined;
+    const metrics = gatewayMetrics();
     const gateway = await startGateway({
       hostname: config.host,
       port: config.port,
@@ -114,9 +117,11 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
       ttfbMs: config.ttfbSeconds * 1000,
       resolveTunnel: async (id) => {
         const rec = await registry.get(id);
-        return rec ? { hcPath: rec.hcPath } : undefined;
+        return rec ? { hcPath: rec.hcPath, policy: rec.policy } : undefined;
       },
       dial: senderDialer(binding),
+      admit: createPolicyGate({ limits: config.identity.limits, refusals: metrics.refusals }),
+      metrics,
       apex: (req, server) => {
         if (!api) return new Response("starting", { status: 503 });
         return api.fetch(req, { address: server.requestIP(req)?.address ?? "" });
@@ -152,6 +157,7 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
       keys,
       oidc: config.identity.oidc ? createOidcVerifier(config.identity.oidc) : undefined,
       authInfo: config.identity.oidc,
+      policy: { limits: config.identity.limits, entraAvailable: config.identity.visitor !== undefined },
       access,
       log: log.child("api"),
       publicUrl: (id) => gateway.tunnelUrl(id),

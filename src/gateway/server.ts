@@ -18,6 +18,8 @@ import { relayWsToPublic, sanitizeCloseCode, type PublicWsData } from "./websock
 export interface TunnelRoute {
   /** Hybrid connection the tunnel's agent listens on. */
   hcPath: string;
+  /** Access policy and limits (src/gateway/policy/). */
+  policy?: import("./policy/types.ts").TunnelPolicy;
 }
 
 export interface GatewayOptions {
@@ -51,6 +53,8 @@ export interface GatewayOptions {
   /** The public host a request was sent to (routing, X-Forwarded-Host to the app). Default: its Host header. */
   publicHost?: (req: Request, peer: string) => string | null;
   metrics?: GatewayMetrics;
+  /** Admission (access policy, limits): a Response refuses the request before any stream opens. */
+  admit?: import("./policy/gate.ts").Admit;
 }
 
 export interface Readiness {
@@ -253,6 +257,8 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
         if (draining) throw new GatewayError(502, "tunnel_offline", "The gateway is restarting; retry in a moment.");
         server.timeout(req, 0); // our own TTFB limit applies; long responses and SSE must not be cut
         if (req.headers.get("upgrade")?.toLowerCase() === "websocket") kind = "ws";
+        const refused = o.admit && (await admit(req, server, id, route, kind, host as string));
+        if (refused) return countRequest(id, kind, refused.status), refused;
         const { stream, resHead } = await openStream(req, server, id, route, kind, target, host as string);
         countRequest(id, kind, resHead.status);
         if (kind === "ws") return upgradePublic(req, server, stream, resHead);
@@ -288,6 +294,13 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
       },
     },
   });
+
+  function admit(req: Request, server: Server<PublicWsData>, id: string, route: TunnelRoute, kind: "http" | "ws", host: string) {
+    const peer = server.requestIP(req);
+    const client = peer ? (o.client ? o.client(req, peer) : { address: peer.address, port: peer.port }) : { address: "", port: 0 };
+    const activeStreams = pools.get(id)?.activeStreams ?? 0;
+    return o.admit!(req, { id, host, kind, client: client.address, proto: client.proto ?? scheme, policy: route.policy, activeStreams });
+  }
 
   async function service(path: string): Promise<Response> {
     const text = (body: string, status = 200, type = "text/plain; charset=utf-8") =>
