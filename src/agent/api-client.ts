@@ -21,7 +21,10 @@ export class ApiClientError extends Error {
 export interface ApiClientOptions {
   /** e.g. `https://api.azhexgate.com` or `http://localhost:8080` (routes live under /api/). */
   apiUrl: string;
-  apiKey: string;
+  /** An API key; without one, `bearer` (the signed-in identity) is sent instead. */
+  apiKey?: string;
+  /** A current OIDC access token (refreshed by the caller, src/agent/identity-cache.ts). */
+  bearer?: () => Promise<string>;
   timeoutMs?: number;
 }
 
@@ -45,10 +48,21 @@ export function createApiClient(o: ApiClientOptions) {
 
   async function call(method: string, path: string, body?: unknown): Promise<unknown> {
     let res: Response;
+    let auth: Record<string, string>;
+    if (o.apiKey) auth = { "x-azhexgate-apikey": o.apiKey };
+    else {
+      try {
+        auth = { authorization: `Bearer ${await o.bearer!()}` };
+      } catch (err) {
+        const e = err as { code?: string; message?: string };
+        // no sign-in, or it cannot be refreshed: as terminal as a rejected key
+        throw new ApiClientError("api_key_rejected", e.message ?? String(err), e.code === "idp_unreachable", e.code === "idp_unreachable" ? undefined : 401);
+      }
+    }
     try {
       res = await fetch(`${base}${path}`, {
         method,
-        headers: { "x-azhexgate-apikey": o.apiKey, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+        headers: { ...auth, ...(body === undefined ? {} : { "content-type": "application/json" }) },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(o.timeoutMs ?? 30_000),
       });
@@ -73,7 +87,12 @@ export function createApiClient(o: ApiClientOptions) {
     const detail = e?.message ?? (text.slice(0, 200) || res.statusText);
     switch (res.status) {
       case 401:
-        throw new ApiClientError("api_key_rejected", `The management API rejected the API key (401). Check --api-key / AZHEXGATE_API_KEY.`, false, 401);
+        throw new ApiClientError(
+          "api_key_rejected",
+          o.apiKey ? `The management API rejected the API key (401). Check --api-key / AZHEXGATE_API_KEY.` : `The management API rejected your sign-in (401: ${detail}) Run \`azhexgate login\` again.`,
+          false,
+          401,
+        );
       case 403:
         throw new ApiClientError(code, `The management API refused this machine (403 ${code}): ${detail} Ask the operator to allow your address.`, false, 403);
       case 404:

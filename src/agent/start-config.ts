@@ -6,6 +6,7 @@
 import type { AccessInput } from "../gateway/policy/spec.ts";
 import { accessFromFlags } from "./access-flags.ts";
 import { readStartFile } from "./config-file.ts";
+import { bearerFor, getLogin } from "./identity-cache.ts";
 
 /** A local app's port: 1-65535 (0 is "any port" for a server, never a place to forward to). */
 function localPort(v: string, what: string): number {
@@ -53,6 +54,8 @@ export interface StartConfig {
   graceMs: number;
   /** Access policy and limits for every tunnel (`--basic-auth`, `--allow-ip`, `--entra`, `--rate-limit`...); non-enumerable (passwords). */
   readonly access?: AccessInput;
+  /** With --api-url and no API key: the signed-in identity's access token (non-enumerable). */
+  readonly bearer?: () => Promise<string>;
 }
 
 function flag(raw: readonly string[], name: string): string | undefined {
@@ -118,7 +121,7 @@ export async function resolveStartConfig(
     } catch {
       throw new Error(`--api-url / AZHEXGATE_API_URL must be an http(s) URL (got "${apiUrl}")`);
     }
-    if (!apiKey) throw new Error("--api-url needs an API key: set AZHEXGATE_API_KEY (or --api-key)");
+    if (!apiKey && !getLogin(env, apiUrl)) throw new Error(`--api-url needs an API key or a sign-in: set AZHEXGATE_API_KEY (or --api-key), or run \`azhexgate login --api-url ${apiUrl}\``);
   }
   const level = flag(raw, "log-level") ?? env.AZHEXGATE_LOG_LEVEL ?? file.log_level ?? "warn";
   if (!["silent", "error", "warn", "info", "debug"].includes(level)) throw new Error(`--log-level must be silent, error, warn, info or debug (got "${level}")`);
@@ -135,6 +138,8 @@ export async function resolveStartConfig(
     graceMs: grace * 1000,
   };
   Object.defineProperty(out, "apiKey", { value: apiKey, enumerable: false });
+  // No key: the signed-in identity (refreshed silently) authenticates `start`.
+  Object.defineProperty(out, "bearer", { value: apiUrl && !apiKey ? () => bearerFor(env, apiUrl) : undefined, enumerable: false });
   Object.defineProperty(out, "access", { value: accessFromFlags(raw, allValues), enumerable: false });
   return Object.freeze(out);
 }

@@ -139,7 +139,7 @@ export async function runStart(cfg: StartConfig): Promise<number> {
     apiUrl = embedded.apiUrl;
     apiKey = embedded.apiKey;
   }
-  const client = createApiClient({ apiUrl, apiKey: apiKey! });
+  const client = createApiClient({ apiUrl, apiKey, bearer: cfg.bearer });
   for (const t of cfg.tunnels) {
     if (!(await listening(t.localHost, t.port))) {
       out.warn("origin_not_listening", `Nothing is listening on ${t.localHost}:${t.port} yet; requests will get 502 until your app starts.`, { local_port: t.port });
