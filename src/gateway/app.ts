@@ -19,7 +19,8 @@ import { openRegistry } from "../registry/index.ts";
 import type { TunnelRegistry } from "../registry/types.ts";
 import type { Logger } from "../log.ts";
 import { senderDialer } from "./credential.ts";
-import { startGateway, type GatewayHandle } from "./server.ts";
+import { routeHost, startGateway, type GatewayHandle } from "./server.ts";
+import { createVisitorAuth, type VisitorAuth } from "./visitor-auth.ts";
 import { gatewayMetrics } from "./metrics.ts";
 import { createPolicyGate } from "./policy/gate.ts";
 
@@ -108,6 +109,7 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
     });
     let api: ManagementApi | undefined;
     const metrics = gatewayMetrics();
+    let visitor: VisitorAuth | undefined;
     const gateway = await startGateway({
       hostname: config.host,
       port: config.port,
@@ -120,10 +122,16 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
         return rec ? { hcPath: rec.hcPath, policy: rec.policy } : undefined;
       },
       dial: senderDialer(binding),
-      admit: createPolicyGate({ limits: config.identity.limits, refusals: metrics.refusals }),
+      admit: createPolicyGate({
+        limits: config.identity.limits,
+        refusals: metrics.refusals,
+        visitor: config.identity.visitor ? { admit: (req, ctx, entra) => visitor!.admit(req, ctx, entra) } : undefined,
+      }),
       metrics,
       apex: (req, server) => {
         if (!api) return new Response("starting", { status: 503 });
+        const signIn = visitor?.apex(req);
+        if (signIn) return signIn;
         return api.fetch(req, { address: server.requestIP(req)?.address ?? "" });
       },
       client: (req, peer) => {
@@ -164,6 +172,26 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
       relayEndpoint: `${binding.endpoint.scheme}://${binding.endpoint.host}`,
     });
     cleanups.push(() => api?.stop());
+    if (config.identity.visitor && config.identity.oidc) {
+      // The one callback registered at the provider: the API host (Entra allows no wildcard redirect URIs).
+      const scheme = config.publicScheme;
+      const port = scheme === "http" && gateway.port !== 80 ? `:${gateway.port}` : "";
+      const apiHost = config.localHosts || config.baseDomain === "localhost" ? `localhost${port}` : `api.${config.baseDomain}${port}`;
+      visitor = createVisitorAuth({
+        oidc: config.identity.oidc,
+        visitor: config.identity.visitor,
+        apiBase: `${scheme}://${apiHost}`,
+        policyOf: async (id) => (await registry.get(id))?.policy,
+        tunnelOf: (host) => {
+          try {
+            return routeHost(host, config.baseDomain) || undefined;
+          } catch {
+            return undefined;
+          }
+        },
+      });
+      log.info("visitor sign-in ready", { redirect_uri: visitor.redirectUri });
+    }
     const reconciler = startReconciler({
       provisioner: binding.provisioner,
       registry,

@@ -100,6 +100,7 @@ export async function startOidcProvider(): Promise<OidcFixture> {
         {
           client_id: WEB_CLIENT_ID,
           client_secret: WEB_CLIENT_SECRET,
+          token_endpoint_auth_method: "client_secret_post",
           grant_types: ["authorization_code"],
           response_types: ["code"],
           redirect_uris: redirectUris,
@@ -111,7 +112,7 @@ export async function startOidcProvider(): Promise<OidcFixture> {
         devInteractions: { enabled: true },
         resourceIndicators: {
           enabled: true,
-          defaultResource: () => AUDIENCE,
+          defaultResource: (ctx: any) => (ctx.oidc?.client?.clientId === CLI_CLIENT_ID ? AUDIENCE : undefined),
           useGrantedResource: () => true,
           getResourceServerInfo: () => ({ scope: "api", audience: AUDIENCE, accessTokenFormat: "jwt", accessTokenTTL: 600, jwt: { sign: { alg: "RS256" } } }),
         },
