@@ -148,3 +148,25 @@ describe("start's access flags", () => {
     expect(cli.text().err).toMatch(/at most 1000\/s/);
   });
 });
+
+describe("bandwidth", () => {
+  test("a 64 KiB/s cap slows a 256 KiB download and upload down (back-pressure, bodies intact)", async () => {
+    const t = await s.tunnel({ bandwidth: "64k" });
+    let t0 = performance.now();
+    const down = await s.get(t.host, "/big");
+    const bytes = new Uint8Array(await down.arrayBuffer());
+    const downMs = performance.now() - t0;
+    expect(down.status).toBe(200);
+    expect(bytes.length).toBe(256 * 1024);
+    expect(bytes.every((b) => b === 7)).toBe(true);
+    // 64 KiB of burst, then 192 KiB at 64 KiB/s: at least ~3 s (lower bound only: a slow box is slower, never faster)
+    expect(downMs).toBeGreaterThan(2500);
+    t0 = performance.now();
+    const up = await fetch(`http://127.0.0.1:${s.app.gateway.port}/upload`, { method: "POST", headers: { host: t.host }, body: new Uint8Array(256 * 1024) });
+    const upMs = performance.now() - t0;
+    expect(await up.json()).toEqual({ bytes: 256 * 1024 });
+    expect(upMs).toBeGreaterThan(2500);
+    const view = await s.create({ access: { bandwidth: "64k" } });
+    expect(((await view.json()) as { access: { bandwidth: number } }).access.bandwidth).toBe(65536);
+  }, 30_000);
+});

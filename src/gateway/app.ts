@@ -23,6 +23,7 @@ import { routeHost, startGateway, type GatewayHandle } from "./server.ts";
 import { createVisitorAuth, type VisitorAuth } from "./visitor-auth.ts";
 import { gatewayMetrics } from "./metrics.ts";
 import { createPolicyGate } from "./policy/gate.ts";
+import { BandwidthLimiter } from "./policy/bandwidth.ts";
 
 export interface GatewayAppOptions {
   config: Readonly<GatewayConfig>;
@@ -110,6 +111,7 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
     let api: ManagementApi | undefined;
     const metrics = gatewayMetrics();
     let visitor: VisitorAuth | undefined;
+    const bandwidth = new BandwidthLimiter();
     const gateway = await startGateway({
       hostname: config.host,
       port: config.port,
@@ -122,6 +124,11 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
         return rec ? { hcPath: rec.hcPath, policy: rec.policy } : undefined;
       },
       dial: senderDialer(binding),
+      throttle: (id, route) => {
+        const L = config.identity.limits;
+        const want = route.policy?.bandwidth ?? L.bandwidth;
+        return bandwidth.throttle(id, L.bandwidthMax > 0 && (want === 0 || want > L.bandwidthMax) ? L.bandwidthMax : want);
+      },
       admit: createPolicyGate({
         limits: config.identity.limits,
         refusals: metrics.refusals,

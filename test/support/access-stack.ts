@@ -55,6 +55,8 @@ export async function startAccessStack(env: Record<string, string> = {}): Promis
       const u = new URL(req.url);
       seen.http.push({ path: u.pathname, headers: Object.fromEntries(req.headers) });
       if (u.pathname === "/slow") return Bun.sleep(1500).then(() => new Response("slow"));
+      if (u.pathname === "/big") return new Response(new Uint8Array(256 * 1024).fill(7));
+      if (u.pathname === "/upload") return req.arrayBuffer().then((b) => Response.json({ bytes: b.byteLength }));
       return Response.json({ path: u.pathname, email: req.headers.get("x-azhexgate-user-email"), oid: req.headers.get("x-azhexgate-user-oid") });
     },
     websocket: { message(ws, m) { ws.send(m); } },
