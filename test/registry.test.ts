@@ -185,6 +185,7 @@ describe("sqlite registry", () => {
   test("a registry file from before tunnel policies gets the column and keeps its tunnels", async () => {
     const path = nextDbPath();
     const { Database } = await import("bun:sqlite");
+    require("node:fs").mkdirSync(require("node:path").dirname(path), { recursive: true });
     const old = new Database(path, { create: true });
     old.run(`CREATE TABLE tunnels (id TEXT PRIMARY KEY, key_id TEXT NOT NULL, hc_path TEXT NOT NULL, reserved INTEGER NOT NULL,
       session_id TEXT NOT NULL, local_port INTEGER, created_at INTEGER NOT NULL, last_seen_at INTEGER NOT NULL, expires_at INTEGER NOT NULL)`);
