@@ -112,6 +112,12 @@ export function resolveIdentitySettings(env: Record<string, string | undefined>)
     };
   }
   const clientId = env.AZHEXGATE_VISITOR_CLIENT_ID?.trim();
+  for (const name of ["AZHEXGATE_VISITOR_CLIENT_SECRET", "AZHEXGATE_VISITOR_COOKIE_KEY"]) {
+    // App Service hands over an unresolved Key Vault reference as its literal text: never sign with that.
+    if (env[name]?.trim().startsWith("@Microsoft.KeyVault(")) {
+      throw new TypeError(`${name} is an unresolved Key Vault reference (App Service could not read the secret: check the secret exists and the identity's Key Vault Secrets User role)`);
+    }
+  }
   if (clientId) {
     if (!out.oidc) throw new TypeError("AZHEXGATE_VISITOR_CLIENT_ID needs AZHEXGATE_OIDC_ISSUER (visitors sign in at the same identity provider)");
     const secret = env.AZHEXGATE_VISITOR_CLIENT_SECRET ?? "";
