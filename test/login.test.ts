@@ -74,6 +74,10 @@ describe("device-code sign-in", () => {
     const mine = tunnels.filter((t) => t.keyId === `user:${TENANT}:${USERS.alice!.oid}`);
     expect(mine.length).toBe(1);
     expect(JSON.stringify(ready)).toContain(mine[0]!.id);
+    const list = spawnCli(["tunnels", "list", "--api-url", api, "--json"], { env });
+    expect(await list.exit()).toBe(0);
+    expect(JSON.parse(list.text().out).map((t: { id: string }) => t.id)).toEqual([mine[0]!.id]);
+    noTokenIn(list.text().out + list.text().err);
     start.kill("SIGINT");
     expect(await start.exit()).toBe(0);
     noTokenIn(start.text().out + start.text().err);

@@ -43,6 +43,16 @@ describe("basic auth", () => {
   });
 });
 
+describe("identity headers", () => {
+  test("client-sent X-AzHexGate-User-* headers never reach the app, on any tunnel", async () => {
+    const t = await s.tunnel();
+    const r = await s.get(t.host, "/spoof", { headers: { "x-azhexgate-user-email": "ceo@example.test", "x-azhexgate-user-oid": "x", "x-azhexgate-user-name": "CEO", "x-azhexgate-user-tenant": "t" } });
+    expect(r.status).toBe(200);
+    const h = s.seen.http.find((x) => x.path === "/spoof")!.headers;
+    expect(Object.keys(h).filter((k) => k.startsWith("x-azhexgate-user-"))).toEqual([]);
+  });
+});
+
 describe("IP rules", () => {
   test("allow-list and deny-list on the client address behind the trusted proxy; WebSocket alike", async () => {
     const t = await s.tunnel({ allow_ips: ["198.51.100.0/24"], deny_ips: ["198.51.100.66/32"] });

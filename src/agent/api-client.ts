@@ -159,8 +159,9 @@ export function createApiClient(o: ApiClientOptions) {
     async remove(id: string): Promise<void> {
       await call("DELETE", `/api/tunnels/${encodeURIComponent(id)}`);
     },
-    async list(): Promise<Array<Record<string, unknown>>> {
-      return ((await call("GET", "/api/tunnels").catch(noApiHere)) as { tunnels: Array<Record<string, unknown>> }).tunnels;
+    /** The caller's tunnels; `all` (admins signed in with OIDC): every owner's, each with its `owner`. */
+    async list(all = false): Promise<Array<Record<string, unknown>>> {
+      return ((await call("GET", all ? "/api/tunnels?all=true" : "/api/tunnels").catch(noApiHere)) as { tunnels: Array<Record<string, unknown>> }).tunnels;
     },
   };
 }
