@@ -1,12 +1,13 @@
 /**
  * `azhexgate login`: GET {api}/api/auth (issuer, public client id, scopes), device authorization,
- * the URL and code on stderr (or a JSON line), poll, cache (0600). Exit 0 signed in; 2 the gateway
+ * the URL and code on stderr (or a JSON line), poll — or, with --browser, code + PKCE through a
+ * loopback redirect — then cache (0600). Exit 0 signed in; 2 the gateway
  * has no sign-in; 3 declined / expired / failed; 1 unreachable.
  */
 import { gatewayKey, saveLogin, userOf, cachePath } from "./identity-cache.ts";
 import { discover, pollDeviceCode, SignInError, startDeviceCode } from "./oidc-client.ts";
 
-export async function runLogin(apiUrl: string, o: { json: boolean; env: Record<string, string | undefined> }): Promise<number> {
+export async function runLogin(apiUrl: string, o: { json: boolean; env: Record<string, string | undefined>; browser?: boolean; open?: boolean }): Promise<number> {
   const base = gatewayKey(apiUrl);
   const say = (event: Record<string, unknown>, text: string) => (o.json ? console.log(JSON.stringify(event)) : console.error(text));
   let info: { oidc: { issuer: string; client_id: string; scopes: string } | null };
@@ -24,12 +25,23 @@ export async function runLogin(apiUrl: string, o: { json: boolean; env: Record<s
   }
   try {
     const ep = await discover(info.oidc.issuer);
-    const dc = await startDeviceCode(ep, info.oidc.client_id, info.oidc.scopes);
-    say(
-      { event: "device_code", verification_uri: dc.verification_uri, user_code: dc.user_code, expires_in: dc.expires_in },
-      `To sign in, open ${dc.verification_uri} in a browser and enter the code ${dc.user_code} (valid ${Math.round(dc.expires_in / 60)} min).`,
-    );
-    const tokens = await pollDeviceCode(ep, info.oidc.client_id, dc);
+    let tokens;
+    if (o.browser) {
+      const { browserSignIn, openBrowser } = await import("./browser-login.ts");
+      tokens = await browserSignIn(ep, info.oidc.client_id, info.oidc.scopes, {
+        onUrl: (url) => {
+          say({ event: "browser", url }, `Sign in in your browser${o.open === false ? "" : " (opening it)"}: ${url}`);
+          if (o.open !== false) openBrowser(url);
+        },
+      });
+    } else {
+      const dc = await startDeviceCode(ep, info.oidc.client_id, info.oidc.scopes);
+      say(
+        { event: "device_code", verification_uri: dc.verification_uri, user_code: dc.user_code, expires_in: dc.expires_in },
+        `To sign in, open ${dc.verification_uri} in a browser and enter the code ${dc.user_code} (valid ${Math.round(dc.expires_in / 60)} min).`,
+      );
+      tokens = await pollDeviceCode(ep, info.oidc.client_id, dc);
+    }
     const user = userOf(tokens.access_token);
     saveLogin(o.env, base, { ...tokens, issuer: info.oidc.issuer, client_id: info.oidc.client_id, scopes: info.oidc.scopes, user });
     say(

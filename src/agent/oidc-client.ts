@@ -11,6 +11,7 @@
 export interface Endpoints {
   issuer: string;
   token_endpoint: string;
+  authorization_endpoint?: string;
   device_authorization_endpoint?: string;
 }
 

@@ -93,9 +93,10 @@ export async function startOidcProvider(): Promise<OidcFixture> {
           client_id: CLI_CLIENT_ID,
           token_endpoint_auth_method: "none",
           application_type: "native",
-          grant_types: ["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"],
-          response_types: [],
-          redirect_uris: [],
+          grant_types: ["urn:ietf:params:oauth:grant-type:device_code", "refresh_token", "authorization_code"],
+          response_types: ["code"],
+          // loopback redirect of `login --browser`: any port (RFC 8252 §7.3, native clients)
+          redirect_uris: ["http://127.0.0.1/callback"],
         },
         {
           client_id: WEB_CLIENT_ID,
