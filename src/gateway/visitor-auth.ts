@@ -143,7 +143,8 @@ export function createVisitorAuth(o: VisitorAuthOptions): VisitorAuth {
       .setIssuedAt()
       .setExpirationTime(now() + o.visitor.sessionSeconds)
       .sign(sessionKey);
-    const ret = typeof c.ret === "string" && c.ret.startsWith("/") && !c.ret.startsWith("//") ? c.ret : "/";
+    // a path on this host only (never `//host` or `/\host`, which browsers read as another origin)
+    const ret = typeof c.ret === "string" && /^\/(?![\/\\])/.test(c.ret) ? c.ret : "/";
     const secure = ctx.proto === "https" ? "; Secure" : "";
     return new Response(null, {
       status: 302,

@@ -54,6 +54,11 @@ export interface OidcFixture {
   setRedirectUris(uris: string[]): Promise<void>;
   /** Completes the user step of a device-code sign-in with fetch (enter the code, sign in as `login`). */
   approveDevice(userCode: string, login: string): Promise<void>;
+  /**
+   * Plays a browser with fetch from `authorizeUrl` (the provider's authorize endpoint) through the
+   * sign-in and consent pages as `login`; resolves with the URL the provider redirects to outside itself.
+   */
+  signInWithFetch(authorizeUrl: string, login: string): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -169,44 +174,18 @@ export async function startOidcProvider(): Promise<OidcFixture> {
       provider = build();
     },
     async approveDevice(userCode, login) {
-      const jar = new Map<string, string>();
-      const send = async (url: string, init: RequestInit = {}): Promise<Response> => {
-        const headers = new Headers(init.headers);
-        if (jar.size) headers.set("cookie", [...jar].map(([k, v]) => `${k}=${v}`).join("; "));
-        const res = await fetch(new URL(url, issuer), { ...init, headers, redirect: "manual" });
-        for (const c of res.headers.getSetCookie()) {
-          const [pair] = c.split(";");
-          const i = pair!.indexOf("=");
-          jar.set(pair!.slice(0, i), pair!.slice(i + 1));
-        }
-        return res;
-      };
-      const form = (fields: Record<string, string>) => ({
-        method: "POST",
-        headers: { "content-type": "application/x-www-form-urlencoded" },
-        body: new URLSearchParams(fields).toString(),
-      });
-      const follow = async (res: Response): Promise<{ res: Response; html: string; url: string }> => {
-        let url = "";
-        for (let i = 0; i < 10 && res.status >= 300 && res.status < 400; i++) {
-          url = new URL(res.headers.get("location")!, issuer).toString();
-          res = await send(url);
-        }
-        return { res, html: await res.text(), url };
-      };
-      const page = await follow(await send("/device"));
+      const b = fakeBrowser(issuer);
+      const page = await b.follow(await b.send("/device"));
       const xsrf = /name="xsrf" value="([^"]+)"/.exec(page.html)?.[1];
       if (!xsrf) throw new Error(`no xsrf on the device page: ${page.html.slice(0, 300)}`);
-      let step = await follow(await send("/device", form({ xsrf, user_code: userCode })));
-      for (let i = 0; i < 4; i++) {
-        const action = /<form[^>]*action="([^"]+)"/.exec(step.html)?.[1];
-        if (!action || /success|sign-in has been completed|Your sign-in/i.test(step.html)) break;
-        const fields: Record<string, string> = {};
-        for (const m of step.html.matchAll(/<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"/g)) fields[m[1]!] = m[2]!;
-        if (/name="login"/.test(step.html)) Object.assign(fields, { login, password: "any" });
-        step = await follow(await send(action.replace(/&amp;/g, "&"), form(fields)));
-      }
+      const step = await b.forms(await b.follow(await b.send("/device", b.form({ xsrf, user_code: userCode }))), login);
       if (step.res.status !== 200 || !/success|completed/i.test(step.html)) throw new Error(`device approval did not complete: ${step.res.status} ${step.html.slice(0, 400)}`);
+    },
+    async signInWithFetch(authorizeUrl, login) {
+      const b = fakeBrowser(issuer);
+      const step = await b.forms(await b.follow(await b.send(authorizeUrl)), login);
+      if (!step.outside) throw new Error(`sign-in did not leave the provider: ${step.res.status} ${step.html.slice(0, 400)}`);
+      return step.outside;
     },
     async stop() {
       await new Promise<void>((r) => server.close(() => r()));
@@ -214,4 +193,48 @@ export async function startOidcProvider(): Promise<OidcFixture> {
     },
   };
   return fixture;
+}
+
+/** A cookie-keeping, redirect-following fetch that fills oidc-provider's dev sign-in and consent forms. */
+function fakeBrowser(issuer: string) {
+  const jar = new Map<string, string>();
+  const send = async (url: string, init: RequestInit = {}): Promise<Response> => {
+    const target = new URL(url, issuer);
+    const headers = new Headers(init.headers);
+    if (jar.size) headers.set("cookie", [...jar].map(([k, v]) => `${k}=${v}`).join("; "));
+    const res = await fetch(target, { ...init, headers, redirect: "manual" });
+    for (const c of res.headers.getSetCookie()) {
+      const [pair] = c.split(";");
+      const i = pair!.indexOf("=");
+      jar.set(pair!.slice(0, i), pair!.slice(i + 1));
+    }
+    return res;
+  };
+  const form = (fields: Record<string, string>) => ({
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams(fields).toString(),
+  });
+  /** Follows redirects within the provider; stops at the first one that leaves it (`outside`). */
+  const follow = async (res: Response): Promise<{ res: Response; html: string; outside?: string }> => {
+    for (let i = 0; i < 10 && res.status >= 300 && res.status < 400; i++) {
+      const next = new URL(res.headers.get("location")!, issuer);
+      if (next.origin !== issuer) return { res, html: "", outside: next.toString() };
+      res = await send(next.toString());
+    }
+    return { res, html: await res.text() };
+  };
+  /** Submits the provider's forms (sign-in as `login`, consent) until done or redirected away. */
+  const forms = async (step: { res: Response; html: string; outside?: string }, login: string) => {
+    for (let i = 0; i < 4 && !step.outside; i++) {
+      const action = /<form[^>]*action="([^"]+)"/.exec(step.html)?.[1];
+      if (!action || /success|sign-in has been completed|Your sign-in/i.test(step.html)) break;
+      const fields: Record<string, string> = {};
+      for (const m of step.html.matchAll(/<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"/g)) fields[m[1]!] = m[2]!;
+      if (/name="login"/.test(step.html)) Object.assign(fields, { login, password: "any" });
+      step = await follow(await send(action.replace(/&amp;/g, "&"), form(fields)));
+    }
+    return step;
+  };
+  return { send, form, follow, forms };
 }
