@@ -69,6 +69,21 @@ describe("bearer JWTs", () => {
   });
 });
 
+test("an unreachable identity provider is 503 with Retry-After (worth retrying), not 401; API keys keep working", async () => {
+  const dead = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("down", { status: 500 }) });
+  const down = await startApiStack({ oidc: createOidcVerifier({ issuer: `http://127.0.0.1:${dead.port}`, audience: [AUDIENCE], tenants: [], groups: [] }) });
+  try {
+    const r = await down.call("GET", "/api/tunnels", { bearer: await tokenFor("alice") });
+    expect(r.status).toBe(503);
+    expect(r.json.error.code).toBe("identity_provider_unavailable");
+    expect(r.headers.get("retry-after")).toBe("30");
+    expect((await down.call("GET", "/api/tunnels", { key: KEY_A })).status).toBe(200);
+  } finally {
+    await down.stop();
+    dead.stop(true);
+  }
+});
+
 describe("ownership", () => {
   test("one user cannot see or touch another's tunnels; an admin can; API keys keep their own", async () => {
     const alice = await tokenFor("alice");

@@ -152,6 +152,12 @@ describe("start's access flags", () => {
     expect(s.logs.filter((l) => l.includes('"api request"')).length).toBe(before);
   });
 
+  test("--entra on the embedded gateway (no visitor sign-in there) → exit 2 saying so", async () => {
+    const cli = spawnCli(["start", "3000", "--entra"], { env: { AZHEXGATE_API_URL: undefined, AZHEXGATE_API_KEY: undefined } });
+    expect(await cli.exit(30_000)).toBe(2);
+    expect(cli.text().err).toContain("no visitor sign-in configured");
+  }, 40_000);
+
   test("a policy the gateway refuses (above its maximum) → exit 2 with the gateway's reason", async () => {
     const cli = spawnCli(["start", "3000", "--api-url", api(), "--rate-limit", "5000/s"], { env: { AZHEXGATE_API_KEY: ACCESS_KEY } });
     expect(await cli.exit()).toBe(2);

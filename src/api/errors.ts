@@ -18,7 +18,8 @@ export type ApiErrorCode =
   | "rate_limited" // 429
   | "internal" // 500
   | "relay_unavailable" // 502
-  | "api_keys_unavailable"; // 503
+  | "api_keys_unavailable" // 503
+  | "identity_provider_unavailable"; // 503
 
 export class ApiError extends Error {
   override readonly name = "ApiError";

@@ -44,10 +44,10 @@ export interface Discovery {
   end_session_endpoint?: string;
 }
 
-/** Why a token was refused: `status` 401 (not a valid token) or 403 (valid, but not allowed here). */
+/** Why a token was refused: 401 (not a valid token), 403 (valid, but not allowed here), 503 (the provider cannot be reached: retry). */
 export class TokenRejected extends Error {
   override readonly name = "TokenRejected";
-  constructor(readonly status: 401 | 403, message: string) {
+  constructor(readonly status: 401 | 403 | 503, message: string) {
     super(message);
   }
 }
@@ -115,12 +115,15 @@ export function createOidcVerifier(settings: OidcSettings, opts: { cooldownMs?: 
         doc = await discovery();
         set = await keys();
       } catch {
-        throw new TokenRejected(401, "The gateway cannot reach its identity provider to check the token; retry later.");
+        throw new TokenRejected(503, "The gateway cannot reach its identity provider to check the token; retry in a minute.");
       }
       let payload: JWTPayload;
       try {
         ({ payload } = await jwtVerify(token, set, { audience: settings.audience, clockTolerance: CLOCK_SKEW_SECONDS, algorithms: ALGORITHMS }));
       } catch (e) {
+        if (e instanceof joseErrors.JWKSTimeout || !(e instanceof joseErrors.JOSEError)) {
+          throw new TokenRejected(503, "The gateway cannot reach its identity provider to check the token; retry in a minute.");
+        }
         throw new TokenRejected(401, describe(e));
       }
       const tid = typeof payload.tid === "string" ? payload.tid : undefined;
@@ -158,6 +161,5 @@ function describe(e: unknown): string {
   }
   if (e instanceof joseErrors.JWKSNoMatchingKey) return "The bearer token is signed with a key the identity provider does not publish.";
   if (e instanceof joseErrors.JWSSignatureVerificationFailed) return "The bearer token's signature is invalid.";
-  if (e instanceof joseErrors.JWKSTimeout || !(e instanceof joseErrors.JOSEError)) return "The gateway could not check the bearer token; retry later.";
   return "The bearer token is invalid.";
 }

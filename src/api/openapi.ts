@@ -144,7 +144,7 @@ export function openApiDocument(): Record<string, unknown> {
                   enum: [
                     "invalid_request", "unauthorized", "forbidden_network", "not_found", "method_not_allowed", "subdomain_taken",
                     "session_superseded", "payload_too_large", "unsupported_media_type", "rate_limited", "internal", "relay_unavailable",
-                    "api_keys_unavailable", "invalid_token", "forbidden",
+                    "api_keys_unavailable", "invalid_token", "forbidden", "identity_provider_unavailable",
                   ],
                 },
                 message: { type: "string" },
@@ -213,7 +213,7 @@ export function openApiDocument(): Record<string, unknown> {
         PayloadTooLarge: err("payload_too_large: bodies are limited to 16 KiB"),
         UnsupportedMediaType: err("unsupported_media_type: bodies must be application/json"),
         RateLimited: err("rate_limited: too many failed authentications from this address (see Retry-After); a valid key is not limited"),
-        KeysUnavailable: err("api_keys_unavailable: the gateway has not loaded its API keys yet (see Retry-After; /readyz says why)"),
+        KeysUnavailable: err("api_keys_unavailable: the gateway has not loaded its API keys yet (see Retry-After; /readyz says why); identity_provider_unavailable: a bearer JWT could not be checked because the identity provider is unreachable (see Retry-After)"),
         Internal: err("internal: unexpected error (logged)"),
         RelayUnavailable: err("relay_unavailable: the relay could not be reached to provision or sign"),
       },

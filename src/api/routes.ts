@@ -215,6 +215,7 @@ export function createManagementApi(deps: ManagementApiDeps): ManagementApi {
       }
     }
     if (rejected?.status === 403) throw new ApiError(403, "forbidden", rejected.message);
+    if (rejected?.status === 503) throw new ApiError(503, "identity_provider_unavailable", rejected.message, { headers: { "retry-after": "30" } });
     if (!keyId) {
       // Keys still loading (first deploy, role not yet effective): the caller's key may be fine.
       if (keys.unavailable !== undefined && rejected === undefined) {
