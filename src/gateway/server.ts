@@ -261,7 +261,10 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
         server.timeout(req, 0); // our own TTFB limit applies; long responses and SSE must not be cut
         if (req.headers.get("upgrade")?.toLowerCase() === "websocket") kind = "ws";
         const refused = o.admit && (await admit(req, server, id, route, kind, host as string));
-        if (refused) return countRequest(id, kind, refused.status), refused;
+        if (refused) {
+          countRequest(id, kind, refused.status);
+          return refused;
+        }
         const throttle = kind === "http" ? o.throttle?.(id, route) : undefined;
         const { stream, resHead } = await openStream(req, server, id, route, kind, target, host as string, throttle);
         countRequest(id, kind, resHead.status);
