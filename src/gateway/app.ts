@@ -3,6 +3,7 @@
  * the local emulator), API keys, access policy, tunnel service, management API, and the public
  * ingress. Used by `azhexgate gateway`, by the embedded default of `azhexgate start`, and by tests.
  */
+import type { TokenCredential } from "@azure/core-auth";
 import type { GatewayConfig } from "../config.ts";
 import { createAccessPolicy } from "../api/access.ts";
 import { loadApiKeys, type ApiKeyStore } from "../api/keys.ts";
@@ -37,7 +38,7 @@ export interface GatewayAppOptions {
   /** A relay binding shared with other gateway instances (tests, embedding); not closed by stop(). */
   binding?: RelayBinding;
   /** Credential for Key Vault (default: DefaultAzureCredential, loaded only when a vault is configured). */
-  keyVaultCredential?: import("@azure/core-auth").TokenCredential;
+  keyVaultCredential?: TokenCredential;
   /** Backoff of the key loader while the keys are unavailable (default 1 s → 60 s). */
   keysRetry?: { firstMs?: number; maxMs?: number };
 }
