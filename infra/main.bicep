@@ -67,6 +67,37 @@ param appServiceObjectId string = ''
 @description('Object id of the operator (az ad signed-in-user show --query id -o tsv): may rotate API keys and import the certificate; empty = none.')
 param operatorPrincipalId string = ''
 
+// ---- identity and limits (optional; docs/access.md) ------------------------------------------
+@description('OIDC issuer for the management API, e.g. https://login.microsoftonline.com/{tenant-id}/v2.0; empty = API keys only.')
+param oidcIssuer string = ''
+@description('Accepted token audiences (the API app registration\'s Application ID URI and / or client id), comma separated.')
+param oidcAudience string = ''
+@description('Allowed tenant ids, comma separated (empty = any the issuer signs for).')
+param oidcTenants string = ''
+@description('Group object ids whose members may use the API, comma separated (empty = any).')
+param oidcGroups string = ''
+@description('Group object id whose members may list and delete every tunnel.')
+param oidcAdminGroup string = ''
+@description('Client id of the public client `azhexgate login` signs in with (device code).')
+param oidcCliClientId string = ''
+@description('Scopes `azhexgate login` asks for (default: openid profile offline_access {audience}/.default).')
+param oidcCliScopes string = ''
+@description('Client id of the gateway\'s confidential client for `start --entra` visitor sign-in; empty = no visitor sign-in.')
+param visitorClientId string = ''
+@secure()
+@description('Its client secret, written to the app Key Vault (the app setting is a Key Vault reference).')
+param visitorClientSecret string = ''
+@secure()
+@description('Key signing visitor sessions (32+ characters, e.g. openssl rand -base64 48), written to the app Key Vault.')
+param visitorCookieKey string = ''
+@description('Per-tunnel limits: default and maximum request rate (e.g. 100/s), concurrent streams, bandwidth (e.g. 10m); empty = none.')
+param limitRate string = ''
+param limitRateMax string = ''
+param limitStreams string = ''
+param limitStreamsMax string = ''
+param limitBandwidth string = ''
+param limitBandwidthMax string = ''
+
 var suffix = uniqueString(resourceGroup().id)
 
 module monitoring 'modules/monitoring.bicep' = {
@@ -93,6 +124,11 @@ module keyvault 'modules/keyvault.bicep' = {
     operatorPrincipalId: operatorPrincipalId
     apiKeys: apiKeys
   }
+}
+
+module visitorSecrets 'modules/visitor-secrets.bicep' = if (!empty(visitorClientSecret) || !empty(visitorCookieKey)) {
+  name: 'visitor-secrets'
+  params: { vaultName: keyvault.outputs.name, visitorClientSecret: visitorClientSecret, visitorCookieKey: visitorCookieKey }
 }
 
 module certvault 'modules/certvault.bicep' = {
@@ -136,6 +172,20 @@ module gateway 'modules/gateway.bicep' = {
     redisClusterName: redis.outputs.clusterName
     redisPort: redis.outputs.port
     logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
+    oidcIssuer: oidcIssuer
+    oidcAudience: oidcAudience
+    oidcTenants: oidcTenants
+    oidcGroups: oidcGroups
+    oidcAdminGroup: oidcAdminGroup
+    oidcCliClientId: oidcCliClientId
+    oidcCliScopes: oidcCliScopes
+    visitorClientId: visitorClientId
+    limitRate: limitRate
+    limitRateMax: limitRateMax
+    limitStreams: limitStreams
+    limitStreamsMax: limitStreamsMax
+    limitBandwidth: limitBandwidth
+    limitBandwidthMax: limitBandwidthMax
   }
   // the image pull needs AcrPull first
   dependsOn: [ acrPull ]

@@ -15,9 +15,12 @@ const main = defineCommand({
     doctor: () => import("./commands/doctor.ts").then((m) => m.default),
     config: () => import("./commands/config.ts").then((m) => m.default),
     gateway: () => import("./commands/gateway.ts").then((m) => m.default),
+    login: () => import("./commands/login.ts").then((m) => m.default),
+    logout: () => import("./commands/logout.ts").then((m) => m.default),
     relay: () => import("./commands/relay.ts").then((m) => m.default),
     start: () => import("./commands/start.ts").then((m) => m.default),
     tunnels: () => import("./commands/tunnels.ts").then((m) => m.default),
+    whoami: () => import("./commands/whoami.ts").then((m) => m.default),
   },
 });
 

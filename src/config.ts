@@ -3,6 +3,7 @@
  * defaults; validated and frozen. Nothing below the CLI reads `process.env`. Secrets are kept
  * out of enumerable fields so a config object can be logged.
  */
+import { type IdentityConfig, IDENTITY_SETTING_NAMES, resolveIdentitySettings } from "./identity-settings.ts";
 
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
@@ -35,6 +36,7 @@ export const GATEWAY_SETTING_NAMES = [
   "AZHEXGATE_TRUST_FORWARDED_HOST",
   "AZHEXGATE_ACCESS_LOG",
   "AZHEXGATE_ACCESS_LOG_SAMPLE",
+  ...IDENTITY_SETTING_NAMES,
 ] as const;
 
 export interface GatewayConfig {
@@ -78,6 +80,8 @@ export interface GatewayConfig {
   accessLog: "all" | "errors" | "off";
   /** Fraction of successful requests logged in `all` mode, 0 to 1 (default 1). */
   accessLogSample: number;
+  /** OIDC for the API, visitor sign-in, per-tunnel limits (src/identity-settings.ts). */
+  identity: IdentityConfig;
   /** API keys from AZHEXGATE_API_KEYS (non-enumerable: never printed). */
   readonly apiKeys: string[];
 }
@@ -167,6 +171,13 @@ export function resolveGatewayConfig(flags: Partial<Record<string, string | unde
       const n = Number(v);
       if (v.trim() === "" || !Number.isFinite(n) || n < 0 || n > 1) throw new ConfigError(`AZHEXGATE_ACCESS_LOG_SAMPLE must be a fraction from 0 to 1, e.g. 0.1 for one successful request in ten (got "${v}")`);
       return n;
+    })(),
+    identity: (() => {
+      try {
+        return resolveIdentitySettings(env);
+      } catch (e) {
+        throw new ConfigError((e as Error).message);
+      }
     })(),
     apiKeys: [],
   };

@@ -58,6 +58,7 @@ test("every documented status of every operation is produced, and only documente
   const json = { "content-type": "application/json" };
   const big = JSON.stringify({ subdomain: "x".repeat(MAX_BODY_BYTES) });
   await s.call("GET", "/api/openapi.json");
+  await s.call("GET", "/api/auth");
   // Happy paths.
   const t = (await s.call("POST", "/api/tunnels", { key: KEY_A, body: { subdomain: "tour-app" } })).json;
   await s.call("GET", "/api/tunnels", { key: KEY_A });

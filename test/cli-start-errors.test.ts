@@ -99,7 +99,7 @@ describe("bad usage: one line on stderr, exit code 2", () => {
     [["start", "--port", "0"], 'azhexgate start: --port must be the port your local app listens on, a whole number from 1 to 65535 (got "0")'],
     [["start"], "azhexgate start: --port is required: the port your local app listens on, e.g. azhexgate start 3000 (or --port 3000)"],
     [["start", "--port", "3000", "--api-url", "ftp://example.com"], 'azhexgate start: --api-url / AZHEXGATE_API_URL must be an http(s) URL (got "ftp://example.com")'],
-    [["start", "--port", "3000", "--api-url", "http://127.0.0.1:9"], "azhexgate start: --api-url needs an API key: set AZHEXGATE_API_KEY (or --api-key)"],
+    [["start", "--port", "3000", "--api-url", "http://127.0.0.1:9"], "azhexgate start: --api-url needs an API key or a sign-in: set AZHEXGATE_API_KEY (or --api-key), or run `azhexgate login --api-url http://127.0.0.1:9`"],
     [["start", "--port", "3000", "--grace", "soon"], 'azhexgate start: --grace must be a number of seconds (got "soon")'],
     [["gateway", "--port", "99999"], 'azhexgate gateway: --port / AZHEXGATE_PORT must be a whole number from 0 to 65535 (got "99999")'],
     [["gateway", "--bogus"], 'azhexgate gateway: unknown option "--bogus" (see --help)'],

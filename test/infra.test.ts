@@ -362,6 +362,11 @@ describe("infra app settings match the config loaders", () => {
       apiKeysSecretName: "azhexgate-api-keys",
       apiAllowCidrs: "",
       trustedProxies: main().params.get("trustedProxies")!.defaultValue!.replace(/^'|'$/g, ""),
+      // identity and limits: off by default (docs/access.md)
+      ...Object.fromEntries(
+        ["oidcIssuer", "oidcAudience", "oidcTenants", "oidcGroups", "oidcAdminGroup", "oidcCliClientId", "oidcCliScopes", "visitorClientId", "visitorClientSecretRef", "visitorCookieKeyRef",
+          "limitRate", "limitRateMax", "limitStreams", "limitStreamsMax", "limitBandwidth", "limitBandwidthMax"].map((k) => [k, ""]),
+      ),
     };
     const sample: Record<string, string> = {};
     for (const [name, value] of appSettings()) {

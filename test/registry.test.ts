@@ -52,6 +52,19 @@ function registrySuite(name: string, factory: () => Promise<TunnelRegistry>): vo
       expect(await reg.get("00000000")).toBeUndefined();
     });
 
+    test("an access policy round-trips, is replaced by update and cleared by an undefined patch", async () => {
+      await open();
+      const policy = { basicAuth: [{ user: "ann", salt: "c2FsdA", hash: "aGFzaA" }], allowIps: ["10.0.0.0/8"], entra: { tenants: [], groups: ["g"] }, rateLimit: { perSecond: 5, burst: 10 }, maxStreams: 3, bandwidth: 65536 };
+      const withPolicy = rec("44444444", { policy });
+      expect(await reg.create(withPolicy)).toBe(true);
+      expect(await reg.get("44444444")).toEqual(withPolicy);
+      expect((await reg.list({ keyId: withPolicy.keyId })).find((r) => r.id === "44444444")?.policy).toEqual(policy);
+      expect((await reg.update("44444444", { policy: { maxStreams: 1 } }))?.policy).toEqual({ maxStreams: 1 });
+      const cleared = await reg.update("44444444", { policy: undefined });
+      expect(cleared !== undefined && "policy" in cleared).toBe(false);
+      expect((await reg.get("44444444"))?.policy).toBeUndefined();
+    });
+
     test("create on a taken id returns false and keeps the first record", async () => {
       await open();
       expect(await reg.create(rec("11111111"))).toBe(true);
@@ -169,6 +182,24 @@ registrySuite("sqlite file", async () => openSqliteRegistry(nextDbPath()));
 registrySuite("sqlite :memory:", async () => openSqliteRegistry(":memory:"));
 
 describe("sqlite registry", () => {
+  test("a registry file from before tunnel policies gets the column and keeps its tunnels", async () => {
+    const path = nextDbPath();
+    const { Database } = await import("bun:sqlite");
+    require("node:fs").mkdirSync(require("node:path").dirname(path), { recursive: true });
+    const old = new Database(path, { create: true });
+    old.run(`CREATE TABLE tunnels (id TEXT PRIMARY KEY, key_id TEXT NOT NULL, hc_path TEXT NOT NULL, reserved INTEGER NOT NULL,
+      session_id TEXT NOT NULL, local_port INTEGER, created_at INTEGER NOT NULL, last_seen_at INTEGER NOT NULL, expires_at INTEGER NOT NULL)`);
+    old.run("INSERT INTO tunnels VALUES ('60000001', 'key-a', 'hc-60000001', 0, 's', NULL, 1, 2, 3)");
+    old.close();
+    const reg = openSqliteRegistry(path);
+    try {
+      expect((await reg.get("60000001"))?.policy).toBeUndefined();
+      expect((await reg.update("60000001", { policy: { maxStreams: 2 } }))?.policy).toEqual({ maxStreams: 2 });
+    } finally {
+      await reg.close();
+    }
+  });
+
   test("a reopened file keeps every tunnel and name (gateway restart)", async () => {
     const path = nextDbPath();
     const a = openSqliteRegistry(path);

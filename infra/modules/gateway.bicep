@@ -22,6 +22,21 @@ param trustedProxies string
 param redisClusterName string
 param redisPort int
 param logAnalyticsWorkspaceId string
+// identity and limits (docs/access.md); empty = off
+param oidcIssuer string = ''
+param oidcAudience string = ''
+param oidcTenants string = ''
+param oidcGroups string = ''
+param oidcAdminGroup string = ''
+param oidcCliClientId string = ''
+param oidcCliScopes string = ''
+param visitorClientId string = ''
+param limitRate string = ''
+param limitRateMax string = ''
+param limitStreams string = ''
+param limitStreamsMax string = ''
+param limitBandwidth string = ''
+param limitBandwidthMax string = ''
 
 resource redis 'Microsoft.Cache/redisEnterprise@2025-07-01' existing = {
   name: redisClusterName
@@ -37,6 +52,13 @@ resource redisDb 'Microsoft.Cache/redisEnterprise/databases@2025-07-01' existing
 // against a TLS redis-server). Set directly rather than as a Key Vault reference: an unresolved
 // reference reaches the app as the literal "@Microsoft.KeyVault(...)" text (docs/deploy.md).
 var registryUrl = 'rediss://:${uriComponent(redisDb.listKeys().primaryKey)}@${redis.properties.hostName}:${redisPort}'
+
+// Visitor sign-in secrets as Key Vault references, resolved by App Service with the user-assigned
+// identity (keyVaultReferenceIdentity below; https://learn.microsoft.com/azure/app-service/app-service-key-vault-references).
+// An unresolved reference arrives as its literal "@Microsoft.KeyVault(...)" text: the gateway
+// refuses to start with that as a secret (src/identity-settings.ts) rather than sign with it.
+var visitorClientSecretRef = empty(visitorClientId) ? '' : '@Microsoft.KeyVault(SecretUri=${keyVaultUrl}secrets/azhexgate-visitor-client-secret)'
+var visitorCookieKeyRef = empty(visitorClientId) ? '' : '@Microsoft.KeyVault(SecretUri=${keyVaultUrl}secrets/azhexgate-visitor-cookie-key)'
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: '${name}-plan'
@@ -56,6 +78,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     httpsOnly: true
     clientAffinityEnabled: false
     publicNetworkAccess: 'Enabled'
+    keyVaultReferenceIdentity: identityId
     siteConfig: {
       linuxFxVersion: 'DOCKER|${image}'
       acrUseManagedIdentityCreds: pullWithIdentity
@@ -89,6 +112,22 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'AZURE_SUBSCRIPTION_ID', value: subscription().subscriptionId }
         { name: 'AZURE_RESOURCE_GROUP', value: resourceGroup().name }
         { name: 'AZURE_CLIENT_ID', value: identityClientId }
+        { name: 'AZHEXGATE_OIDC_ISSUER', value: oidcIssuer }
+        { name: 'AZHEXGATE_OIDC_AUDIENCE', value: oidcAudience }
+        { name: 'AZHEXGATE_OIDC_TENANTS', value: oidcTenants }
+        { name: 'AZHEXGATE_OIDC_GROUPS', value: oidcGroups }
+        { name: 'AZHEXGATE_OIDC_ADMIN_GROUP', value: oidcAdminGroup }
+        { name: 'AZHEXGATE_OIDC_CLI_CLIENT_ID', value: oidcCliClientId }
+        { name: 'AZHEXGATE_OIDC_CLI_SCOPES', value: oidcCliScopes }
+        { name: 'AZHEXGATE_VISITOR_CLIENT_ID', value: visitorClientId }
+        { name: 'AZHEXGATE_VISITOR_CLIENT_SECRET', value: visitorClientSecretRef }
+        { name: 'AZHEXGATE_VISITOR_COOKIE_KEY', value: visitorCookieKeyRef }
+        { name: 'AZHEXGATE_LIMIT_RATE', value: limitRate }
+        { name: 'AZHEXGATE_LIMIT_RATE_MAX', value: limitRateMax }
+        { name: 'AZHEXGATE_LIMIT_STREAMS', value: limitStreams }
+        { name: 'AZHEXGATE_LIMIT_STREAMS_MAX', value: limitStreamsMax }
+        { name: 'AZHEXGATE_LIMIT_BANDWIDTH', value: limitBandwidth }
+        { name: 'AZHEXGATE_LIMIT_BANDWIDTH_MAX', value: limitBandwidthMax }
       ]
     }
   }

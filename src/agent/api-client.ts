@@ -22,7 +22,10 @@ export class ApiClientError extends Error {
 export interface ApiClientOptions {
   /** e.g. `https://api.azhexgate.com` or `http://localhost:8080` (routes live under /api/). */
   apiUrl: string;
-  apiKey: string;
+  /** An API key; without one, `bearer` (the signed-in identity) is sent instead. */
+  apiKey?: string;
+  /** A current OIDC access token (refreshed by the caller, src/agent/identity-cache.ts). */
+  bearer?: () => Promise<string>;
   timeoutMs?: number;
 }
 
@@ -46,10 +49,21 @@ export function createApiClient(o: ApiClientOptions) {
 
   async function call(method: string, path: string, body?: unknown): Promise<unknown> {
     let res: Response;
+    let auth: Record<string, string>;
+    if (o.apiKey) auth = { "x-azhexgate-apikey": o.apiKey };
+    else {
+      try {
+        auth = { authorization: `Bearer ${await o.bearer!()}` };
+      } catch (err) {
+        const e = err as { code?: string; message?: string };
+        // no sign-in, or it cannot be refreshed: as terminal as a rejected key
+        throw new ApiClientError("api_key_rejected", e.message ?? String(err), e.code === "idp_unreachable", e.code === "idp_unreachable" ? undefined : 401);
+      }
+    }
     try {
       res = await fetch(`${base}${path}`, {
         method,
-        headers: { "x-azhexgate-apikey": o.apiKey, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+        headers: { ...auth, ...(body === undefined ? {} : { "content-type": "application/json" }) },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(o.timeoutMs ?? 30_000),
         proxy: fetchProxyOption(base), // the same proxy choice as the relay connections (src/net/proxy.ts)
@@ -82,7 +96,12 @@ export function createApiClient(o: ApiClientOptions) {
     const detail = e?.message ?? (text.slice(0, 200) || res.statusText);
     switch (res.status) {
       case 401:
-        throw new ApiClientError("api_key_rejected", `The management API rejected the API key (401). Check --api-key / AZHEXGATE_API_KEY.`, false, 401);
+        throw new ApiClientError(
+          "api_key_rejected",
+          o.apiKey ? `The management API rejected the API key (401). Check --api-key / AZHEXGATE_API_KEY.` : `The management API rejected your sign-in (401: ${detail}) Run \`azhexgate login\` again.`,
+          false,
+          401,
+        );
       case 403:
         throw new ApiClientError(code, `The management API refused this machine (403 ${code}): ${detail} Ask the operator to allow your address.`, false, 403);
       case 404:
@@ -137,8 +156,8 @@ export function createApiClient(o: ApiClientOptions) {
 
   return {
     /** Claims a tunnel: a random id, or `subdomain` (reserved for this key; the owner takes it back at once). */
-    async create(opts: { subdomain?: string; localPort?: number }): Promise<ClaimedTunnel> {
-      const v = (await call("POST", "/api/tunnels", { subdomain: opts.subdomain, local_port: opts.localPort }).catch(noApiHere)) as TunnelView;
+    async create(opts: { subdomain?: string; localPort?: number; access?: unknown }): Promise<ClaimedTunnel> {
+      const v = (await call("POST", "/api/tunnels", { subdomain: opts.subdomain, local_port: opts.localPort, access: opts.access }).catch(noApiHere)) as TunnelView;
       return grant(v, v.session_id ?? "");
     },
     /** A fresh listener token (and the tunnel's current endpoint). `rejected`: the relay refused the current one. */
@@ -149,8 +168,9 @@ export function createApiClient(o: ApiClientOptions) {
     async remove(id: string): Promise<void> {
       await call("DELETE", `/api/tunnels/${encodeURIComponent(id)}`);
     },
-    async list(): Promise<Array<Record<string, unknown>>> {
-      return ((await call("GET", "/api/tunnels").catch(noApiHere)) as { tunnels: Array<Record<string, unknown>> }).tunnels;
+    /** The caller's tunnels; `all` (admins signed in with OIDC): every owner's, each with its `owner`. */
+    async list(all = false): Promise<Array<Record<string, unknown>>> {
+      return ((await call("GET", all ? "/api/tunnels?all=true" : "/api/tunnels").catch(noApiHere)) as { tunnels: Array<Record<string, unknown>> }).tunnels;
     },
   };
 }

@@ -3,8 +3,11 @@
  * (azhexgate.json / azhexgate.toml, several tunnels) > defaults. Validated; errors are one
  * sentence naming the setting.
  */
+import type { AccessInput } from "../gateway/policy/spec.ts";
+import { accessFromFlags } from "./access-flags.ts";
 import { readStartFile } from "./config-file.ts";
 import { proxyRouting, type ProxyRouting } from "../net/proxy.ts";
+import { bearerFor, getLogin } from "./identity-cache.ts";
 
 /** A local app's port: 1-65535 (0 is "any port" for a server, never a place to forward to). */
 function localPort(v: string, what: string): number {
@@ -60,6 +63,10 @@ export interface StartConfig {
   readonly proxy?: ProxyRouting;
   /** The request inspector; undefined with --no-inspect (nothing captured). */
   inspect?: { port: number; entries: number; bodyLimit: number };
+  /** Access policy and limits for every tunnel (`--basic-auth`, `--allow-ip`, `--entra`, `--rate-limit`...); non-enumerable (passwords). */
+  readonly access?: AccessInput;
+  /** With --api-url and no API key: the signed-in identity's access token (non-enumerable). */
+  readonly bearer?: () => Promise<string>;
 }
 
 function flag(raw: readonly string[], name: string): string | undefined {
@@ -141,7 +148,7 @@ export async function resolveStartConfig(
     } catch {
       throw new Error(`--api-url / AZHEXGATE_API_URL must be an http(s) URL (got "${apiUrl}")`);
     }
-    if (!apiKey) throw new Error("--api-url needs an API key: set AZHEXGATE_API_KEY (or --api-key)");
+    if (!apiKey && !getLogin(env, apiUrl)) throw new Error(`--api-url needs an API key or a sign-in: set AZHEXGATE_API_KEY (or --api-key), or run \`azhexgate login --api-url ${apiUrl}\``);
   }
   const proxyFlag = flag(raw, "proxy");
   if (proxyFlag !== undefined && apiUrl === undefined) {
@@ -169,5 +176,8 @@ export async function resolveStartConfig(
   };
   Object.defineProperty(out, "apiKey", { value: apiKey, enumerable: false });
   Object.defineProperty(out, "proxy", { value: proxy, enumerable: false });
+  // No key: the signed-in identity (refreshed silently) authenticates `start`.
+  Object.defineProperty(out, "bearer", { value: apiUrl && !apiKey ? () => bearerFor(env, apiUrl) : undefined, enumerable: false });
+  Object.defineProperty(out, "access", { value: accessFromFlags(raw, allValues), enumerable: false });
   return Object.freeze(out);
 }

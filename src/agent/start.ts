@@ -115,7 +115,7 @@ function runTunnel(spec: TunnelSpec, client: ApiClient, cfg: StartConfig, out: O
             announced = false; // the new public URL gets its own banner / ready event
           }
         }
-        claimed = await client.create({ subdomain: spec.subdomain, localPort: spec.port });
+        claimed = await client.create({ subdomain: spec.subdomain, localPort: spec.port, access: cfg.access });
         return claimed;
       } catch (err) {
         endWith(err);
@@ -177,7 +177,7 @@ export async function runStart(cfg: StartConfig): Promise<number> {
     apiUrl = embedded.apiUrl;
     apiKey = embedded.apiKey;
   }
-  const client = createApiClient({ apiUrl, apiKey: apiKey! });
+  const client = createApiClient({ apiUrl, apiKey, bearer: cfg.bearer });
   for (const t of cfg.tunnels) {
     if (!(await listening(t.localHost, t.port))) {
       out.warn("origin_not_listening", `Nothing is listening on ${t.localHost}:${t.port} yet; requests will get 502 until your app starts.`, { local_port: t.port });

@@ -6,6 +6,8 @@
 export type ApiErrorCode =
   | "invalid_request" // 400
   | "unauthorized" // 401
+  | "invalid_token" // 401
+  | "forbidden" // 403
   | "forbidden_network" // 403
   | "not_found" // 404
   | "method_not_allowed" // 405
@@ -16,7 +18,8 @@ export type ApiErrorCode =
   | "rate_limited" // 429
   | "internal" // 500
   | "relay_unavailable" // 502
-  | "api_keys_unavailable"; // 503
+  | "api_keys_unavailable" // 503
+  | "identity_provider_unavailable"; // 503
 
 export class ApiError extends Error {
   override readonly name = "ApiError";
@@ -33,6 +36,10 @@ export class ApiError extends Error {
 /** The one message for a missing or unknown key: no hint which. */
 export const UNAUTHORIZED_MESSAGE =
   "A valid API key is required: send it in the X-AzHexGate-ApiKey header or as Authorization: Bearer <key>.";
+
+/** The same, when the gateway also accepts OIDC bearer tokens. */
+export const UNAUTHORIZED_MESSAGE_OIDC =
+  "A valid API key or sign-in is required: run `azhexgate login`, or send an API key in the X-AzHexGate-ApiKey header or as Authorization: Bearer <key>.";
 
 export const notFound = (): ApiError => new ApiError(404, "not_found", "No tunnel with this id exists for your API key.");
 

@@ -22,10 +22,25 @@ const tunnelProps = {
   hybrid_connection_name: { type: "string", description: "Always hc-{id}." },
   reserved: { type: "boolean", description: "True for a reserved name owned by the API key beyond this tunnel's life." },
   local_port: { type: ["integer", "null"] },
+  access: {
+    type: ["object", "null"],
+    description: "The tunnel's access policy and limits as enforced at the gateway (null: anyone may open it; operator limits apply). Passwords are never shown.",
+    properties: {
+      basic_auth_users: { type: "array", items: { type: "string" } },
+      allow_ips: { type: "array", items: { type: "string" } },
+      deny_ips: { type: "array", items: { type: "string" } },
+      entra: { type: ["object", "null"], properties: { tenants: { type: "array", items: { type: "string" } }, groups: { type: "array", items: { type: "string" } } } },
+      rate_limit: { type: ["object", "null"], properties: { per_second: { type: "number" }, burst: { type: "integer" } } },
+      max_streams: { type: ["integer", "null"] },
+      bandwidth: { type: ["integer", "null"], description: "Bytes per second per direction." },
+    },
+  },
   created_at: isoTime,
   last_seen_at: isoTime,
   idle_expires_at: { ...isoTime, description: "The tunnel is removed after this unless a token is requested (each token request renews it)." },
 };
+/** Only in admin views (an admin reads another owner's tunnel). */
+const ownerProp = { owner: { type: "string", description: "Admins only: the owner (an API key id, or user:{tid}:{oid})." } };
 
 export function openApiDocument(): Record<string, unknown> {
   return {
@@ -35,14 +50,23 @@ export function openApiDocument(): Record<string, unknown> {
       version: "1",
       description:
         "Creates tunnels and issues their relay listener tokens. Paths live under /api/ (version 1, unversioned paths): changes are additive; a breaking change would move to /api/v2/. " +
-        "Every route but this document needs an API key (X-AzHexGate-ApiKey header or Authorization: Bearer) and a client address inside the operator's allow-list. " +
+        "Every route but this document needs a credential and a client address inside the operator's allow-list. Credentials: an API key (X-AzHexGate-ApiKey header or Authorization: Bearer) — tunnels are owned by the key — " +
+        "or, when the gateway is configured for it, an OIDC access token from its identity provider (Entra ID) as Authorization: Bearer <JWT> — tunnels are owned by the user (tenant + object id); members of the admin group may list (?all=true), read and delete every tunnel. " +
         "Errors are { error: { code, message } } with a stable code, also in the X-AzHexGate-Error header; " +
         "a method a path does not list is answered 405 method_not_allowed with an Allow header; an unknown path 404 not_found.",
     },
-    security: [{ apiKeyHeader: [] }, { bearer: [] }],
+    security: [{ apiKeyHeader: [] }, { bearer: [] }, { oidcBearer: [] }],
     paths: {
       "/api/openapi.json": {
         get: { operationId: "getOpenApi", summary: "This document", security: [], responses: { "200": { description: "OpenAPI 3.1 document" } } },
+      },
+      "/api/auth": {
+        get: {
+          operationId: "getAuthInfo",
+          summary: "How to sign in: the OIDC issuer, public client id and scopes `azhexgate login` uses (oidc: null when the gateway takes API keys only)",
+          security: [],
+          responses: { "200": { description: "{ oidc: { issuer, client_id, scopes, audience } | null }" } },
+        },
       },
       "/api/tunnels": {
         post: {
@@ -62,6 +86,7 @@ export function openApiDocument(): Record<string, unknown> {
         get: {
           operationId: "listTunnels",
           summary: "Your tunnels (no tokens)",
+          parameters: [{ name: "all", in: "query", required: false, description: "Admins (OIDC admin group) only: every owner's tunnels, each with its owner.", schema: { type: "boolean" } }],
           responses: { "200": ok("Tunnels of the calling key", "TunnelList"), ...guarded },
         },
       },
@@ -97,6 +122,13 @@ export function openApiDocument(): Record<string, unknown> {
       securitySchemes: {
         apiKeyHeader: { type: "apiKey", in: "header", name: "X-AzHexGate-ApiKey" },
         bearer: { type: "http", scheme: "bearer", description: "The API key as a bearer token" },
+        oidcBearer: {
+          type: "http",
+          scheme: "bearer",
+          bearerFormat: "JWT",
+          description:
+            "An OIDC access token (RS256 / PS256 / ES256) from the gateway's issuer (AZHEXGATE_OIDC_ISSUER) for its audience (AZHEXGATE_OIDC_AUDIENCE), from an allowed tenant (tid) and group; `azhexgate login` gets one.",
+        },
       },
       schemas: {
         Error: {
@@ -112,7 +144,7 @@ export function openApiDocument(): Record<string, unknown> {
                   enum: [
                     "invalid_request", "unauthorized", "forbidden_network", "not_found", "method_not_allowed", "subdomain_taken",
                     "session_superseded", "payload_too_large", "unsupported_media_type", "rate_limited", "internal", "relay_unavailable",
-                    "api_keys_unavailable",
+                    "api_keys_unavailable", "invalid_token", "forbidden", "identity_provider_unavailable",
                   ],
                 },
                 message: { type: "string" },
@@ -127,6 +159,21 @@ export function openApiDocument(): Record<string, unknown> {
           properties: {
             subdomain: { type: "string", pattern: "^[a-z0-9](?:[a-z0-9-]{1,38}[a-z0-9])$", description: "A reserved name (3-40 chars, not all digits, not a reserved word); omit for a random id." },
             local_port: { type: "integer", minimum: 1, maximum: 65535, description: "Informational." },
+            access: {
+              type: "object",
+              additionalProperties: false,
+              description: "Who may open the tunnel and its limits, enforced at the gateway before the relay. A malformed policy is refused (400 invalid_request, error.field names it).",
+              properties: {
+                basic_auth: { type: "array", maxItems: 16, items: { type: "string" }, description: "USER:PASSWORD entries (password 8-128 characters); stored as scrypt hashes." },
+                allow_ips: { type: "array", maxItems: 64, items: { type: "string" }, description: "CIDRs; only these clients get through." },
+                deny_ips: { type: "array", maxItems: 64, items: { type: "string" }, description: "CIDRs refused (checked first)." },
+                entra: { oneOf: [{ type: "boolean" }, { type: "object", properties: { tenants: { type: "array", items: { type: "string" } }, groups: { type: "array", items: { type: "string" } } } }], description: "Visitors sign in at the gateway's identity provider (needs AZHEXGATE_VISITOR_CLIENT_ID)." },
+                rate_limit: { type: "string", description: "Requests per time, e.g. 100/s or 6000/m (at most the operator's maximum)." },
+                rate_burst: { type: "integer", minimum: 1, description: "Bucket size (default: one second's worth)." },
+                max_streams: { type: "integer", minimum: 1, description: "Concurrent requests / WebSockets." },
+                bandwidth: { type: "string", description: "Bytes per second per direction, e.g. 500k, 10m." },
+              },
+            },
           },
         },
         RenewToken: {
@@ -138,7 +185,7 @@ export function openApiDocument(): Record<string, unknown> {
             rejected: { type: "boolean", description: "True when the relay refused the last token: the signing key is re-read (rotation)." },
           },
         },
-        Tunnel: { type: "object", properties: tunnelProps, required: Object.keys(tunnelProps) },
+        Tunnel: { type: "object", properties: { ...tunnelProps, ...ownerProp }, required: Object.keys(tunnelProps) },
         TunnelList: { type: "object", required: ["tunnels"], properties: { tunnels: { type: "array", items: { $ref: "#/components/schemas/Tunnel" } } } },
         CreatedTunnel: {
           type: "object",
@@ -159,14 +206,14 @@ export function openApiDocument(): Record<string, unknown> {
       },
       responses: {
         InvalidRequest: err("invalid_request: bad JSON or a bad field (named in error.field)"),
-        Unauthorized: err("unauthorized: missing or unknown API key"),
-        ForbiddenNetwork: err("forbidden_network: the client address is outside the allow-list"),
+        Unauthorized: err("unauthorized: missing or unknown API key; invalid_token: a bearer JWT that is expired, for another audience or issuer, unsigned or signed by an unknown key (see WWW-Authenticate)"),
+        ForbiddenNetwork: err("forbidden_network: the client address is outside the allow-list; forbidden: a valid token from a tenant or group this gateway does not allow"),
         NotFound: err("not_found: no such tunnel for this API key"),
         MethodNotAllowed: err("method_not_allowed (see the Allow header)"),
         PayloadTooLarge: err("payload_too_large: bodies are limited to 16 KiB"),
         UnsupportedMediaType: err("unsupported_media_type: bodies must be application/json"),
         RateLimited: err("rate_limited: too many failed authentications from this address (see Retry-After); a valid key is not limited"),
-        KeysUnavailable: err("api_keys_unavailable: the gateway has not loaded its API keys yet (see Retry-After; /readyz says why)"),
+        KeysUnavailable: err("api_keys_unavailable: the gateway has not loaded its API keys yet (see Retry-After; /readyz says why); identity_provider_unavailable: a bearer JWT could not be checked because the identity provider is unreachable (see Retry-After)"),
         Internal: err("internal: unexpected error (logged)"),
         RelayUnavailable: err("relay_unavailable: the relay could not be reached to provision or sign"),
       },

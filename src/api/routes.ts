@@ -8,15 +8,26 @@ import { redactToken } from "../hc/sas.ts";
 import type { Logger } from "../log.ts";
 import type { TunnelRecord } from "../registry/types.ts";
 import type { AccessPolicy } from "./access.ts";
-import { ApiError, errorResponse, invalid, notFound, UNAUTHORIZED_MESSAGE } from "./errors.ts";
+import { ApiError, errorResponse, invalid, notFound, UNAUTHORIZED_MESSAGE, UNAUTHORIZED_MESSAGE_OIDC } from "./errors.ts";
 import type { ApiKeyStore } from "./keys.ts";
+import { looksLikeJwt, type OidcVerifier, TokenRejected } from "./oidc.ts";
 import { openApiDocument } from "./openapi.ts";
+import { hashBasicAuth } from "../gateway/policy/basic-auth.ts";
+import { parseAccess, PolicyError } from "../gateway/policy/spec.ts";
+import { policyView } from "../gateway/policy/types.ts";
+import type { LimitsConfig } from "../identity-settings.ts";
 import type { TunnelService } from "./tunnels.ts";
 
 export interface ManagementApiDeps {
   service: TunnelService;
   keys: ApiKeyStore;
+  /** OIDC bearer tokens (Entra ID): users own their tunnels; absent = API keys only. */
+  oidc?: OidcVerifier;
+  /** What `azhexgate login` needs to sign in (served without a credential at GET /api/auth). */
+  authInfo?: { issuer: string; cliClientId?: string; cliScopes: string; audience: string[] };
   access: AccessPolicy;
+  /** Operator limits and whether visitor sign-in exists, for tunnel access policies (default: no limits, no sign-in). */
+  policy?: { limits: LimitsConfig; entraAvailable: boolean };
   log?: Logger;
   /** The public URL of tunnel `id`, e.g. `https://{id}.azhexgate.com`. */
   publicUrl(id: string): string;
@@ -34,6 +45,7 @@ export interface ManagementApi {
 /** Every route and its methods; the OpenAPI document must list exactly these (a test checks). */
 export const API_ROUTES: ReadonlyArray<{ path: string; methods: readonly string[] }> = [
   { path: "/api/openapi.json", methods: ["GET"] },
+  { path: "/api/auth", methods: ["GET"] },
   { path: "/api/tunnels", methods: ["GET", "POST"] },
   { path: "/api/tunnels/{id}", methods: ["GET", "DELETE"] },
   { path: "/api/tunnels/{id}/token", methods: ["POST"] },
@@ -43,7 +55,7 @@ export const MAX_BODY_BYTES = 16 * 1024;
 const ID = /^[a-z0-9-]{1,40}$/;
 
 function match(pathname: string): { route: string; id?: string } | undefined {
-  if (pathname === "/api/openapi.json" || pathname === "/api/tunnels") return { route: pathname };
+  if (pathname === "/api/openapi.json" || pathname === "/api/tunnels" || pathname === "/api/auth") return { route: pathname };
   const m = /^\/api\/tunnels\/([^/]+)(\/token)?$/.exec(pathname);
   if (!m?.[1]) return undefined;
   return { route: m[2] ? "/api/tunnels/{id}/token" : "/api/tunnels/{id}", id: m[1] };
@@ -95,6 +107,7 @@ function onlyFields(body: Record<string, unknown>, allowed: string[]): void {
 
 interface Ctx {
   keyId?: string;
+  admin?: boolean;
   route?: string;
   client?: string;
 }
@@ -111,6 +124,7 @@ export function createManagementApi(deps: ManagementApiDeps): ManagementApi {
     hybrid_connection_name: t.hcPath,
     reserved: t.reserved,
     local_port: t.localPort ?? null,
+    access: policyView(t.policy),
     created_at: iso(t.createdAt),
     last_seen_at: iso(t.lastSeenAt),
     idle_expires_at: iso(t.expiresAt),
@@ -119,13 +133,24 @@ export function createManagementApi(deps: ManagementApiDeps): ManagementApi {
 
   async function createTunnel(req: Request, keyId: string): Promise<Response> {
     const body = await readJson(req, true);
-    onlyFields(body, ["subdomain", "local_port"]);
+    onlyFields(body, ["subdomain", "local_port", "access"]);
     const { subdomain, local_port } = body;
+    let policy;
+    try {
+      policy = parseAccess(body.access, {
+        limits: deps.policy?.limits ?? { rate: 0, rateMax: 0, streams: 0, streamsMax: 0, bandwidth: 0, bandwidthMax: 0 },
+        entraAvailable: deps.policy?.entraAvailable ?? false,
+        hash: hashBasicAuth,
+      });
+    } catch (e) {
+      if (e instanceof PolicyError) throw invalid(e.field, e.message);
+      throw e;
+    }
     if (subdomain !== undefined && subdomain !== null && typeof subdomain !== "string") throw invalid("subdomain", "subdomain must be a string.");
     if (local_port !== undefined && local_port !== null && !(Number.isInteger(local_port) && (local_port as number) >= 1 && (local_port as number) <= 65535)) {
       throw invalid("local_port", "local_port must be an integer from 1 to 65535.");
     }
-    const r = await service.create(keyId, { subdomain: subdomain ?? undefined, localPort: (local_port as number | null) ?? undefined });
+    const r = await service.create(keyId, { subdomain: subdomain ?? undefined, localPort: (local_port as number | null) ?? undefined, policy });
     return json(
       {
         ...view(r.tunnel),
@@ -155,6 +180,14 @@ export function createManagementApi(deps: ManagementApiDeps): ManagementApi {
     if (m?.route === "/api/openapi.json" && (req.method === "GET" || req.method === "HEAD")) {
       return Response.json(openApiDocument(), { headers: { "cache-control": "public, max-age=300" } });
     }
+    if (m?.route === "/api/auth" && (req.method === "GET" || req.method === "HEAD")) {
+      const a = deps.authInfo;
+      return json(
+        a?.cliClientId
+          ? { oidc: { issuer: a.issuer, client_id: a.cliClientId, scopes: a.cliScopes, audience: a.audience[0] } }
+          : { oidc: null },
+      );
+    }
     const ip = access.clientIp(peer, req.headers.get("x-forwarded-for"));
     ctx.client = ip;
     if (ip === undefined || !access.allowed(ip)) {
@@ -168,10 +201,24 @@ export function createManagementApi(deps: ManagementApiDeps): ManagementApi {
       });
     }
     const presented = presentedKey(req);
-    const keyId = presented === undefined ? undefined : keys.identify(presented);
+    let keyId = presented === undefined ? undefined : keys.identify(presented);
+    let admin = false;
+    let rejected: TokenRejected | undefined;
+    if (!keyId && presented !== undefined && deps.oidc && looksLikeJwt(presented)) {
+      try {
+        const who = await deps.oidc.verify(presented);
+        keyId = who.owner;
+        admin = who.admin;
+      } catch (e) {
+        if (!(e instanceof TokenRejected)) throw e;
+        rejected = e;
+      }
+    }
+    if (rejected?.status === 403) throw new ApiError(403, "forbidden", rejected.message);
+    if (rejected?.status === 503) throw new ApiError(503, "identity_provider_unavailable", rejected.message, { headers: { "retry-after": "30" } });
     if (!keyId) {
       // Keys still loading (first deploy, role not yet effective): the caller's key may be fine.
-      if (keys.unavailable !== undefined) {
+      if (keys.unavailable !== undefined && rejected === undefined) {
         throw new ApiError(503, "api_keys_unavailable", "The gateway has not loaded its API keys yet; retry in a minute (operators: GET /readyz says why).", {
           headers: { "retry-after": "30" },
         });
@@ -182,20 +229,30 @@ export function createManagementApi(deps: ManagementApiDeps): ManagementApi {
         throw new ApiError(429, "rate_limited", `Too many failed authentications from your address; retry in ${wait} s.`, { headers: { "retry-after": String(wait) } });
       }
       access.recordFailure(ip);
-      throw new ApiError(401, "unauthorized", UNAUTHORIZED_MESSAGE, { headers: { "www-authenticate": 'Bearer realm="azhexgate"' } });
+      if (rejected) {
+        throw new ApiError(401, "invalid_token", rejected.message, {
+          headers: { "www-authenticate": `Bearer realm="azhexgate", error="invalid_token", error_description="${rejected.message.replace(/["\\]/g, "")}"` },
+        });
+      }
+      throw new ApiError(401, "unauthorized", deps.oidc ? UNAUTHORIZED_MESSAGE_OIDC : UNAUTHORIZED_MESSAGE, { headers: { "www-authenticate": 'Bearer realm="azhexgate"' } });
     }
+    ctx.admin = admin;
     ctx.keyId = keyId;
     const id = m.id?.toLowerCase();
     if (id !== undefined && !ID.test(id)) throw notFound();
     switch (`${req.method} ${m.route}`) {
       case "POST /api/tunnels":
         return createTunnel(req, keyId);
-      case "GET /api/tunnels":
-        return json({ tunnels: (await service.list(keyId)).map(view) });
-      case "GET /api/tunnels/{id}":
-        return json(view(await service.get(keyId, id as string)));
+      case "GET /api/tunnels": {
+        const all = admin && url.searchParams.get("all") === "true";
+        return json({ tunnels: (await service.list(keyId, all)).map((t) => (admin ? { ...view(t), owner: t.keyId } : view(t))) });
+      }
+      case "GET /api/tunnels/{id}": {
+        const t = await service.get(keyId, id as string, admin);
+        return json(admin ? { ...view(t), owner: t.keyId } : view(t));
+      }
       case "DELETE /api/tunnels/{id}":
-        await service.delete(keyId, id as string);
+        await service.delete(keyId, id as string, admin);
         return new Response(null, { status: 204 });
       case "POST /api/tunnels/{id}/token":
         return renew(req, keyId, id as string);
@@ -239,6 +296,7 @@ export function createManagementApi(deps: ManagementApiDeps): ManagementApi {
         route: ctx.route ?? "unmatched",
         status: res.status,
         key_id: ctx.keyId,
+        admin: ctx.admin || undefined,
         peer: peer.address,
         client: ctx.client,
         ms: Math.round(performance.now() - started),

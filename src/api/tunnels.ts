@@ -10,7 +10,7 @@
 import { randomInt, randomUUID } from "node:crypto";
 import type { ListenerTokenIssuer, Provisioner } from "../control/types.ts";
 import type { Logger } from "../log.ts";
-import type { TunnelRecord, TunnelRegistry } from "../registry/types.ts";
+import type { TunnelPolicy, TunnelRecord, TunnelRegistry } from "../registry/types.ts";
 import { ApiError, invalid, notFound } from "./errors.ts";
 
 export interface TunnelServiceOptions {
@@ -30,6 +30,8 @@ export interface TunnelServiceOptions {
 export interface CreateInput {
   subdomain?: string;
   localPort?: number;
+  /** Access policy and limits (already validated and hashed: src/gateway/policy/spec.ts). */
+  policy?: TunnelPolicy;
 }
 
 export interface IssuedTunnel {
@@ -91,7 +93,7 @@ export class TunnelService {
   /** Creates a tunnel (or, for the owner's reserved name, takes it back from a stale session). */
   async create(keyId: string, input: CreateInput): Promise<IssuedTunnel> {
     const now = this.now();
-    const base = { keyId, sessionId: randomUUID(), localPort: input.localPort, createdAt: now, lastSeenAt: now, expiresAt: now + this.idleTtlMs };
+    const base = { keyId, sessionId: randomUUID(), localPort: input.localPort, createdAt: now, lastSeenAt: now, expiresAt: now + this.idleTtlMs, ...(input.policy ? { policy: input.policy } : {}) };
     if (input.subdomain !== undefined) {
       const name = validateSubdomain(input.subdomain);
       if ((await this.o.registry.claimName(name, keyId)) === "taken") {
@@ -99,7 +101,7 @@ export class TunnelService {
       }
       const rec: TunnelRecord = { ...base, id: name, hcPath: hcPathOf(name), reserved: true };
       if (await this.o.registry.create(rec)) return this.provisionNew(rec);
-      return this.reclaim(keyId, name, base.sessionId, input.localPort);
+      return this.reclaim(keyId, name, base.sessionId, input.localPort, input.policy);
     }
     for (let attempt = 0; attempt < 16; attempt++) {
       const id = this.randomId();
@@ -125,23 +127,24 @@ export class TunnelService {
     return { ...issued, tunnel };
   }
 
-  /** The caller's tunnel; 404 for an unknown id and for another key's tunnel alike. */
-  async get(keyId: string, id: string): Promise<TunnelRecord> {
+  /** The caller's tunnel (any tunnel for an admin); 404 for an unknown id and for another owner's tunnel alike. */
+  async get(keyId: string, id: string, admin = false): Promise<TunnelRecord> {
     const rec = await this.o.registry.get(id);
-    if (!rec || rec.keyId !== keyId) throw notFound();
+    if (!rec || (rec.keyId !== keyId && !admin)) throw notFound();
     return rec;
   }
 
-  list(keyId: string): Promise<TunnelRecord[]> {
-    return this.o.registry.list({ keyId });
+  /** The caller's tunnels, or (`all`, admins only — the caller checks) every tunnel. */
+  list(keyId: string, all = false): Promise<TunnelRecord[]> {
+    return this.o.registry.list(all ? undefined : { keyId });
   }
 
-  /** Deletes the caller's tunnel and its HC; a reserved name stays owned by the key. */
-  async delete(keyId: string, id: string): Promise<void> {
-    const rec = await this.get(keyId, id);
+  /** Deletes the caller's tunnel (any tunnel for an admin) and its HC; a reserved name stays owned by its owner. */
+  async delete(keyId: string, id: string, admin = false): Promise<void> {
+    const rec = await this.get(keyId, id, admin);
     await this.relay("remove", () => this.o.provisioner.remove(rec.hcPath));
     await this.o.registry.delete(id);
-    this.o.log?.info("tunnel deleted", { tunnel_id: id, key_id: keyId });
+    this.o.log?.info("tunnel deleted", { tunnel_id: id, key_id: keyId, owner: rec.keyId === keyId ? undefined : rec.keyId });
   }
 
   /** Removes tunnels idle past their deadline (and their HCs); returns how many went. */
@@ -176,13 +179,13 @@ export class TunnelService {
   }
 
   /** The owner asks for its name again: new session, stale listeners cut, old tokens dead. */
-  private async reclaim(keyId: string, name: string, sessionId: string, localPort: number | undefined): Promise<IssuedTunnel> {
+  private async reclaim(keyId: string, name: string, sessionId: string, localPort: number | undefined, policy: TunnelPolicy | undefined): Promise<IssuedTunnel> {
     const old = await this.o.registry.get(name);
     if (!old || old.keyId !== keyId) {
       throw new ApiError(409, "subdomain_taken", `subdomain "${name}" is in use; try again in a moment.`);
     }
     const now = this.now();
-    const rec = await this.o.registry.update(name, { sessionId, localPort, lastSeenAt: now, expiresAt: now + this.idleTtlMs });
+    const rec = await this.o.registry.update(name, { sessionId, localPort, policy, lastSeenAt: now, expiresAt: now + this.idleTtlMs });
     if (!rec) throw new ApiError(409, "subdomain_taken", `subdomain "${name}" changed while being reclaimed; try again.`);
     // Remove + ensure: closes the stale listeners (1001) and rotates the Listen rule's key.
     await this.relay("remove", () => this.o.provisioner.remove(rec.hcPath));

@@ -28,6 +28,15 @@ const args = {
   "inspect-body-limit": { type: "string", description: "Bytes of each body the inspector captures (default 65536; the rest streams through uncaptured)", valueHint: "bytes" },
   grace: { type: "string", description: "Seconds in-flight requests may finish after Ctrl+C (default 10)", valueHint: "s" },
   proxy: { type: "string", description: "HTTP proxy for the relay and the management API, e.g. http://user:pass@proxy:3128 [HTTPS_PROXY / HTTP_PROXY, NO_PROXY]", valueHint: "url" },
+  "basic-auth": { type: "string", description: "Visitors must give this USER:PASSWORD (repeatable; password 8+ characters)", valueHint: "user:pass" },
+  "allow-ip": { type: "string", description: "Only clients in this CIDR may open the tunnel (repeatable)", valueHint: "cidr" },
+  "deny-ip": { type: "string", description: "Clients in this CIDR are refused (repeatable; checked first)", valueHint: "cidr" },
+  entra: { type: "boolean", description: "Visitors sign in with Entra ID at the gateway; the app gets X-AzHexGate-User-Email / -Oid" },
+  "entra-group": { type: "string", description: "With --entra: only members of this group (object id; repeatable)", valueHint: "id" },
+  "entra-tenant": { type: "string", description: "With --entra: only users of this tenant (repeatable)", valueHint: "id" },
+  "rate-limit": { type: "string", description: "Requests per time for this tunnel, e.g. 100/s or 100/s,200 (burst); excess gets 429", valueHint: "rate" },
+  "max-streams": { type: "string", description: "Concurrent requests / WebSockets for this tunnel; excess gets 429", valueHint: "n" },
+  bandwidth: { type: "string", description: "Bytes per second per direction for this tunnel, e.g. 500k or 10m", valueHint: "rate" },
 } as const;
 
 export default defineCommand({

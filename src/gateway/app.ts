@@ -3,9 +3,11 @@
  * the local emulator), API keys, access policy, tunnel service, management API, and the public
  * ingress. Used by `azhexgate gateway`, by the embedded default of `azhexgate start`, and by tests.
  */
+import type { TokenCredential } from "@azure/core-auth";
 import type { GatewayConfig } from "../config.ts";
 import { createAccessPolicy } from "../api/access.ts";
 import { loadApiKeys, type ApiKeyStore } from "../api/keys.ts";
+import { createOidcVerifier } from "../api/oidc.ts";
 import { createManagementApi, type ManagementApi } from "../api/routes.ts";
 import { TunnelService } from "../api/tunnels.ts";
 import { createRelayBinding } from "../control/mode.ts";
@@ -20,7 +22,11 @@ import type { Logger } from "../log.ts";
 import { createAccessLog } from "./access-log.ts";
 import { createConsole, type GatewayConsole } from "./console/routes.ts";
 import { senderDialer } from "./credential.ts";
-import { startGateway, type GatewayHandle } from "./server.ts";
+import { routeHost, startGateway, type GatewayHandle } from "./server.ts";
+import { createVisitorAuth, type VisitorAuth } from "./visitor-auth.ts";
+import { gatewayMetrics } from "./metrics.ts";
+import { createPolicyGate } from "./policy/gate.ts";
+import { BandwidthLimiter } from "./policy/bandwidth.ts";
 
 export interface GatewayAppOptions {
   config: Readonly<GatewayConfig>;
@@ -34,7 +40,7 @@ export interface GatewayAppOptions {
   /** A relay binding shared with other gateway instances (tests, embedding); not closed by stop(). */
   binding?: RelayBinding;
   /** Credential for Key Vault (default: DefaultAzureCredential, loaded only when a vault is configured). */
-  keyVaultCredential?: import("@azure/core-auth").TokenCredential;
+  keyVaultCredential?: TokenCredential;
   /** Backoff of the key loader while the keys are unavailable (default 1 s → 60 s). */
   keysRetry?: { firstMs?: number; maxMs?: number };
 }
@@ -107,6 +113,9 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
     });
     let api: ManagementApi | undefined;
     let web: GatewayConsole | undefined;
+    const metrics = gatewayMetrics();
+    let visitor: VisitorAuth | undefined;
+    const bandwidth = new BandwidthLimiter();
     const gateway = await startGateway({
       hostname: config.host,
       port: config.port,
@@ -116,7 +125,7 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
       ttfbMs: config.ttfbSeconds * 1000,
       resolveTunnel: async (id) => {
         const rec = await registry.get(id);
-        return rec ? { hcPath: rec.hcPath } : undefined;
+        return rec ? { hcPath: rec.hcPath, policy: rec.policy } : undefined;
       },
       // the relay's data plane: the same propagation window and log line as ARM / Key Vault
       dial: senderDialer(binding, {
@@ -127,8 +136,21 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
         const access = log.child("access");
         return createAccessLog(config.accessLog, config.accessLogSample, (line) => access.info("request", line as unknown as Record<string, unknown>));
       })(),
+      throttle: (id, route) => {
+        const L = config.identity.limits;
+        const want = route.policy?.bandwidth ?? L.bandwidth;
+        return bandwidth.throttle(id, L.bandwidthMax > 0 && (want === 0 || want > L.bandwidthMax) ? L.bandwidthMax : want);
+      },
+      admit: createPolicyGate({
+        limits: config.identity.limits,
+        refusals: metrics.refusals,
+        visitor: config.identity.visitor ? { admit: (req, ctx, entra) => visitor!.admit(req, ctx, entra) } : undefined,
+      }),
+      metrics,
       apex: (req, server) => {
         if (!api) return new Response("starting", { status: 503 });
+        const signIn = visitor?.apex(req);
+        if (signIn) return signIn;
         const peer = { address: server.requestIP(req)?.address ?? "" };
         if (web?.owns(new URL(req.url).pathname)) return web.fetch(req, peer); // the console: /console (src/gateway/console/)
         return api.fetch(req, peer);
@@ -162,12 +184,35 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
     api = createManagementApi({
       service,
       keys,
+      oidc: config.identity.oidc ? createOidcVerifier(config.identity.oidc) : undefined,
+      authInfo: config.identity.oidc,
+      policy: { limits: config.identity.limits, entraAvailable: config.identity.visitor !== undefined },
       access,
       log: log.child("api"),
       publicUrl: (id) => gateway.tunnelUrl(id),
       relayEndpoint: `${binding.endpoint.scheme}://${binding.endpoint.host}`,
     });
     cleanups.push(() => api?.stop());
+    if (config.identity.visitor && config.identity.oidc) {
+      // The one callback registered at the provider: the API host (Entra allows no wildcard redirect URIs).
+      const scheme = config.publicScheme;
+      const port = scheme === "http" && gateway.port !== 80 ? `:${gateway.port}` : "";
+      const apiHost = config.localHosts || config.baseDomain === "localhost" ? `localhost${port}` : `api.${config.baseDomain}${port}`;
+      visitor = createVisitorAuth({
+        oidc: config.identity.oidc,
+        visitor: config.identity.visitor,
+        apiBase: `${scheme}://${apiHost}`,
+        policyOf: async (id) => (await registry.get(id))?.policy,
+        tunnelOf: (host) => {
+          try {
+            return routeHost(host, config.baseDomain) || undefined;
+          } catch {
+            return undefined;
+          }
+        },
+      });
+      log.info("visitor sign-in ready", { redirect_uri: visitor.redirectUri });
+    }
     const reconciler = startReconciler({
       provisioner: binding.provisioner,
       registry,

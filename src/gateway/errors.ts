@@ -11,6 +11,9 @@ export type GatewayErrorCode =
   | "origin_unreachable"
   | "origin_timeout"
   | "tunnel_error"
+  | "unauthorized"
+  | "access_denied"
+  | "rate_limited"
   | "internal";
 
 export class GatewayError extends Error {
@@ -28,6 +31,10 @@ export const ERROR_HEADER = "X-AzHexGate-Error";
 
 const TITLES: Record<number, string> = {
   400: "Bad Request",
+  401: "Sign-in Required",
+  403: "Access Denied",
+  429: "Too Many Requests",
+  503: "Service Unavailable",
   404: "Tunnel Not Found",
   405: "Method Not Allowed",
   500: "Internal Error",

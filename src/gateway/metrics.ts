@@ -86,6 +86,7 @@ export function gatewayMetrics() {
     bytes: m.counter("azhexgate_bytes_total", "Body bytes through tunnels by tunnel and direction (in = to the agent)."),
     sessions: m.gauge("azhexgate_tunnel_sessions", "Open HC sessions per tunnel."),
     streams: m.gauge("azhexgate_streams_active", "Open streams per tunnel."),
+    refusals: m.counter("azhexgate_access_refusals_total", "Requests refused by a tunnel's access policy or limits, by tunnel and reason."),
   };
 }
 export type GatewayMetrics = ReturnType<typeof gatewayMetrics>;

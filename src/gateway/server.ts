@@ -15,10 +15,13 @@ import { errorResponse, GatewayError } from "./errors.ts";
 import { gatewayMetrics, type GatewayMetrics } from "./metrics.ts";
 import { SessionPool, type PoolOptions } from "./pool.ts";
 import { holdWs, relayWsToPublic, sanitizeCloseCode, type EarlyWs, type PublicWsData } from "./websocket.ts";
+import { type Throttle, throttled } from "./policy/bandwidth.ts";
 
 export interface TunnelRoute {
   /** Hybrid connection the tunnel's agent listens on. */
   hcPath: string;
+  /** Access policy and limits (src/gateway/policy/). */
+  policy?: import("./policy/types.ts").TunnelPolicy;
 }
 
 export interface GatewayOptions {
@@ -53,6 +56,10 @@ export interface GatewayOptions {
   publicHost?: (req: Request, peer: string) => string | null;
   metrics?: GatewayMetrics;
   /** Public access log (src/gateway/access-log.ts); undefined = off, no per-request work. */
+  /** Admission (access policy, limits): a Response refuses the request before any stream opens. */
+  admit?: import("./policy/gate.ts").Admit;
+  /** Bandwidth cap of a tunnel as back-pressure on its HTTP bodies (src/gateway/policy/bandwidth.ts). */
+  throttle?: (id: string, route: TunnelRoute) => import("./policy/bandwidth.ts").Throttle | undefined;
   accessLog?: AccessLog;
 }
 
@@ -203,7 +210,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
   };
 
   /** Opens a stream for `req` and waits for the response head, within the TTFB limit. */
-  const openStream = async (req: Request, server: Server<PublicWsData>, id: string, route: TunnelRoute, kind: "http" | "ws", target: string, host: string, entry: AccessEntry | undefined) => {
+  const openStream = async (req: Request, server: Server<PublicWsData>, id: string, route: TunnelRoute, kind: "http" | "ws", target: string, host: string, entry: AccessEntry | undefined, throttle?: Throttle) => {
     let session;
     try {
       session = await poolFor(id, route.hcPath).acquire();
@@ -228,7 +235,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     req.signal.addEventListener("abort", onAbort, { once: true });
     if (kind === "http") {
       if (methodHasNoBody(req.method)) stream.end();
-      else void pumpBody(req, stream);
+      else void pumpBody(req, stream, throttle);
     }
     // the TTFB limit resets the stream, which rejects `stream.response` with ORIGIN_TIMEOUT → 504
     const timer = setTimeout(() => stream.reset(ResetCode.ORIGIN_TIMEOUT, `The local app did not start answering within ${Math.round(ttfbMs / 1000)} s.`), ttfbMs);
@@ -286,10 +293,16 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
         if (draining) throw new GatewayError(502, "tunnel_offline", "The gateway is restarting; retry in a moment.");
         server.timeout(req, 0); // our own TTFB limit applies; long responses and SSE must not be cut
         if (req.headers.get("upgrade")?.toLowerCase() === "websocket") kind = "ws";
-        const { stream, resHead, early } = await openStream(req, server, id, route, kind, target, host as string, entry);
+        const refused = o.admit && (await admit(req, server, id, route, kind, host as string));
+        if (refused) {
+          countRequest(id, kind, refused.status);
+          return refused;
+        }
+        const throttle = kind === "http" ? o.throttle?.(id, route) : undefined;
+        const { stream, resHead, early } = await openStream(req, server, id, route, kind, target, host as string, entry, throttle);
         countRequest(id, kind, resHead.status);
         if (kind === "ws") return upgradePublic(req, server, stream, resHead, early);
-        return httpResponse(req, stream, resHead);
+        return httpResponse(req, stream, resHead, throttle);
       } catch (err) {
         const e = err instanceof GatewayError ? err : new GatewayError(500, "internal", "The gateway failed to handle the request.");
         if (!(err instanceof GatewayError)) console.error("gateway: unexpected error", err);
@@ -326,6 +339,13 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     },
   };
   const server = Bun.serve<PublicWsData>(serveOptions);
+
+  function admit(req: Request, server: Server<PublicWsData>, id: string, route: TunnelRoute, kind: "http" | "ws", host: string) {
+    const peer = server.requestIP(req);
+    const client = peer ? (o.client ? o.client(req, peer) : { address: peer.address, port: peer.port }) : { address: "", port: 0 };
+    const activeStreams = pools.get(id)?.activeStreams ?? 0;
+    return o.admit!(req, { id, host, kind, client: client.address, proto: client.proto ?? scheme, policy: route.policy, activeStreams });
+  }
 
   async function service(path: string): Promise<Response> {
     const text = (body: string, status = 200, type = "text/plain; charset=utf-8") =>
@@ -383,16 +403,21 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
   return handle;
 }
 
-async function pumpBody(req: Request, stream: TunnelStream): Promise<void> {
+async function pumpBody(req: Request, stream: TunnelStream, throttle?: Throttle): Promise<void> {
   try {
-    if (req.body) for await (const chunk of req.body) await stream.write(chunk);
+    if (req.body) {
+      for await (const chunk of req.body) {
+        if (throttle) await throttle.in(chunk.byteLength);
+        await stream.write(chunk);
+      }
+    }
     stream.end();
   } catch {
     stream.reset(ResetCode.CANCEL, "request body failed");
   }
 }
 
-function httpResponse(req: Request, stream: TunnelStream, head: ResponseHead): Response {
+function httpResponse(req: Request, stream: TunnelStream, head: ResponseHead, throttle?: Throttle): Response {
   if (head.status < 200) {
     stream.reset(ResetCode.PROTOCOL, "unexpected informational status");
     throw new GatewayError(502, "tunnel_error", `The local app answered with status ${head.status}.`);
@@ -402,6 +427,7 @@ function httpResponse(req: Request, stream: TunnelStream, head: ResponseHead): R
     stream.discardBody();
     return new Response(null, { status: head.status, headers });
   }
+  if (throttle) return new Response(throttled(stream.body, throttle.out), { status: head.status, headers });
   const whole = stream.takeCompleteBody();
   if (whole) return new Response(whole as Uint8Array<ArrayBuffer>, { status: head.status, headers });
   return new Response(stream.body, { status: head.status, headers });

@@ -2,7 +2,7 @@
  * The shared tunnel registry on Redis (Bun's built-in `RedisClient`), so that several gateway
  * instances see one view. Layout under `prefix` (default "azhexgate:"):
  *
- *   {p}tunnel:{id}     hash of the record's fields (localPort absent when unset)
+ *   {p}tunnel:{id}     hash of the record's fields (localPort, policy absent when unset; policy as JSON)
  *   {p}expiry          sorted set: id scored by expiresAt   → expired(now), list()
  *   {p}owner:{keyId}   set of ids                           → list({ keyId })
  *   {p}name:{name}     string: owner keyId (SET NX)         → claimName / nameOwner
@@ -22,7 +22,7 @@ export interface RedisRegistryOptions {
 
 type Patch = Partial<Omit<TunnelRecord, "id">>;
 
-const PATCHABLE = new Set(["keyId", "hcPath", "reserved", "sessionId", "localPort", "createdAt", "lastSeenAt", "expiresAt"]);
+const PATCHABLE = new Set(["keyId", "hcPath", "reserved", "sessionId", "localPort", "createdAt", "lastSeenAt", "expiresAt", "policy"]);
 
 const CREATE = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -81,6 +81,7 @@ function fields(rec: TunnelRecord): string[] {
     "expiresAt", String(rec.expiresAt),
   ];
   if (rec.localPort !== undefined) out.push("localPort", String(rec.localPort));
+  if (rec.policy !== undefined) out.push("policy", JSON.stringify(rec.policy));
   return out;
 }
 
@@ -106,6 +107,7 @@ function fromHash(h: Record<string, string>, key: string): TunnelRecord {
     expiresAt: num("expiresAt"),
   };
   if (h.localPort !== undefined) rec.localPort = num("localPort");
+  if (h.policy !== undefined) rec.policy = JSON.parse(h.policy) as TunnelRecord["policy"];
   return rec;
 }
 
@@ -200,8 +202,8 @@ export async function openRedisRegistry(url: string, opts: RedisRegistryOptions 
       for (const [k, v] of Object.entries(patch)) {
         if (!PATCHABLE.has(k)) continue; // the id, and unknown keys, are never written
         if (v === undefined) {
-          if (k === "localPort") del.push(k);
-        } else set.push(k, k === "reserved" ? (v ? "1" : "0") : String(v));
+          if (k === "localPort" || k === "policy") del.push(k);
+        } else set.push(k, k === "reserved" ? (v ? "1" : "0") : k === "policy" ? JSON.stringify(v) : String(v));
       }
       const r = await run(UPDATE, [tunnelKey(id), expiryKey], [prefix, id, String(set.length / 2), ...set, ...del]);
       return r === null || r === undefined || r === false ? undefined : fromHash(pairsToHash(r), tunnelKey(id));

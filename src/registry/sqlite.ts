@@ -7,7 +7,7 @@
 import { Database } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import type { TunnelRecord, TunnelRegistry } from "./types.ts";
+import type { TunnelPolicy, TunnelRecord, TunnelRegistry } from "./types.ts";
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS tunnels (
@@ -19,7 +19,8 @@ CREATE TABLE IF NOT EXISTS tunnels (
   local_port   INTEGER,
   created_at   INTEGER NOT NULL,
   last_seen_at INTEGER NOT NULL,
-  expires_at   INTEGER NOT NULL
+  expires_at   INTEGER NOT NULL,
+  policy       TEXT
 );
 CREATE INDEX IF NOT EXISTS tunnels_key_id ON tunnels (key_id);
 CREATE INDEX IF NOT EXISTS tunnels_expires_at ON tunnels (expires_at);
@@ -40,9 +41,10 @@ interface Row {
   created_at: number;
   last_seen_at: number;
   expires_at: number;
+  policy: string | null;
 }
 
-const COLUMNS = "id, key_id, hc_path, reserved, session_id, local_port, created_at, last_seen_at, expires_at";
+const COLUMNS = "id, key_id, hc_path, reserved, session_id, local_port, created_at, last_seen_at, expires_at, policy";
 const ORDER = "ORDER BY created_at, id";
 
 function toRecord(row: Row): TunnelRecord {
@@ -57,6 +59,7 @@ function toRecord(row: Row): TunnelRecord {
     expiresAt: row.expires_at,
   };
   if (row.local_port !== null) rec.localPort = row.local_port;
+  if (row.policy) rec.policy = JSON.parse(row.policy) as TunnelPolicy;
   return rec;
 }
 
@@ -71,19 +74,20 @@ function toParams(rec: TunnelRecord): Row {
     created_at: rec.createdAt,
     last_seen_at: rec.lastSeenAt,
     expires_at: rec.expiresAt,
+    policy: rec.policy ? JSON.stringify(rec.policy) : null,
   };
 }
 
 /**
  * `{ ...rec, ...patch }` where an `undefined` value keeps the old field, except `localPort`:
- * a patch that names `localPort` with `undefined` clears it. The id never changes.
+ * a patch that names `localPort` or `policy` with `undefined` clears it. The id never changes.
  */
 export function applyPatch(rec: TunnelRecord, patch: Partial<Omit<TunnelRecord, "id">>): TunnelRecord {
   const next: TunnelRecord = { ...rec };
   for (const [k, v] of Object.entries(patch) as [keyof TunnelRecord, unknown][]) {
-    if (k === "id" || !(k in rec || k === "localPort")) continue; // unknown keys are ignored
+    if (k === "id" || !(k in rec || k === "localPort" || k === "policy")) continue; // unknown keys are ignored
     if (v !== undefined) (next as unknown as Record<string, unknown>)[k] = v;
-    else if (k === "localPort") delete next.localPort;
+    else if (k === "localPort" || k === "policy") delete next[k];
   }
   return next;
 }
@@ -96,15 +100,18 @@ export function openSqliteRegistry(path: string): TunnelRegistry {
   db.run("PRAGMA journal_mode = WAL");
   db.run("PRAGMA synchronous = NORMAL");
   db.run(SCHEMA);
+  // Registries created before tunnel policies (issue 14) get the column.
+  if (!db.query<{ name: string }, []>("PRAGMA table_info(tunnels)").all().some((c) => c.name === "policy")) db.run("ALTER TABLE tunnels ADD COLUMN policy TEXT");
 
   const p = (row: Row) => row as unknown as Record<string, string | number | null>;
   const insert = db.query<unknown, [Record<string, string | number | null>]>(
     `INSERT INTO tunnels (${COLUMNS}) VALUES ($id, $key_id, $hc_path, $reserved, $session_id, $local_port,
-       $created_at, $last_seen_at, $expires_at) ON CONFLICT (id) DO NOTHING`,
+       $created_at, $last_seen_at, $expires_at, $policy) ON CONFLICT (id) DO NOTHING`,
   );
   const replace = db.query<unknown, [Record<string, string | number | null>]>(
     `UPDATE tunnels SET key_id = $key_id, hc_path = $hc_path, reserved = $reserved, session_id = $session_id,
-       local_port = $local_port, created_at = $created_at, last_seen_at = $last_seen_at, expires_at = $expires_at
+       local_port = $local_port, created_at = $created_at, last_seen_at = $last_seen_at, expires_at = $expires_at,
+       policy = $policy
      WHERE id = $id`,
   );
   const selectOne = db.query<Row, [string]>(`SELECT ${COLUMNS} FROM tunnels WHERE id = ?1`);

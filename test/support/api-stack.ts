@@ -73,6 +73,8 @@ export async function startApiStack(
     access?: Omit<AccessOptions, "now">;
     service?: Partial<TunnelServiceOptions>;
     registryPath?: string;
+    /** OIDC bearer tokens accepted besides the keys. */
+    oidc?: import("../../src/api/oidc.ts").OidcVerifier;
     /** A keys file the gateway waits for (loaded while it starts; a missing one leaves the keys unavailable). */
     waitForKeysFile?: string;
   } = {},
@@ -95,6 +97,7 @@ export async function startApiStack(
   const api = createManagementApi({
     service,
     keys,
+    oidc: o.oidc,
     access,
     log,
     publicUrl: (id) => `http://${id}.localhost:8080`,

@@ -1,0 +1,122 @@
+/**
+ * The gateway's admission check for a tunnel request, run after the tunnel is resolved and before
+ * any stream is opened (so a refused request — HTTP or WebSocket upgrade — never reaches the relay
+ * or the agent): client-sent identity headers removed; IP deny / allow; request rate (429 +
+ * Retry-After); concurrent streams (429); basic auth (401 + WWW-Authenticate); visitor sign-in.
+ * Each refusal is counted in `azhexgate_access_refusals_total{tunnel,reason}`.
+ */
+import { parseCidr, parseIp } from "../../api/access.ts";
+import type { LimitsConfig } from "../../identity-settings.ts";
+import { errorResponse, GatewayError, type GatewayErrorCode } from "../errors.ts";
+import { BasicAuthChecker } from "./basic-auth.ts";
+import { RateLimiter } from "./limits.ts";
+import type { TunnelPolicy } from "./types.ts";
+
+export const IDENTITY_HEADERS = ["x-azhexgate-user-email", "x-azhexgate-user-oid", "x-azhexgate-user-name", "x-azhexgate-user-tenant"];
+
+export interface AdmitContext {
+  id: string;
+  host: string;
+  kind: "http" | "ws";
+  /** The public client's address (trusted-proxy aware). */
+  client: string;
+  /** The scheme the public client used. */
+  proto: "http" | "https";
+  policy?: TunnelPolicy;
+  /** Streams of this tunnel in flight on this gateway instance. */
+  activeStreams: number;
+}
+
+/** Visitor sign-in (src/gateway/visitor-auth.ts): a response (redirect / refusal) or the identity headers to add. */
+export interface VisitorGate {
+  admit(req: Request, ctx: AdmitContext, entra: NonNullable<TunnelPolicy["entra"]>): Promise<Response | Record<string, string>>;
+}
+
+export interface PolicyGateOptions {
+  limits: LimitsConfig;
+  refusals: { inc(labels: Record<string, string>): void };
+  visitor?: VisitorGate;
+  now?: () => number;
+}
+
+export type Admit = (req: Request, ctx: AdmitContext) => Promise<Response | undefined>;
+
+function refuse(req: Request, status: number, code: GatewayErrorCode, message: string, headers: Record<string, string> = {}): Response {
+  const res = errorResponse(new GatewayError(status, code, message), req.headers.get("accept"), req.method);
+  for (const [k, v] of Object.entries(headers)) res.headers.set(k, v);
+  return res;
+}
+
+/** Parsed CIDR lists, memoised per policy list (policies come from the registry on every request). */
+const cidrCache = new Map<string, ReturnType<typeof parseCidr>[]>();
+function cidrs(list: string[]): ReturnType<typeof parseCidr>[] {
+  const k = list.join(",");
+  let c = cidrCache.get(k);
+  if (!c) {
+    if (cidrCache.size > 10_000) cidrCache.clear();
+    cidrCache.set(k, (c = list.map(parseCidr)));
+  }
+  return c;
+}
+function inAny(ip: string, list: string[]): boolean {
+  const p = parseIp(ip);
+  if (!p) return false;
+  const width = p.v === 4 ? 32 : 128;
+  return cidrs(list).some((c) => c.v === p.v && p.n >> BigInt(width - c.bits) === c.base >> BigInt(width - c.bits));
+}
+
+export function createPolicyGate(o: PolicyGateOptions): Admit {
+  const rate = new RateLimiter(o.now);
+  const basic = new BasicAuthChecker();
+  const L = o.limits;
+  const cap = (v: number | undefined, dflt: number, max: number): number => {
+    const n = v ?? dflt;
+    return max > 0 && (n === 0 || n > max) ? max : n;
+  };
+  return async (req, ctx) => {
+    for (const h of IDENTITY_HEADERS) req.headers.delete(h);
+    const p = ctx.policy;
+    const count = (reason: string) => o.refusals.inc({ tunnel: ctx.id, reason });
+    if (p?.denyIps?.length && inAny(ctx.client, p.denyIps)) {
+      count("ip_denied");
+      return refuse(req, 403, "access_denied", "Your network address is not allowed to open this tunnel.");
+    }
+    if (p?.allowIps?.length && !inAny(ctx.client, p.allowIps)) {
+      count("ip_denied");
+      return refuse(req, 403, "access_denied", "Your network address is not allowed to open this tunnel.");
+    }
+    const perSecond = p?.rateLimit ? cap(p.rateLimit.perSecond, 0, L.rateMax) : cap(undefined, L.rate, L.rateMax);
+    if (perSecond > 0) {
+      const burst = p?.rateLimit?.burst ?? Math.max(1, Math.ceil(perSecond));
+      const wait = rate.take(ctx.id, perSecond, burst);
+      if (wait > 0) {
+        count("rate_limited");
+        return refuse(req, 429, "rate_limited", `This tunnel gets more requests than it allows; retry in ${wait} s.`, { "retry-after": String(wait) });
+      }
+    }
+    const maxStreams = cap(p?.maxStreams, L.streams, L.streamsMax);
+    if (maxStreams > 0 && ctx.activeStreams >= maxStreams) {
+      count("streams_limited");
+      return refuse(req, 429, "rate_limited", `This tunnel already has ${maxStreams} requests in flight, its limit; retry in a moment.`, { "retry-after": "1" });
+    }
+    if (p?.basicAuth?.length) {
+      if (!basic.check(ctx.id, p.basicAuth, req.headers.get("authorization"))) {
+        count("basic_auth");
+        return refuse(req, 401, "unauthorized", "This tunnel needs a user name and password.", { "www-authenticate": `Basic realm="${ctx.host.replace(/"/g, "")}", charset="UTF-8"` });
+      }
+    }
+    if (p?.entra) {
+      if (!o.visitor) {
+        count("entra");
+        return refuse(req, 503, "access_denied", "This tunnel needs sign-in, but the gateway has no visitor sign-in configured.");
+      }
+      const r = await o.visitor.admit(req, ctx, p.entra);
+      if (r instanceof Response) {
+        if (r.status >= 400) count("entra");
+        return r;
+      }
+      for (const [k, v] of Object.entries(r)) req.headers.set(k, v);
+    }
+    return undefined;
+  };
+}
