@@ -183,12 +183,28 @@ async function forwardWebSocket(stream: TunnelStream, o: ForwardOptions): Promis
   stream.sendResponse(jsonPayload(resHead));
   const te = new TextEncoder();
   let originClosed = false;
+  // Flow control: while the stream cannot send (no credit from the gateway, transport congested)
+  // the origin socket is not read, so a fast origin meets TCP backpressure instead of our memory.
+  let paused = false;
   conn.on("message", (data, binary) => {
     stream.wsSendQueued(typeof data === "string" ? te.encode(data) : data, binary, () => conn.terminate());
+    if (stream.wsBusy && !paused) {
+      paused = true;
+      conn.pause();
+      void stream.wsFlushed().then(() => {
+        paused = false;
+        conn.resume();
+      });
+    }
   });
   conn.on("close", (code, reason) => {
     originClosed = true;
     stream.wsCloseQueued(code, reason);
+    if (stream.wsBusy) {
+      // the gateway takes nothing more (its client stopped reading): do not keep the stream forever
+      const t = setTimeout(() => stream.reset(ResetCode.CANCEL, "the public client is not reading"), 5_000);
+      void stream.wsFlushed().then(() => clearTimeout(t));
+    }
     // one event per session, when it ends: 101, how long it lasted, bytes both ways, the close code
     report(101, resetBy ? (resetBy.code === ResetCode.CANCEL ? "client_gone" : "reset") : undefined, code);
   });

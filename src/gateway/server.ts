@@ -14,7 +14,7 @@ import type { AccessEntry, AccessLog } from "./access-log.ts";
 import { errorResponse, GatewayError } from "./errors.ts";
 import { gatewayMetrics, type GatewayMetrics } from "./metrics.ts";
 import { SessionPool, type PoolOptions } from "./pool.ts";
-import { relayWsToPublic, sanitizeCloseCode, type PublicWsData } from "./websocket.ts";
+import { holdEarlyWs, publicWsClose, publicWsMessage, relayWsToPublic, wsDataFor, type PublicWsData } from "./websocket.ts";
 
 export interface TunnelRoute {
   /** Hybrid connection the tunnel's agent listens on. */
@@ -223,6 +223,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
       throw tunnelError(err, id);
     });
     if (entry) o.accessLog!.attach(stream, entry, kind);
+    if (kind === "ws") holdEarlyWs(stream); // the origin may speak in the same turn as its 101
     const onAbort = () => stream.reset(ResetCode.CANCEL, "public client went away");
     req.signal.addEventListener("abort", onAbort, { once: true });
     if (kind === "http") {
@@ -313,14 +314,11 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
         ws.data.stream.resumeWs();
       },
       message(ws, msg) {
-        const d = ws.data;
         const bytes = typeof msg === "string" ? utf8.encode(msg) : new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength);
-        d.stream.wsSendQueued(bytes, typeof msg !== "string", () => ws.close(1011, "tunnel stream failed"));
+        publicWsMessage(ws, bytes, typeof msg !== "string");
       },
       close(ws, code, reason) {
-        const d = ws.data;
-        d.publicClosed = true;
-        d.stream.wsCloseQueued(sanitizeCloseCode(code), reason ?? "");
+        publicWsClose(ws, code, reason);
       },
     },
   };
@@ -413,7 +411,7 @@ function upgradePublic(req: Request, server: Server<PublicWsData>, stream: Tunne
   }
   const headers: Record<string, string> = {};
   if (head.protocol) headers["Sec-WebSocket-Protocol"] = head.protocol;
-  const data: PublicWsData = { stream, publicClosed: false };
+  const data = wsDataFor(stream); // with what the origin said before `open` (holdEarlyWs)
   if (server.upgrade(req, { headers, data })) return undefined;
   stream.reset(ResetCode.CANCEL, "public upgrade failed");
   throw new GatewayError(400, "bad_host", "The WebSocket upgrade request was invalid.");
