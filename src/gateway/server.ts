@@ -361,9 +361,13 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     async drain(graceMs) {
       draining = true;
       for (const extra of fixed.keys()) void extra.stop(false);
-      void server.stop(false); // no new connections; in-flight requests continue
+      // No new connections; in-flight requests continue. The promise settles once every
+      // connection is done: a stream is released when its last frame arrived, but the tail of the
+      // reply may still be on its way to the client — cutting then loses what was in flight.
+      let served = false;
+      void server.stop(false).then(() => (served = true), () => (served = true));
       const deadline = Date.now() + graceMs;
-      while (handle.activeStreams > 0 && Date.now() < deadline) await Bun.sleep(50);
+      while ((handle.activeStreams > 0 || !served) && Date.now() < deadline) await Bun.sleep(50);
       const cut = handle.activeStreams;
       await handle.stop();
       return cut;
