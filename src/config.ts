@@ -35,6 +35,9 @@ export const GATEWAY_SETTING_NAMES = [
   "AZHEXGATE_TRUST_FORWARDED_HOST",
   "AZHEXGATE_ACCESS_LOG",
   "AZHEXGATE_ACCESS_LOG_SAMPLE",
+  "AZHEXGATE_METRICS",
+  "AZHEXGATE_METRICS_TOKEN",
+  "AZHEXGATE_MAX_TUNNELS_PER_KEY",
 ] as const;
 
 export interface GatewayConfig {
@@ -78,8 +81,17 @@ export interface GatewayConfig {
   accessLog: "all" | "errors" | "off";
   /** Fraction of successful requests logged in `all` mode, 0 to 1 (default 1). */
   accessLogSample: number;
+  /**
+   * `/metrics` (it names every tunnel with its traffic): `private` (default) to loopback, the API
+   * allow-list and bearers of AZHEXGATE_METRICS_TOKEN; `public` to anyone; `off` to nobody.
+   */
+  metrics: "off" | "private" | "public";
+  /** Tunnels one API key may hold at once (default 100; 0 = no limit). */
+  maxTunnelsPerKey: number;
   /** API keys from AZHEXGATE_API_KEYS (non-enumerable: never printed). */
   readonly apiKeys: string[];
+  /** Bearer token that may read /metrics in `private` mode (non-enumerable: never printed). */
+  readonly metricsToken?: string;
 }
 
 export function parsePort(v: string, what: string): number {
@@ -168,9 +180,18 @@ export function resolveGatewayConfig(flags: Partial<Record<string, string | unde
       if (v.trim() === "" || !Number.isFinite(n) || n < 0 || n > 1) throw new ConfigError(`AZHEXGATE_ACCESS_LOG_SAMPLE must be a fraction from 0 to 1, e.g. 0.1 for one successful request in ten (got "${v}")`);
       return n;
     })(),
+    metrics: oneOf(pick("metrics", "AZHEXGATE_METRICS") ?? "private", ["off", "private", "public"] as const, "--metrics / AZHEXGATE_METRICS"),
+    maxTunnelsPerKey: (() => {
+      const v = env.AZHEXGATE_MAX_TUNNELS_PER_KEY ?? "100";
+      if (!/^\d{1,9}$/.test(v.trim())) throw new ConfigError(`AZHEXGATE_MAX_TUNNELS_PER_KEY must be a whole number, 0 for no limit (got "${v}")`);
+      return Number(v);
+    })(),
     apiKeys: [],
   };
   if (!/^[a-z0-9.-]+$/.test(cfg.baseDomain)) throw new ConfigError(`--base-domain / AZHEXGATE_BASE_DOMAIN is not a valid domain (got "${cfg.baseDomain}")`);
   Object.defineProperty(cfg, "apiKeys", { value: Object.freeze(list(env.AZHEXGATE_API_KEYS)), enumerable: false });
+  const metricsToken = env.AZHEXGATE_METRICS_TOKEN?.trim();
+  if (metricsToken !== undefined && metricsToken !== "" && metricsToken.length < 16) throw new ConfigError("AZHEXGATE_METRICS_TOKEN must be at least 16 characters (use a random secret)");
+  Object.defineProperty(cfg, "metricsToken", { value: metricsToken || undefined, enumerable: false });
   return Object.freeze(cfg);
 }

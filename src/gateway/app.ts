@@ -19,6 +19,7 @@ import type { TunnelRegistry } from "../registry/types.ts";
 import type { Logger } from "../log.ts";
 import { createAccessLog } from "./access-log.ts";
 import { senderDialer } from "./credential.ts";
+import { metricsAccessPolicy } from "./metrics-access.ts";
 import { startGateway, type GatewayHandle } from "./server.ts";
 
 export interface GatewayAppOptions {
@@ -102,6 +103,7 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
       issuer: binding.issuer,
       tokenTtlSeconds: o.tokenTtlSeconds ?? config.tokenTtlSeconds,
       idleTtlMs: config.idleTtlSeconds === undefined ? undefined : config.idleTtlSeconds * 1000,
+      maxTunnelsPerKey: config.maxTunnelsPerKey,
       log: log.child("tunnels"),
     });
     let api: ManagementApi | undefined;
@@ -125,6 +127,7 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
         const access = log.child("access");
         return createAccessLog(config.accessLog, config.accessLogSample, (line) => access.info("request", line as unknown as Record<string, unknown>));
       })(),
+      metricsAccess: metricsAccessPolicy(config.metrics, config.metricsToken, access, config.allowCidrs.length > 0),
       apex: (req, server) => {
         if (!api) return new Response("starting", { status: 503 });
         return api.fetch(req, { address: server.requestIP(req)?.address ?? "" });

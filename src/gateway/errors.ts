@@ -11,7 +11,10 @@ export type GatewayErrorCode =
   | "origin_unreachable"
   | "origin_timeout"
   | "tunnel_error"
-  | "internal";
+  | "internal"
+  | "metrics_off"
+  | "metrics_forbidden"
+  | "invalid_response_header";
 
 export class GatewayError extends Error {
   override readonly name = "GatewayError";

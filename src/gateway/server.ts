@@ -54,6 +54,12 @@ export interface GatewayOptions {
   metrics?: GatewayMetrics;
   /** Public access log (src/gateway/access-log.ts); undefined = off, no per-request work. */
   accessLog?: AccessLog;
+  /**
+   * Who may read `/metrics` (it names every tunnel with its traffic): given the request and the
+   * client's address, null to serve it, else the error to answer. Absent: anyone (library use;
+   * the `gateway` command sets AZHEXGATE_METRICS, private by default).
+   */
+  metricsAccess?: (req: Request, address: string) => GatewayError | null;
 }
 
 /** The public client's address for the access log: the trusted-proxy aware `client` when given, else the peer. */
@@ -266,7 +272,11 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
         const path = q < 0 ? target : target.slice(0, q);
         const host = o.publicHost ? o.publicHost(req, server.requestIP(req)?.address ?? "") : req.headers.get("host");
         const fixedId = fixed.size ? fixed.get(server) : undefined;
-        if (fixedId === undefined && SERVICE_PATHS.has(path) && serviceHost(host, o.baseDomain)) return await service(path);
+        if (fixedId === undefined && SERVICE_PATHS.has(path) && serviceHost(host, o.baseDomain)) {
+          const denied = path === "/metrics" && o.metricsAccess ? o.metricsAccess(req, clientAddress(req, server, o.client)) : null;
+          if (denied) return errorResponse(denied, req.headers.get("accept"), req.method);
+          return await service(path);
+        }
         if (o.accessLog) entry = o.accessLog.begin("", req.method, target, clientAddress(req, server, o.client));
         if (req.method === "CONNECT") throw new GatewayError(405, "method_not_allowed", "CONNECT is not supported.");
         id = fixedId ?? routeHost(host, o.baseDomain, o.localHosts);
