@@ -130,6 +130,11 @@ export async function forward(stream: TunnelStream, o: ForwardOptions): Promise<
   report(res.status, bytes, error);
 }
 
+/** Headers of a refused upgrade's answer the gateway frames itself. */
+const REFUSED_SKIP = new Set(["content-length", "transfer-encoding", "connection", "keep-alive", "upgrade"]);
+/** Largest refused-upgrade body passed on whole (login pages, JSON errors); longer is cut visibly. */
+const REFUSED_BODY_MAX = 8 * 1024 * 1024;
+
 /** Request headers that must not be copied onto our own WebSocket handshake. */
 const WS_SKIP = new Set(["host", "connection", "upgrade", "content-length", "transfer-encoding"]);
 
@@ -156,15 +161,25 @@ async function forwardWebSocket(stream: TunnelStream, o: ForwardOptions): Promis
       headers,
       protocols: head.protocols,
       timeoutMs: 30_000,
+      maxErrorBodyBytes: REFUSED_BODY_MAX,
       proxy: null, // the local app: never through the relay's proxy
       ...(wsOrigin.startsWith("wss:") ? { tls: { rejectUnauthorized: false } } : {}),
     });
   } catch (err) {
     if (err instanceof WsHandshakeError) {
-      const h: ResponseHead = { status: err.status === 101 ? 502 : err.status, headers: Object.entries(err.headers).filter(([n]) => n !== "content-length" && n !== "transfer-encoding" && n !== "connection") };
+      // The app refused the upgrade: its answer goes out as an ordinary response — header lines
+      // as sent (Set-Cookie kept apart), body bytes untouched (up to REFUSED_BODY_MAX; a longer
+      // one is cut visibly with a reset, never served as complete).
+      const { headerList, bodyBytes, truncated } = err.raw;
+      const h: ResponseHead = { status: err.status === 101 ? 502 : err.status, headers: headerList.filter(([n]) => !REFUSED_SKIP.has(n)) };
       stream.sendResponse(jsonPayload(h));
-      if (err.body) await stream.write(new TextEncoder().encode(err.body)).catch(() => {});
-      stream.end();
+      try {
+        for (let off = 0; off < bodyBytes.length; off += 64 * 1024) await stream.write(bodyBytes.subarray(off, off + 64 * 1024));
+        if (truncated) stream.reset(ResetCode.INTERNAL, `the local app's refusal body is longer than ${REFUSED_BODY_MAX} bytes`);
+        else stream.end();
+      } catch {
+        // reset by the gateway (client gone): nothing more to send
+      }
       return report(h.status, err.status === 101 ? "origin_invalid_response" : "upgrade_refused");
     }
     if (stream.isReset) {

@@ -420,7 +420,9 @@ function httpResponse(req: Request, stream: TunnelStream, head: ResponseHead): R
 
 function upgradePublic(req: Request, server: Server<PublicWsData>, stream: TunnelStream, head: ResponseHead): Response | undefined {
   if (head.status !== 101) {
-    // The origin refused the WebSocket: show its answer as a plain HTTP response.
+    // The origin refused the WebSocket: show its answer as a plain HTTP response. There is no
+    // request body to send: END our side so the stream is released once the answer is through.
+    stream.end();
     return httpResponse(req, stream, head);
   }
   const headers: Record<string, string> = {};
