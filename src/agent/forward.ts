@@ -86,8 +86,9 @@ export async function forward(stream: TunnelStream, o: ForwardOptions): Promise<
   };
   const report = (status: number, bytes: number, error?: string) =>
     o.onRequest?.({ kind: "http", method: head.method, target: head.target, status, ms: performance.now() - t0, bytes, bytesIn: stream.bytesReceived, ...(error ? { error } : {}) });
-  const hasBody = !methodHasNoBody(head.method);
   let headers = originRequestHeaderList(head, o);
+  // OPTIONS carries a body only when the gateway passed its framing (CORS preflights have none)
+  const hasBody = !methodHasNoBody(head.method) && (head.method !== "OPTIONS" || headers.some(([n]) => n === "content-length"));
   let contentLength: number | null = null;
   if (hasBody) {
     const cl = headers.find(([n]) => n === "content-length");

@@ -233,7 +233,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     const onAbort = () => stream.reset(ResetCode.CANCEL, "public client went away");
     req.signal.addEventListener("abort", onAbort, { once: true });
     if (kind === "http") {
-      if (methodHasNoBody(req.method)) stream.end();
+      if (methodHasNoBody(req.method) || req.body === null) stream.end();
       else void pumpBody(req, stream);
     }
     // the TTFB limit resets the stream, which rejects `stream.response` with ORIGIN_TIMEOUT → 504
