@@ -409,6 +409,14 @@ function httpResponse(req: Request, stream: TunnelStream, head: ResponseHead): R
     throw new GatewayError(502, "tunnel_error", `The local app answered with status ${head.status}.`);
   }
   const headers = publicResponseHeaders(head);
+  // A header value outside Latin-1 cannot go on the wire (Response would throw): a broken or
+  // hostile agent gets a 502 with a code, the stream is reset (released), no stack trace.
+  for (const [n, v] of headers) {
+    if (!/^[\x00-\xff]*$/.test(v) || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(n)) {
+      stream.reset(ResetCode.PROTOCOL, "invalid response header");
+      throw new GatewayError(502, "invalid_response_header", "The tunnel's agent sent a response header that is not valid HTTP; the request was not answered.");
+    }
+  }
   if (statusHasNoBody(head.status, req.method)) {
     stream.discardBody();
     return new Response(null, { status: head.status, headers });
