@@ -35,6 +35,7 @@ export const GATEWAY_SETTING_NAMES = [
   "AZHEXGATE_TRUST_FORWARDED_HOST",
   "AZHEXGATE_ACCESS_LOG",
   "AZHEXGATE_ACCESS_LOG_SAMPLE",
+  "AZHEXGATE_BODY_TIMEOUT_SECONDS",
   "AZHEXGATE_METRICS",
   "AZHEXGATE_METRICS_TOKEN",
   "AZHEXGATE_MAX_TUNNELS_PER_KEY",
@@ -59,6 +60,8 @@ export interface GatewayConfig {
   allowCidrs: string[];
   trustedProxies: string[];
   ttfbSeconds: number;
+  /** A request body idle this long is abandoned (default 60). */
+  bodyTimeoutSeconds: number;
   drainSeconds: number;
   /** Listener token lifetime handed to agents (default 3600). */
   tokenTtlSeconds: number;
@@ -158,6 +161,7 @@ export function resolveGatewayConfig(flags: Partial<Record<string, string | unde
     allowCidrs: list(pick("allow-cidr", "AZHEXGATE_API_ALLOW_CIDRS")),
     trustedProxies: list(pick("trusted-proxies", "AZHEXGATE_TRUSTED_PROXIES")),
     ttfbSeconds: positive(pick("ttfb", "AZHEXGATE_TTFB_SECONDS") ?? "120", "--ttfb / AZHEXGATE_TTFB_SECONDS"),
+    bodyTimeoutSeconds: positive(env.AZHEXGATE_BODY_TIMEOUT_SECONDS ?? "60", "AZHEXGATE_BODY_TIMEOUT_SECONDS"),
     drainSeconds: positive(pick("drain", "AZHEXGATE_DRAIN_SECONDS") ?? "30", "--drain / AZHEXGATE_DRAIN_SECONDS"),
     tokenTtlSeconds: positive(pick("token-ttl", "AZHEXGATE_TOKEN_TTL_SECONDS") ?? "3600", "--token-ttl / AZHEXGATE_TOKEN_TTL_SECONDS"),
     idleTtlSeconds: (() => {

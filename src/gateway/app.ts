@@ -114,6 +114,7 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
       localHosts: config.localHosts,
       publicScheme: config.publicScheme,
       ttfbMs: config.ttfbSeconds * 1000,
+      bodyIdleMs: config.bodyTimeoutSeconds * 1000,
       resolveTunnel: async (id) => {
         const rec = await registry.get(id);
         return rec ? { hcPath: rec.hcPath } : undefined;

@@ -39,6 +39,8 @@ export interface GatewayOptions {
   dial: (hcPath: string) => Promise<WsConnection>;
   /** Time to the origin's response head (default 120 s). */
   ttfbMs?: number;
+  /** A request body that sends nothing for this long is abandoned (stream reset); default 60 s. */
+  bodyIdleMs?: number;
   pool?: Omit<PoolOptions, "dial">;
   /** Requests to the base domain itself (management API). Default: 404. */
   apex?: (req: Request, server: Server<PublicWsData>) => Response | Promise<Response>;
@@ -177,6 +179,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
   });
   let draining = false;
   const ttfbMs = o.ttfbMs ?? 120_000;
+  const bodyIdleMs = o.bodyIdleMs ?? 60_000;
   const scheme = o.publicScheme ?? "http";
 
   const poolFor = (id: string, hcPath: string): SessionPool => {
@@ -234,7 +237,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     req.signal.addEventListener("abort", onAbort, { once: true });
     if (kind === "http") {
       if (methodHasNoBody(req.method) || req.body === null) stream.end();
-      else void pumpBody(req, stream);
+      else void pumpBody(req, stream, bodyIdleMs);
     }
     // the TTFB limit resets the stream, which rejects `stream.response` with ORIGIN_TIMEOUT → 504
     const timer = setTimeout(() => stream.reset(ResetCode.ORIGIN_TIMEOUT, `The local app did not start answering within ${Math.round(ttfbMs / 1000)} s.`), ttfbMs);
@@ -303,7 +306,8 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
       } catch (err) {
         const e = err instanceof GatewayError ? err : new GatewayError(500, "internal", "The gateway failed to handle the request.");
         if (!(err instanceof GatewayError)) console.error("gateway: unexpected error", err);
-        metrics.errors.inc({ code: e.code });
+        // a client that went away is not a gateway / tunnel error
+        metrics.errors.inc({ code: req.signal.aborted ? "client_gone" : e.code });
         if (entry) {
           const gone = req.signal.aborted;
           o.accessLog!.fail(entry, gone ? 499 : e.status, gone ? "client_gone" : e.code);
@@ -394,12 +398,28 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
   return handle;
 }
 
-async function pumpBody(req: Request, stream: TunnelStream): Promise<void> {
+/** Request body → stream; a client that stops sending for `idleMs` has the stream reset (and the request fails). */
+async function pumpBody(req: Request, stream: TunnelStream, idleMs: number): Promise<void> {
+  const reader = req.body?.getReader();
+  let timer: Timer | undefined;
   try {
-    if (req.body) for await (const chunk of req.body) await stream.write(chunk);
+    if (reader) {
+      for (;;) {
+        const idle = new Promise<never>((_, rej) => {
+          timer = setTimeout(() => rej(new Error("idle")), idleMs);
+        });
+        const r = await Promise.race([reader.read(), idle]);
+        clearTimeout(timer);
+        if (r.done) break;
+        await stream.write(r.value);
+      }
+    }
     stream.end();
-  } catch {
-    stream.reset(ResetCode.CANCEL, "request body failed");
+  } catch (err) {
+    clearTimeout(timer);
+    const idle = (err as Error)?.message === "idle";
+    if (idle) void reader?.cancel().catch(() => {});
+    stream.reset(ResetCode.CANCEL, idle ? `the request body stalled for ${Math.round(idleMs / 1000)} s` : "request body failed");
   }
 }
 
