@@ -79,3 +79,27 @@ test("an absolute-form target is routed by Host, with the origin-form path (Bun 
   expect(r.status).toBe(200);
   expect(r.json.target).toBe("/abs?x=1");
 });
+
+test("no Content-Type is invented when the app sent none (small whole bodies and streamed ones)", async () => {
+  const rawApp = Bun.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      data(sock, d) {
+        const body = new TextDecoder().decode(d).includes("/big") ? "x".repeat(100_000) : "hello";
+        sock.write(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      },
+    },
+  });
+  const t = await startStack({ fetch: () => new Response("unused") }, { originPort: rawApp.port });
+  try {
+    for (const [path, len] of [["/small", 5], ["/big", 100_000]] as const) {
+      const r = await fetch(t.url + path);
+      expect(r.headers.get("content-type")).toBeNull();
+      expect((await r.text()).length).toBe(len);
+    }
+  } finally {
+    await t.stop();
+    rawApp.stop(true);
+  }
+});

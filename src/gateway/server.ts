@@ -442,7 +442,12 @@ function httpResponse(req: Request, stream: TunnelStream, head: ResponseHead): R
     return new Response(null, { status: head.status, headers });
   }
   const whole = stream.takeCompleteBody();
-  if (whole) return new Response(whole as Uint8Array<ArrayBuffer>, { status: head.status, headers });
+  if (whole) {
+    if (headers.some(([n]) => n === "content-type")) return new Response(whole as Uint8Array<ArrayBuffer>, { status: head.status, headers });
+    // Bun adds `application/octet-stream` to a byte body; the app sent no Content-Type, so neither
+    // do we: a one-chunk stream with its length (Bun keeps an explicit Content-Length on a stream).
+    return new Response(new ReadableStream({ start: (c) => (c.enqueue(whole), c.close()) }), { status: head.status, headers: [...headers, ["content-length", String(whole.length)]] });
+  }
   return new Response(stream.body, { status: head.status, headers });
 }
 
