@@ -37,6 +37,10 @@ export const GATEWAY_SETTING_NAMES = [
   "AZHEXGATE_ACCESS_LOG",
   "AZHEXGATE_ACCESS_LOG_SAMPLE",
   ...IDENTITY_SETTING_NAMES,
+  "AZHEXGATE_BODY_TIMEOUT_SECONDS",
+  "AZHEXGATE_METRICS",
+  "AZHEXGATE_METRICS_TOKEN",
+  "AZHEXGATE_MAX_TUNNELS_PER_KEY",
 ] as const;
 
 export interface GatewayConfig {
@@ -58,6 +62,8 @@ export interface GatewayConfig {
   allowCidrs: string[];
   trustedProxies: string[];
   ttfbSeconds: number;
+  /** A request body idle this long is abandoned (default 60). */
+  bodyTimeoutSeconds: number;
   drainSeconds: number;
   /** Listener token lifetime handed to agents (default 3600). */
   tokenTtlSeconds: number;
@@ -82,8 +88,17 @@ export interface GatewayConfig {
   accessLogSample: number;
   /** OIDC for the API, visitor sign-in, per-tunnel limits (src/identity-settings.ts). */
   identity: IdentityConfig;
+  /**
+   * `/metrics` (it names every tunnel with its traffic): `private` (default) to loopback, the API
+   * allow-list and bearers of AZHEXGATE_METRICS_TOKEN; `public` to anyone; `off` to nobody.
+   */
+  metrics: "off" | "private" | "public";
+  /** Tunnels one API key may hold at once (default 100; 0 = no limit). */
+  maxTunnelsPerKey: number;
   /** API keys from AZHEXGATE_API_KEYS (non-enumerable: never printed). */
   readonly apiKeys: string[];
+  /** Bearer token that may read /metrics in `private` mode (non-enumerable: never printed). */
+  readonly metricsToken?: string;
 }
 
 export function parsePort(v: string, what: string): number {
@@ -150,6 +165,7 @@ export function resolveGatewayConfig(flags: Partial<Record<string, string | unde
     allowCidrs: list(pick("allow-cidr", "AZHEXGATE_API_ALLOW_CIDRS")),
     trustedProxies: list(pick("trusted-proxies", "AZHEXGATE_TRUSTED_PROXIES")),
     ttfbSeconds: positive(pick("ttfb", "AZHEXGATE_TTFB_SECONDS") ?? "120", "--ttfb / AZHEXGATE_TTFB_SECONDS"),
+    bodyTimeoutSeconds: positive(env.AZHEXGATE_BODY_TIMEOUT_SECONDS ?? "60", "AZHEXGATE_BODY_TIMEOUT_SECONDS"),
     drainSeconds: positive(pick("drain", "AZHEXGATE_DRAIN_SECONDS") ?? "30", "--drain / AZHEXGATE_DRAIN_SECONDS"),
     tokenTtlSeconds: positive(pick("token-ttl", "AZHEXGATE_TOKEN_TTL_SECONDS") ?? "3600", "--token-ttl / AZHEXGATE_TOKEN_TTL_SECONDS"),
     idleTtlSeconds: (() => {
@@ -179,9 +195,18 @@ export function resolveGatewayConfig(flags: Partial<Record<string, string | unde
         throw new ConfigError((e as Error).message);
       }
     })(),
+    metrics: oneOf(pick("metrics", "AZHEXGATE_METRICS") ?? "private", ["off", "private", "public"] as const, "--metrics / AZHEXGATE_METRICS"),
+    maxTunnelsPerKey: (() => {
+      const v = env.AZHEXGATE_MAX_TUNNELS_PER_KEY ?? "100";
+      if (!/^\d{1,9}$/.test(v.trim())) throw new ConfigError(`AZHEXGATE_MAX_TUNNELS_PER_KEY must be a whole number, 0 for no limit (got "${v}")`);
+      return Number(v);
+    })(),
     apiKeys: [],
   };
   if (!/^[a-z0-9.-]+$/.test(cfg.baseDomain)) throw new ConfigError(`--base-domain / AZHEXGATE_BASE_DOMAIN is not a valid domain (got "${cfg.baseDomain}")`);
   Object.defineProperty(cfg, "apiKeys", { value: Object.freeze(list(env.AZHEXGATE_API_KEYS)), enumerable: false });
+  const metricsToken = env.AZHEXGATE_METRICS_TOKEN?.trim();
+  if (metricsToken !== undefined && metricsToken !== "" && metricsToken.length < 16) throw new ConfigError("AZHEXGATE_METRICS_TOKEN must be at least 16 characters (use a random secret)");
+  Object.defineProperty(cfg, "metricsToken", { value: metricsToken || undefined, enumerable: false });
   return Object.freeze(cfg);
 }

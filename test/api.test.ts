@@ -23,11 +23,11 @@ function expectError(r: Reply, status: number, code: string) {
 }
 
 describe("POST /api/tunnels", () => {
-  test("creates a random 8-10 digit tunnel with a listener token and its HC", async () => {
+  test("creates a random 13-character base32 tunnel with a listener token and its HC", async () => {
     const r = await s.call("POST", "/api/tunnels", { key: KEY_A, body: { local_port: 3000 } });
     expect(r.status).toBe(201);
     const t = r.json;
-    expect(t.id).toMatch(/^[1-9]\d{7,9}$/);
+    expect(t.id).toMatch(/^[a-z2-7]{13}$/); // ≥ 60 bits: not enumerable
     expect(t.public_url).toBe(`http://${t.id}.localhost:8080`);
     expect(t.relay_endpoint).toBe(`ws://${s.relay.endpoint.host}`);
     expect(t.hybrid_connection_name).toBe(`hc-${t.id}`);

@@ -49,14 +49,14 @@ describe("azhexgate start (embedded default)", () => {
     await cli.waitOut(/\S/, 20_000);
     const ready = JSON.parse(cli.out[0]!);
     expect(ready).toMatchObject({ event: "ready", local_url: `http://localhost:${origin.port}` });
-    expect(ready.public_url).toMatch(/^http:\/\/\d+\.localhost:\d+$/);
+    expect(ready.public_url).toMatch(/^http:\/\/[a-z2-7]{13}\.localhost:\d+$/);
 
     const a = await get(`${ready.public_url}/one`);
     expect(await a.text()).toBe("hello from /one");
     const b = await get(`${ready.public_url}/two?x=1`, 5000, { method: "POST", body: "data" });
     expect(b.status).toBe(200);
     await b.arrayBuffer();
-    const missing = await get(`${ready.public_url.replace(/\/\/\d+\./, "//1.")}/nope`);
+    const missing = await get(`${ready.public_url.replace(/\/\/[a-z2-7]+\./, "//1.")}/nope`);
     expect(missing.status).toBe(404); // another id: not ours, no event for it
 
     const r1 = await cli.waitEvent((e) => e.event === "request" && e.path === "/one");
@@ -81,7 +81,7 @@ describe("azhexgate start (embedded default)", () => {
     const cli = spawnCli(["start", "--port", String(origin.port)], { cwd: emptyCwd() });
     await cli.waitOut(/^Forwarding to:/, 20_000);
     expect(cli.out[0]).toBe("Tunnel established");
-    expect(cli.out[1]).toMatch(/^Public URL: {4}http:\/\/\d+\.localhost:\d+$/);
+    expect(cli.out[1]).toMatch(/^Public URL: {4}http:\/\/[a-z2-7]{13}\.localhost:\d+$/);
     expect(cli.out[2]).toBe(`Forwarding to: http://localhost:${origin.port}`);
     await cli.waitOut(/^Inspector:/);
     expect(cli.out[3]).toMatch(/^Loopback URL: {2}http:\/\/127\.0\.0\.1:\d+ /);
@@ -105,7 +105,7 @@ describe("azhexgate start (embedded default)", () => {
     const cli = spawnCli(["start", "--port", String(origin.port)], { cwd: emptyCwd() });
     const line = await cli.waitOut(/^Public URL:/, 20_000);
     const url = line.replace(/^Public URL:\s+/, "");
-    expect(url).toMatch(/^http:\/\/\d+\.localhost:\d+$/);
+    expect(url).toMatch(/^http:\/\/[a-z2-7]{13}\.localhost:\d+$/);
     const curl = Bun.spawn(["curl", "-s", "--max-time", "5", `${url}/from-curl`], { stdout: "pipe", stderr: "pipe" });
     const body = await new Response(curl.stdout).text();
     expect(await curl.exited).toBe(0);

@@ -163,7 +163,7 @@ describe("TLS in front of the gateway", () => {
       ["tunnel.delete", "pass"],
     ]);
     expect(String(checks.find((c) => c.name === "tls.wildcard")!.detail)).toContain("*.gw.localhost");
-    expect(String(checks.find((c) => c.name === "tunnel.roundtrip")!.detail)).toMatch(/^GET https:\/\/\d+\.gw\.localhost:\d+\//);
+    expect(String(checks.find((c) => c.name === "tunnel.roundtrip")!.detail)).toMatch(/^GET https:\/\/[a-z2-7]{13}\.gw\.localhost:\d+\//);
     expect(await tunnelsOf(`http://api.gw.localhost:${gw.port}`)).toEqual([]);
   }, 90_000);
 
@@ -218,7 +218,7 @@ describe("broken gateways", () => {
     expect(d.exitCode).toBe(1);
     expect(statuses(d.results)).toMatchObject({ "tunnel.create": "pass", "tunnel.listen": "pass", "tunnel.roundtrip": "fail", "tunnel.delete": "pass" });
     const r = d.by("tunnel.roundtrip");
-    expect(r.detail).toMatch(/^GET http:\/\/\d+\.localhost:\d+\/… → 502 tunnel_offline/);
+    expect(r.detail).toMatch(/^GET http:\/\/[a-z2-7]{13}\.localhost:\d+\/… → 502 tunnel_offline/);
     expect(r.fix).toContain("sender credential");
     expect(d.text).toMatch(/^✗ tunnel\.roundtrip /m);
     expect(await tunnelsOf(`http://localhost:${gw.port}`)).toEqual([]);

@@ -60,7 +60,7 @@ test("on a terminal: a live panel with state, URLs, counts, latency, connections
     const t = underPty(["start", String(a.port)], childEnv());
     const url = await until("the panel with the loopback URL", async () => /Loopback URL\s+(http:\/\/127\.0\.0\.1:\d+)/.exec(t.frame())?.[1], 30_000);
     expect(t.frame()).toMatch(/Status\s+online/);
-    expect(t.frame()).toMatch(/Public URL\s+http:\/\/\d+\.localhost:\d+/);
+    expect(t.frame()).toMatch(/Public URL\s+http:\/\/[a-z2-7]{13}\.localhost:\d+/);
     expect(t.frame()).toContain(`Forwarding    http://localhost:${a.port}`);
     expect(t.frame()).toMatch(/Requests\s+0 total/);
 
@@ -155,7 +155,7 @@ test("--open runs the platform's opener with the public URL; a missing or failin
     const none = spawnCli(["start", String(a.port), "--open"], { env: { PATH: bunDir }, cwd: tmp() });
     const warn = await none.waitErr(/^warning: --open: no xdg-open found/, 30_000);
     const pub = /open (http:\/\/\S+) yourself/.exec(warn)?.[1];
-    expect(pub).toMatch(/^http:\/\/\d+\.localhost:\d+$/);
+    expect(pub).toMatch(/^http:\/\/[a-z2-7]{13}\.localhost:\d+$/);
     expect(await (await get(`${pub}/still-up`)).text()).toBe("hello /still-up");
 
     // an opener that fails (no browser): a warning with its exit code

@@ -123,6 +123,8 @@ export function createApiClient(o: ApiClientOptions) {
         // "in use; try again in a moment" (a reclaim race) does not.
         throw new ApiClientError(code, `${detail}`, code === "subdomain_taken" && /try again/i.test(detail), 409);
       case 429: {
+        // the per-key tunnel quota: retried (a tunnel may be deleted or expire), with the gateway's sentence
+        if (code === "tunnel_quota") throw new ApiClientError(code, detail, true, 429);
         const after = res.headers.get("retry-after");
         throw new ApiClientError("rate_limited", `The management API is rate limiting this machine${after ? `; retry in ${after} s` : ""}.`, true, 429);
       }

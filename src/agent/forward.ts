@@ -87,8 +87,9 @@ export async function forward(stream: TunnelStream, o: ForwardOptions): Promise<
     resetBy = err;
     abort.abort();
   };
-  const hasBody = !methodHasNoBody(head.method);
   let headers = originRequestHeaderList(head, o);
+  // OPTIONS carries a body only when the gateway passed its framing (CORS preflights have none)
+  const hasBody = !methodHasNoBody(head.method) && (head.method !== "OPTIONS" || headers.some(([n]) => n === "content-length"));
   const cap = o.inspect ? o.inspect.begin(head, headers, o.origin) : undefined;
   const report = (status: number, bytes: number, error?: string) => {
     const ms = performance.now() - t0;
@@ -139,6 +140,11 @@ export async function forward(stream: TunnelStream, o: ForwardOptions): Promise<
   report(res.status, bytes, error);
 }
 
+/** Headers of a refused upgrade's answer the gateway frames itself. */
+const REFUSED_SKIP = new Set(["content-length", "transfer-encoding", "connection", "keep-alive", "upgrade"]);
+/** Largest refused-upgrade body passed on whole (login pages, JSON errors); longer is cut visibly. */
+const REFUSED_BODY_MAX = 8 * 1024 * 1024;
+
 /** Request headers that must not be copied onto our own WebSocket handshake. */
 const WS_SKIP = new Set(["host", "connection", "upgrade", "content-length", "transfer-encoding"]);
 
@@ -168,16 +174,26 @@ async function forwardWebSocket(stream: TunnelStream, o: ForwardOptions): Promis
       headers,
       protocols: head.protocols,
       timeoutMs: 30_000,
+      maxErrorBodyBytes: REFUSED_BODY_MAX,
       proxy: null, // the local app: never through the relay's proxy
       ...(wsOrigin.startsWith("wss:") ? { tls: { rejectUnauthorized: false } } : {}),
     });
   } catch (err) {
     if (err instanceof WsHandshakeError) {
-      const h: ResponseHead = { status: err.status === 101 ? 502 : err.status, headers: Object.entries(err.headers).filter(([n]) => n !== "content-length" && n !== "transfer-encoding" && n !== "connection") };
+      // The app refused the upgrade: its answer goes out as an ordinary response — header lines
+      // as sent (Set-Cookie kept apart), body bytes untouched (up to REFUSED_BODY_MAX; a longer
+      // one is cut visibly with a reset, never served as complete).
+      const { headerList, bodyBytes, truncated } = err.raw;
+      const h: ResponseHead = { status: err.status === 101 ? 502 : err.status, headers: headerList.filter(([n]) => !REFUSED_SKIP.has(n)) };
       stream.sendResponse(jsonPayload(h));
       cap?.response(h.status, h.headers);
-      if (err.body) await stream.write(new TextEncoder().encode(err.body)).catch(() => {});
-      stream.end();
+      try {
+        for (let off = 0; off < bodyBytes.length; off += 64 * 1024) await stream.write(bodyBytes.subarray(off, off + 64 * 1024));
+        if (truncated) stream.reset(ResetCode.INTERNAL, `the local app's refusal body is longer than ${REFUSED_BODY_MAX} bytes`);
+        else stream.end();
+      } catch {
+        // reset by the gateway (client gone): nothing more to send
+      }
       return report(h.status, err.status === 101 ? "origin_invalid_response" : "upgrade_refused");
     }
     if (stream.isReset) {
@@ -197,13 +213,29 @@ async function forwardWebSocket(stream: TunnelStream, o: ForwardOptions): Promis
   cap?.response(101, conn.protocol ? [["sec-websocket-protocol", conn.protocol]] : []);
   const te = new TextEncoder();
   let originClosed = false;
+  // Flow control: while the stream cannot send (no credit from the gateway, transport congested)
+  // the origin socket is not read, so a fast origin meets TCP backpressure instead of our memory.
+  let paused = false;
   conn.on("message", (data, binary) => {
     if (cap) cap.message("out", data, binary);
     stream.wsSendQueued(typeof data === "string" ? te.encode(data) : data, binary, () => conn.terminate());
+    if (stream.wsBusy && !paused) {
+      paused = true;
+      conn.pause();
+      void stream.wsFlushed().then(() => {
+        paused = false;
+        conn.resume();
+      });
+    }
   });
   conn.on("close", (code, reason) => {
     originClosed = true;
     stream.wsCloseQueued(code, reason);
+    if (stream.wsBusy) {
+      // the gateway takes nothing more (its client stopped reading): do not keep the stream forever
+      const t = setTimeout(() => stream.reset(ResetCode.CANCEL, "the public client is not reading"), 5_000);
+      void stream.wsFlushed().then(() => clearTimeout(t));
+    }
     // one event per session, when it ends: 101, how long it lasted, bytes both ways, the close code
     report(101, resetBy ? (resetBy.code === ResetCode.CANCEL ? "client_gone" : "reset") : undefined, code);
   });

@@ -190,7 +190,11 @@ export async function runStart(cfg: StartConfig): Promise<number> {
 
   let signals = 0;
   const stopAll = async (immediate: boolean) => {
+    const t0 = Date.now();
     await Promise.all(tunnels.map((t) => t.handle.stop(immediate ? { graceMs: 0 } : { graceMs: cfg.graceMs })));
+    // Embedded: the agent's streams ended, but the gateway may still be writing their replies'
+    // tails to the clients; let it finish them within what is left of the grace.
+    if (embedded && !immediate) await embedded.app.gateway.drain(Math.max(0, cfg.graceMs - (Date.now() - t0)));
   };
   const done = new Promise<number>((resolve) => {
     const onSignal = () => {

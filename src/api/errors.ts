@@ -16,6 +16,7 @@ export type ApiErrorCode =
   | "payload_too_large" // 413
   | "unsupported_media_type" // 415
   | "rate_limited" // 429
+  | "tunnel_quota" // 429
   | "internal" // 500
   | "relay_unavailable" // 502
   | "api_keys_unavailable" // 503

@@ -16,7 +16,7 @@ const idParam = { name: "id", in: "path", required: true, description: "The tunn
 const isoTime = { type: "string", format: "date-time" };
 
 const tunnelProps = {
-  id: { type: "string", description: "Subdomain label: 8-10 random digits, or a reserved name." },
+  id: { type: "string", description: "Subdomain label: 13 random base32 characters (a-z, 2-7; ~65 bits), or a reserved name." },
   public_url: { type: "string", format: "uri" },
   relay_endpoint: { type: "string", description: "Relay namespace URL the agent listens on (wss://… in Azure, ws://… locally)." },
   hybrid_connection_name: { type: "string", description: "Always hc-{id}." },

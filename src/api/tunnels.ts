@@ -1,6 +1,6 @@
 /**
  * The tunnel service: the management API's business rules, independent of HTTP. Allocates ids
- * (random 8–10 digits, or a reserved name owned by the caller's key), provisions `hc-{id}`, issues
+ * (13 random base32 characters, or a reserved name owned by the caller's key), provisions `hc-{id}`, issues
  * Listen-only tokens, renews them per agent session, and reclaims idle tunnels (`sweep`).
  *
  * Lifetimes: a listener token lives `tokenTtlSeconds` (default 1 h); a tunnel lives `idleTtlMs`
@@ -22,8 +22,10 @@ export interface TunnelServiceOptions {
   /** Idle lifetime of a tunnel in ms (default 2 h; at least 2 × the token TTL). */
   idleTtlMs?: number;
   now?: () => number;
-  /** Random id source (tests force collisions); default 8–10 crypto-random digits. */
+  /** Random id source (tests force collisions); default 13 crypto-random base32 characters. */
   randomId?: () => string;
+  /** Tunnels one API key may hold at once (AZHEXGATE_MAX_TUNNELS_PER_KEY); 0 / absent = no limit. */
+  maxTunnelsPerKey?: number;
   log?: Logger;
 }
 
@@ -58,15 +60,27 @@ export function validateSubdomain(name: string): string {
     throw invalid("subdomain", "subdomain must be 3-40 characters of a-z, 0-9 and '-', starting and ending with a letter or digit.");
   }
   if (/^\d+$/.test(n)) throw invalid("subdomain", "subdomain cannot be all digits (those are random tunnel ids); add a letter.");
+  if (RANDOM_ID.test(n)) throw invalid("subdomain", "subdomain cannot have the shape of a random tunnel id (13 characters of a-z and 2-7 with a digit); make it longer or shorter.");
   if (n.includes("--")) throw invalid("subdomain", "subdomain cannot contain '--' (reserved for punycode and internal names).");
   if (RESERVED_WORDS.has(n)) throw invalid("subdomain", `subdomain "${n}" is reserved; pick another name.`);
   return n;
 }
 
-/** 8–10 crypto-random digits, no leading zero. */
+const BASE32 = "abcdefghijklmnopqrstuvwxyz234567";
+/** The shape of a random tunnel id: 13 characters of RFC 4648 base32 (lower case), at least one digit. */
+export const RANDOM_ID = /^(?=[a-z2-7]*[2-7])[a-z2-7]{13}$/;
+
+/**
+ * 13 crypto-random base32 characters (a-z, 2-7): ~64.9 bits of entropy (65 bits, less the
+ * redraws that keep at least one digit, which tells them apart from a reserved name). A DNS label,
+ * short enough to type, and not enumerable (issue 12: 8–10 digits were 27–33 bits).
+ */
 export function randomTunnelId(): string {
-  const digits = randomInt(8, 11);
-  return String(randomInt(10 ** (digits - 1), 10 ** digits));
+  for (;;) {
+    let id = "";
+    for (let i = 0; i < 13; i++) id += BASE32[randomInt(32)];
+    if (RANDOM_ID.test(id)) return id;
+  }
 }
 
 const hcPathOf = (id: string): string => `hc-${id}`;
@@ -94,8 +108,9 @@ export class TunnelService {
   async create(keyId: string, input: CreateInput): Promise<IssuedTunnel> {
     const now = this.now();
     const base = { keyId, sessionId: randomUUID(), localPort: input.localPort, createdAt: now, lastSeenAt: now, expiresAt: now + this.idleTtlMs, ...(input.policy ? { policy: input.policy } : {}) };
-    if (input.subdomain !== undefined) {
-      const name = validateSubdomain(input.subdomain);
+    const name = input.subdomain === undefined ? undefined : validateSubdomain(input.subdomain);
+    await this.checkQuota(keyId, name);
+    if (name !== undefined) {
       if ((await this.o.registry.claimName(name, keyId)) === "taken") {
         throw new ApiError(409, "subdomain_taken", `subdomain "${name}" is reserved by another API key; pick another name.`);
       }
@@ -109,6 +124,16 @@ export class TunnelService {
       if (await this.o.registry.create(rec)) return this.provisionNew(rec);
     }
     throw new ApiError(500, "internal", "Could not allocate a tunnel id; try again.", { cause: new Error("16 id collisions in a row") });
+  }
+
+  /** 429 when `keyId` already holds its quota of tunnels (taking back its own reserved name is not a new one). */
+  private async checkQuota(keyId: string, name: string | undefined): Promise<void> {
+    const max = this.o.maxTunnelsPerKey ?? 0;
+    if (max <= 0) return;
+    const held = (await this.o.registry.list({ keyId })).filter((r) => r.id !== name).length;
+    if (held >= max) {
+      throw new ApiError(429, "tunnel_quota", `This API key already holds ${held} tunnel(s), its limit (AZHEXGATE_MAX_TUNNELS_PER_KEY=${max}); stop or delete one (azhexgate tunnels delete) and try again.`);
+    }
   }
 
   /** A fresh listener token for the agent session `sessionId`; renews the tunnel's idle deadline. */

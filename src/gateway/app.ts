@@ -22,11 +22,12 @@ import type { Logger } from "../log.ts";
 import { createAccessLog } from "./access-log.ts";
 import { createConsole, type GatewayConsole } from "./console/routes.ts";
 import { senderDialer } from "./credential.ts";
-import { routeHost, startGateway, type GatewayHandle } from "./server.ts";
 import { createVisitorAuth, type VisitorAuth } from "./visitor-auth.ts";
 import { gatewayMetrics } from "./metrics.ts";
 import { createPolicyGate } from "./policy/gate.ts";
 import { BandwidthLimiter } from "./policy/bandwidth.ts";
+import { metricsAccessPolicy } from "./metrics-access.ts";
+import { routeHost, startGateway, type GatewayHandle } from "./server.ts";
 
 export interface GatewayAppOptions {
   config: Readonly<GatewayConfig>;
@@ -109,6 +110,7 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
       issuer: binding.issuer,
       tokenTtlSeconds: o.tokenTtlSeconds ?? config.tokenTtlSeconds,
       idleTtlMs: config.idleTtlSeconds === undefined ? undefined : config.idleTtlSeconds * 1000,
+      maxTunnelsPerKey: config.maxTunnelsPerKey,
       log: log.child("tunnels"),
     });
     let api: ManagementApi | undefined;
@@ -123,6 +125,7 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
       localHosts: config.localHosts,
       publicScheme: config.publicScheme,
       ttfbMs: config.ttfbSeconds * 1000,
+      bodyIdleMs: config.bodyTimeoutSeconds * 1000,
       resolveTunnel: async (id) => {
         const rec = await registry.get(id);
         return rec ? { hcPath: rec.hcPath, policy: rec.policy } : undefined;
@@ -147,6 +150,7 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
         visitor: config.identity.visitor ? { admit: (req, ctx, entra) => visitor!.admit(req, ctx, entra) } : undefined,
       }),
       metrics,
+      metricsAccess: metricsAccessPolicy(config.metrics, config.metricsToken, access, config.allowCidrs.length > 0),
       apex: (req, server) => {
         if (!api) return new Response("starting", { status: 503 });
         const signIn = visitor?.apex(req);

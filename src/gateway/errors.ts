@@ -14,7 +14,10 @@ export type GatewayErrorCode =
   | "unauthorized"
   | "access_denied"
   | "rate_limited"
-  | "internal";
+  | "internal"
+  | "metrics_off"
+  | "metrics_forbidden"
+  | "invalid_response_header";
 
 export class GatewayError extends Error {
   override readonly name = "GatewayError";

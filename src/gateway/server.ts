@@ -14,7 +14,7 @@ import type { AccessEntry, AccessLog } from "./access-log.ts";
 import { errorResponse, GatewayError } from "./errors.ts";
 import { gatewayMetrics, type GatewayMetrics } from "./metrics.ts";
 import { SessionPool, type PoolOptions } from "./pool.ts";
-import { holdWs, relayWsToPublic, sanitizeCloseCode, type EarlyWs, type PublicWsData } from "./websocket.ts";
+import { holdEarlyWs, publicWsClose, publicWsMessage, relayWsToPublic, wsDataFor, type PublicWsData } from "./websocket.ts";
 import { type Throttle, throttled } from "./policy/bandwidth.ts";
 
 export interface TunnelRoute {
@@ -42,6 +42,8 @@ export interface GatewayOptions {
   dial: (hcPath: string) => Promise<WsConnection>;
   /** Time to the origin's response head (default 120 s). */
   ttfbMs?: number;
+  /** A request body that sends nothing for this long is abandoned (stream reset); default 60 s. */
+  bodyIdleMs?: number;
   pool?: Omit<PoolOptions, "dial">;
   /** Requests to the base domain itself (management API). Default: 404. */
   apex?: (req: Request, server: Server<PublicWsData>) => Response | Promise<Response>;
@@ -61,6 +63,12 @@ export interface GatewayOptions {
   /** Bandwidth cap of a tunnel as back-pressure on its HTTP bodies (src/gateway/policy/bandwidth.ts). */
   throttle?: (id: string, route: TunnelRoute) => import("./policy/bandwidth.ts").Throttle | undefined;
   accessLog?: AccessLog;
+  /**
+   * Who may read `/metrics` (it names every tunnel with its traffic): given the request and the
+   * client's address, null to serve it, else the error to answer. Absent: anyone (library use;
+   * the `gateway` command sets AZHEXGATE_METRICS, private by default).
+   */
+  metricsAccess?: (req: Request, address: string) => GatewayError | null;
 }
 
 /** The public client's address for the access log: the trusted-proxy aware `client` when given, else the peer. */
@@ -178,6 +186,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
   });
   let draining = false;
   const ttfbMs = o.ttfbMs ?? 120_000;
+  const bodyIdleMs = o.bodyIdleMs ?? 60_000;
   const scheme = o.publicScheme ?? "http";
 
   const poolFor = (id: string, hcPath: string): SessionPool => {
@@ -230,12 +239,12 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
       throw tunnelError(err, id);
     });
     if (entry) o.accessLog!.attach(stream, entry, kind);
-    const early = kind === "ws" ? holdWs(stream) : undefined; // the app may speak first: nothing is lost before `open`
+    if (kind === "ws") holdEarlyWs(stream); // the origin may speak in the same turn as its 101
     const onAbort = () => stream.reset(ResetCode.CANCEL, "public client went away");
     req.signal.addEventListener("abort", onAbort, { once: true });
     if (kind === "http") {
-      if (methodHasNoBody(req.method)) stream.end();
-      else void pumpBody(req, stream, throttle);
+      if (methodHasNoBody(req.method) || req.body === null) stream.end();
+      else void pumpBody(req, stream, bodyIdleMs, throttle);
     }
     // the TTFB limit resets the stream, which rejects `stream.response` with ORIGIN_TIMEOUT → 504
     const timer = setTimeout(() => stream.reset(ResetCode.ORIGIN_TIMEOUT, `The local app did not start answering within ${Math.round(ttfbMs / 1000)} s.`), ttfbMs);
@@ -244,7 +253,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
       if (entry) o.accessLog!.answered(entry, resHead.status);
       // A WebSocket's lifetime is the socket's, not the upgrade request's.
       if (kind === "ws") req.signal.removeEventListener("abort", onAbort);
-      return { stream, resHead, early };
+      return { stream, resHead };
     } catch (err) {
       throw tunnelError(err, id);
     } finally {
@@ -273,7 +282,11 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
         const path = q < 0 ? target : target.slice(0, q);
         const host = o.publicHost ? o.publicHost(req, server.requestIP(req)?.address ?? "") : req.headers.get("host");
         const fixedId = fixed.size ? fixed.get(server) : undefined;
-        if (fixedId === undefined && SERVICE_PATHS.has(path) && serviceHost(host, o.baseDomain)) return await service(path);
+        if (fixedId === undefined && SERVICE_PATHS.has(path) && serviceHost(host, o.baseDomain)) {
+          const denied = path === "/metrics" && o.metricsAccess ? o.metricsAccess(req, clientAddress(req, server, o.client)) : null;
+          if (denied) return errorResponse(denied, req.headers.get("accept"), req.method);
+          return await service(path);
+        }
         if (o.accessLog) entry = o.accessLog.begin("", req.method, target, clientAddress(req, server, o.client));
         if (req.method === "CONNECT") throw new GatewayError(405, "method_not_allowed", "CONNECT is not supported.");
         id = fixedId ?? routeHost(host, o.baseDomain, o.localHosts);
@@ -299,14 +312,15 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
           return refused;
         }
         const throttle = kind === "http" ? o.throttle?.(id, route) : undefined;
-        const { stream, resHead, early } = await openStream(req, server, id, route, kind, target, host as string, entry, throttle);
+        const { stream, resHead } = await openStream(req, server, id, route, kind, target, host as string, entry, throttle);
         countRequest(id, kind, resHead.status);
-        if (kind === "ws") return upgradePublic(req, server, stream, resHead, early);
+        if (kind === "ws") return upgradePublic(req, server, stream, resHead);
         return httpResponse(req, stream, resHead, throttle);
       } catch (err) {
         const e = err instanceof GatewayError ? err : new GatewayError(500, "internal", "The gateway failed to handle the request.");
         if (!(err instanceof GatewayError)) console.error("gateway: unexpected error", err);
-        metrics.errors.inc({ code: e.code });
+        // a client that went away is not a gateway / tunnel error
+        metrics.errors.inc({ code: req.signal.aborted ? "client_gone" : e.code });
         if (entry) {
           const gone = req.signal.aborted;
           o.accessLog!.fail(entry, gone ? 499 : e.status, gone ? "client_gone" : e.code);
@@ -327,14 +341,11 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
         ws.data.stream.resumeWs();
       },
       message(ws, msg) {
-        const d = ws.data;
         const bytes = typeof msg === "string" ? utf8.encode(msg) : new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength);
-        d.stream.wsSendQueued(bytes, typeof msg !== "string", () => ws.close(1011, "tunnel stream failed"));
+        publicWsMessage(ws, bytes, typeof msg !== "string");
       },
       close(ws, code, reason) {
-        const d = ws.data;
-        d.publicClosed = true;
-        d.stream.wsCloseQueued(sanitizeCloseCode(code), reason ?? "");
+        publicWsClose(ws, code, reason);
       },
     },
   };
@@ -384,9 +395,13 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     async drain(graceMs) {
       draining = true;
       for (const extra of fixed.keys()) void extra.stop(false);
-      void server.stop(false); // no new connections; in-flight requests continue
+      // No new connections; in-flight requests continue. The promise settles once every
+      // connection is done: a stream is released when its last frame arrived, but the tail of the
+      // reply may still be on its way to the client — cutting then loses what was in flight.
+      let served = false;
+      void server.stop(false).then(() => (served = true), () => (served = true));
       const deadline = Date.now() + graceMs;
-      while (handle.activeStreams > 0 && Date.now() < deadline) await Bun.sleep(50);
+      while ((handle.activeStreams > 0 || !served) && Date.now() < deadline) await Bun.sleep(50);
       const cut = handle.activeStreams;
       await handle.stop();
       return cut;
@@ -403,17 +418,29 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
   return handle;
 }
 
-async function pumpBody(req: Request, stream: TunnelStream, throttle?: Throttle): Promise<void> {
+/** Request body → stream (through the tunnel's bandwidth cap, if any); a client that stops sending for `idleMs` has the stream reset (and the request fails). */
+async function pumpBody(req: Request, stream: TunnelStream, idleMs: number, throttle?: Throttle): Promise<void> {
+  const reader = req.body?.getReader();
+  let timer: Timer | undefined;
   try {
-    if (req.body) {
-      for await (const chunk of req.body) {
-        if (throttle) await throttle.in(chunk.byteLength);
-        await stream.write(chunk);
+    if (reader) {
+      for (;;) {
+        const idle = new Promise<never>((_, rej) => {
+          timer = setTimeout(() => rej(new Error("idle")), idleMs);
+        });
+        const r = await Promise.race([reader.read(), idle]);
+        clearTimeout(timer);
+        if (r.done) break;
+        if (throttle) await throttle.in(r.value.byteLength);
+        await stream.write(r.value);
       }
     }
     stream.end();
-  } catch {
-    stream.reset(ResetCode.CANCEL, "request body failed");
+  } catch (err) {
+    clearTimeout(timer);
+    const idle = (err as Error)?.message === "idle";
+    if (idle) void reader?.cancel().catch(() => {});
+    stream.reset(ResetCode.CANCEL, idle ? `the request body stalled for ${Math.round(idleMs / 1000)} s` : "request body failed");
   }
 }
 
@@ -423,24 +450,39 @@ function httpResponse(req: Request, stream: TunnelStream, head: ResponseHead, th
     throw new GatewayError(502, "tunnel_error", `The local app answered with status ${head.status}.`);
   }
   const headers = publicResponseHeaders(head);
+  // A header value outside Latin-1 cannot go on the wire (Response would throw): a broken or
+  // hostile agent gets a 502 with a code, the stream is reset (released), no stack trace.
+  for (const [n, v] of headers) {
+    if (!/^[\x00-\xff]*$/.test(v) || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(n)) {
+      stream.reset(ResetCode.PROTOCOL, "invalid response header");
+      throw new GatewayError(502, "invalid_response_header", "The tunnel's agent sent a response header that is not valid HTTP; the request was not answered.");
+    }
+  }
   if (statusHasNoBody(head.status, req.method)) {
     stream.discardBody();
     return new Response(null, { status: head.status, headers });
   }
   if (throttle) return new Response(throttled(stream.body, throttle.out), { status: head.status, headers });
   const whole = stream.takeCompleteBody();
-  if (whole) return new Response(whole as Uint8Array<ArrayBuffer>, { status: head.status, headers });
+  if (whole) {
+    if (headers.some(([n]) => n === "content-type")) return new Response(whole as Uint8Array<ArrayBuffer>, { status: head.status, headers });
+    // Bun adds `application/octet-stream` to a byte body; the app sent no Content-Type, so neither
+    // do we: a one-chunk stream with its length (Bun keeps an explicit Content-Length on a stream).
+    return new Response(new ReadableStream({ start: (c) => (c.enqueue(whole), c.close()) }), { status: head.status, headers: [...headers, ["content-length", String(whole.length)]] });
+  }
   return new Response(stream.body, { status: head.status, headers });
 }
 
-function upgradePublic(req: Request, server: Server<PublicWsData>, stream: TunnelStream, head: ResponseHead, early?: EarlyWs): Response | undefined {
+function upgradePublic(req: Request, server: Server<PublicWsData>, stream: TunnelStream, head: ResponseHead): Response | undefined {
   if (head.status !== 101) {
-    // The origin refused the WebSocket: show its answer as a plain HTTP response.
+    // The origin refused the WebSocket: show its answer as a plain HTTP response. There is no
+    // request body to send: END our side so the stream is released once the answer is through.
+    stream.end();
     return httpResponse(req, stream, head);
   }
   const headers: Record<string, string> = {};
   if (head.protocol) headers["Sec-WebSocket-Protocol"] = head.protocol;
-  const data: PublicWsData = { stream, publicClosed: false, early };
+  const data = wsDataFor(stream); // with what the origin said before `open` (holdEarlyWs)
   if (server.upgrade(req, { headers, data })) return undefined;
   stream.reset(ResetCode.CANCEL, "public upgrade failed");
   throw new GatewayError(400, "bad_host", "The WebSocket upgrade request was invalid.");

@@ -6,7 +6,7 @@
  */
 
 export interface TunnelRecord {
-  /** The subdomain label: 8–10 random digits, or a reserved name `[a-z0-9-]{3,40}`. */
+  /** The subdomain label: 13 random base32 characters (a-z, 2-7), or a reserved name `[a-z0-9-]{3,40}`. */
   id: string;
   /** Owner: hash of the API key that created it. */
   keyId: string;

@@ -31,9 +31,14 @@ function connectionTokens(get: (n: string) => string | null): Set<string> {
   return new Set(v ? v.split(",").map((t) => t.trim().toLowerCase()).filter(Boolean) : []);
 }
 
-/** Bodiless request methods: framing headers must not cross even if a client sent them. */
+/**
+ * Request methods whose body never crosses: HEAD and TRACE have none, and Bun.serve (1.4.4) drops
+ * a GET's body before the gateway sees it (`req.body` is null). Framing headers do not cross for
+ * them, nor `Content-Type` when the client declared a body we do not have. OPTIONS bodies (and
+ * every other method's) are forwarded.
+ */
 export function methodHasNoBody(method: string): boolean {
-  return method === "GET" || method === "HEAD" || method === "OPTIONS" || method === "TRACE";
+  return method === "GET" || method === "HEAD" || method === "TRACE";
 }
 
 /** A status whose response never carries a body. */
@@ -81,12 +86,14 @@ export interface IngressInfo {
 export function requestHeadFrom(req: Request, info: IngressInfo): RequestHead {
   const drop = connectionTokens((n) => req.headers.get(n));
   const headers: HeaderList = [];
-  const noBody = info.kind === "ws" || methodHasNoBody(req.method);
+  // OPTIONS without a body (CORS preflights) stays bodiless: no framing invented for it.
+  const noBody = info.kind === "ws" || methodHasNoBody(req.method) || (req.method === "OPTIONS" && req.body === null);
+  const declaredBody = noBody && (req.headers.has("transfer-encoding") || /^0*[1-9]/.test(req.headers.get("content-length") ?? ""));
   for (const [name, value] of req.headers) {
     const n = name.toLowerCase();
     if (HOP_BY_HOP.has(n) || drop.has(n) || n === "host" || FORWARDING.has(n)) continue;
     if (info.kind === "ws" && WS_HOP.has(n)) continue;
-    if (noBody && FRAMING.has(n)) continue;
+    if (noBody && (FRAMING.has(n) || (declaredBody && n === "content-type"))) continue;
     headers.push([n, value]);
   }
   // One value: the client as the gateway resolved it (trusted proxies' X-Forwarded-For only).

@@ -184,6 +184,7 @@ export class TunnelStream {
    */
   wsSendQueued(data: Uint8Array, binary: boolean, onError: () => void): void {
     if (this.wsPending === 0 && this.wsSendNow(data, binary)) return;
+    if (this.resetError) return onError(); // nothing will ever send it: do not queue
     this.wsPending++;
     this.wsChain = (this.wsChain ?? Promise.resolve())
       .then(() => this.wsSend(data, binary))
@@ -191,6 +192,19 @@ export class TunnelStream {
       .finally(() => {
         this.wsPending--;
       });
+  }
+
+  /**
+   * True while WebSocket messages wait for credit or for the transport: the caller should stop
+   * reading its socket (flow control) until `wsFlushed()` resolves.
+   */
+  get wsBusy(): boolean {
+    return this.wsPending > 0;
+  }
+
+  /** Resolves once no WebSocket send is queued any more (sent, or failed on a reset). */
+  async wsFlushed(): Promise<void> {
+    while (this.wsPending > 0 && this.wsChain) await this.wsChain;
   }
 
   /** `wsClose` after the messages still in flight. */

@@ -32,6 +32,8 @@ export interface WsConnectOptions {
   highWaterMark?: number;
   /** `drained()` resolves at or below this; default highWaterMark / 4. */
   lowWaterMark?: number;
+  /** Largest body kept from a refused handshake (default 64 KiB); longer ones are marked truncated. */
+  maxErrorBodyBytes?: number;
   /** How long `close()` waits for the peer's close frame before terminating; default 5 s. */
   closeTimeoutMs?: number;
   tls?: { rejectUnauthorized?: boolean; ca?: string | string[]; serverName?: string };
@@ -356,7 +358,7 @@ export function connectWebSocket(url: string, opts: WsConnectOptions = {}): Prom
       if (settled) return;
       if ("error" in r) return fail(new WsConnectError("protocol", r.error));
       if (r.status !== 101) {
-        fail(new WsHandshakeError(r.status, r.statusText, r.headers, r.body));
+        fail(new WsHandshakeError(r.status, r.statusText, r.headers, r.body, { headerList: r.headerList, bodyBytes: r.bodyBytes, truncated: r.truncated }));
         return;
       }
       const h = r.headers;
@@ -377,7 +379,7 @@ export function connectWebSocket(url: string, opts: WsConnectOptions = {}): Prom
       if (r.rest.length > 0) socketRef!.data.onData(r.rest);
       resolve(conn);
       setImmediate(() => conn.start());
-    });
+    }, { maxBodyBytes: opts.maxErrorBodyBytes, bodyTimeoutMs: opts.maxErrorBodyBytes ? 10_000 : undefined });
 
     const ctx: SocketCtx = {
       onData: (d) => response.push(d),

@@ -8,6 +8,8 @@ export class WsHandshakeError extends Error {
     readonly statusText: string,
     readonly headers: Record<string, string>,
     readonly body: string,
+    /** The header lines as sent (repeats kept apart), the body's bytes, and whether they were cut. */
+    readonly raw: { headerList: Array<[string, string]>; bodyBytes: Uint8Array; truncated: boolean } = { headerList: Object.entries(headers), bodyBytes: new TextEncoder().encode(body), truncated: false },
   ) {
     super(`WebSocket handshake failed: ${status} ${statusText}`.trim());
   }

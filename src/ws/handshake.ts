@@ -4,7 +4,19 @@
  */
 
 export type HandshakeResponse =
-  | { status: number; statusText: string; headers: Record<string, string>; body: string; rest: Uint8Array }
+  | {
+      status: number;
+      statusText: string;
+      headers: Record<string, string>;
+      body: string;
+      rest: Uint8Array;
+      /** The header lines as sent (names lower-cased, repeats such as Set-Cookie kept apart). */
+      headerList: Array<[string, string]>;
+      /** The body's bytes (decoded from chunked), at most `maxBodyBytes`. */
+      bodyBytes: Uint8Array;
+      /** True when the body was longer than `maxBodyBytes` (or ended early): what we have is cut. */
+      truncated: boolean;
+    }
   | { error: string };
 
 export interface ResponseReaderOptions {
@@ -23,7 +35,7 @@ export function readHandshakeResponse(done: (r: HandshakeResponse) => void, opts
   const maxHeader = opts.maxHeaderBytes ?? 16 * 1024;
   const maxBody = opts.maxBodyBytes ?? 64 * 1024;
   let buf: Buffer = Buffer.alloc(0);
-  let head: { status: number; statusText: string; headers: Record<string, string> } | null = null;
+  let head: { status: number; statusText: string; headers: Record<string, string>; headerList: Array<[string, string]> } | null = null;
   let bodyStart = 0;
   let finished = false;
   let timer: Timer | undefined;
@@ -35,9 +47,10 @@ export function readHandshakeResponse(done: (r: HandshakeResponse) => void, opts
     buf = Buffer.alloc(0);
     done(r);
   };
-  const finishBody = (body: Uint8Array) => {
+  const finishBody = (body: Uint8Array, complete: boolean) => {
     if (!head) return;
-    finish({ ...head, body: Buffer.from(body.subarray(0, maxBody)).toString("utf8"), rest: new Uint8Array(0) });
+    const bytes = new Uint8Array(body.subarray(0, maxBody)); // copy: `buf` is dropped
+    finish({ ...head, body: Buffer.from(bytes).toString("utf8"), rest: new Uint8Array(0), bodyBytes: bytes, truncated: !complete || body.length > maxBody });
   };
 
   const tryBody = (atEnd: boolean) => {
@@ -47,11 +60,11 @@ export function readHandshakeResponse(done: (r: HandshakeResponse) => void, opts
     const te = (head.headers["transfer-encoding"] ?? "").toLowerCase();
     if (te.includes("chunked")) {
       const decoded = dechunk(body);
-      if (decoded.complete || atEnd || decoded.data.length >= maxBody) finishBody(decoded.data);
+      if (decoded.complete || atEnd || decoded.data.length > maxBody) finishBody(decoded.data, decoded.complete);
     } else if (cl !== undefined && /^\d+$/.test(cl)) {
-      const n = Math.min(Number(cl), maxBody);
-      if (body.length >= n || atEnd) finishBody(body.subarray(0, n));
-    } else if (atEnd || body.length >= maxBody) finishBody(body);
+      const want = Number(cl);
+      if (body.length >= want || body.length > maxBody || atEnd) finishBody(body.subarray(0, want), body.length >= want);
+    } else if (atEnd || body.length > maxBody) finishBody(body, atEnd && body.length <= maxBody);
   };
 
   const parseHead = () => {
@@ -64,21 +77,23 @@ export function readHandshakeResponse(done: (r: HandshakeResponse) => void, opts
     const m = /^HTTP\/1\.[01] (\d{3})(?: (.*))?$/.exec(lines[0] ?? "");
     if (!m) return finish({ error: `not an HTTP response: ${JSON.stringify((lines[0] ?? "").slice(0, 80))}` });
     const headers: Record<string, string> = {};
+    const headerList: Array<[string, string]> = [];
     for (const line of lines.slice(1)) {
       const c = line.indexOf(":");
       if (c <= 0) return finish({ error: "malformed header line in handshake response" });
       const name = line.slice(0, c).trim().toLowerCase();
       const value = line.slice(c + 1).trim();
       headers[name] = headers[name] === undefined ? value : `${headers[name]}, ${value}`;
+      headerList.push([name, value]);
     }
     const status = Number(m[1]);
     const statusText = m[2] ?? "";
     bodyStart = idx + 4;
     if (status === 101) {
       // copy: the leftover bytes outlive this reader's buffer
-      return finish({ status, statusText, headers, body: "", rest: new Uint8Array(buf.subarray(bodyStart)) });
+      return finish({ status, statusText, headers, body: "", rest: new Uint8Array(buf.subarray(bodyStart)), headerList, bodyBytes: new Uint8Array(0), truncated: false });
     }
-    head = { status, statusText, headers };
+    head = { status, statusText, headers, headerList };
     timer = setTimeout(() => tryBody(true), opts.bodyTimeoutMs ?? 2000);
     tryBody(false);
   };
