@@ -76,7 +76,7 @@ export class Session implements StreamHost {
       this.readyReject = rej;
     });
     this.ready.catch(() => {});
-    transport.send(helloMessage({ azhexgate: PROTOCOL_VERSION, role: opts.role, features: opts.features ?? ["ws"], window: this.window }));
+    transport.send(helloMessage({ azhexgate: PROTOCOL_VERSION, versions: [PROTOCOL_VERSION], role: opts.role, features: opts.features ?? ["ws"], window: this.window }));
   }
 
   get activeStreams(): number {
