@@ -3,7 +3,7 @@
  * HTTP (`origin-http.ts`: streaming both ways, bytes untouched), our WebSocket client for WebSockets — and
  * cancels the upstream when the public client goes away.
  */
-import { jsonPayload, ResetCode } from "../tunnel/frame.ts";
+import { ResetCode } from "../tunnel/frame.ts";
 import type { ResponseHead } from "../tunnel/head.ts";
 import { methodHasNoBody, originRequestHeaderList, originRequestHeaders, responseHeadFromList, type OriginOptions } from "../tunnel/http.ts";
 import type { StreamResetError, TunnelStream } from "../tunnel/stream.ts";
@@ -110,7 +110,10 @@ export async function forward(stream: TunnelStream, o: ForwardOptions): Promise<
     }
     return report(502, 0, unreachable(stream, o.origin, err));
   }
-  stream.sendResponse(jsonPayload(responseHeadFromList(res.status, res.headers)));
+  if (!stream.sendResponse(responseHeadFromList(res.status, res.headers))) {
+    abort.abort(); // a head over the limit: that stream is reset (502 at the gateway), the session goes on
+    return report(502, 0, "response_headers_too_large");
+  }
   let bytes = 0;
   let error: string | undefined;
   try {
@@ -159,7 +162,7 @@ async function forwardWebSocket(stream: TunnelStream, o: ForwardOptions): Promis
   } catch (err) {
     if (err instanceof WsHandshakeError) {
       const h: ResponseHead = { status: err.status === 101 ? 502 : err.status, headers: Object.entries(err.headers).filter(([n]) => n !== "content-length" && n !== "transfer-encoding" && n !== "connection") };
-      stream.sendResponse(jsonPayload(h));
+      if (!stream.sendResponse(h)) return report(502, "response_headers_too_large");
       if (err.body) await stream.write(new TextEncoder().encode(err.body)).catch(() => {});
       stream.end();
       return report(h.status, err.status === 101 ? "origin_invalid_response" : "upgrade_refused");
@@ -177,7 +180,10 @@ async function forwardWebSocket(stream: TunnelStream, o: ForwardOptions): Promis
   }
   const resHead: ResponseHead = { status: 101, headers: [] };
   if (conn.protocol) resHead.protocol = conn.protocol;
-  stream.sendResponse(jsonPayload(resHead));
+  if (!stream.sendResponse(resHead)) {
+    conn.terminate();
+    return report(502, "response_headers_too_large");
+  }
   const te = new TextEncoder();
   let originClosed = false;
   conn.on("message", (data, binary) => {

@@ -9,12 +9,19 @@
  * protocol's in-band PING instead, which crosses the relay as an ordinary message: the owner
  * calls it on a timer, and a session that heard nothing at all for `maxMissed` calls in a row
  * is dead (see docs/protocol.md, "Liveness").
+ *
+ * Version 2 (negotiated in the hello, v1 still spoken): binary heads, a session-level window,
+ * TCP streams, and the rules in docs/protocol.md "Rules every end enforces" — each violation
+ * either closes the session (1002, `protocol error: …`) or resets one stream.
  */
 import {
-  FrameType, PROTOCOL_VERSION, ResetCode, decodeFrames, encodeFrames, frameParts, jsonPayload, parseJsonPayload,
-  parseReset, parseVarints, parseWsClose, varintPayload, type Frame,
+  FrameType, MAX_HEAD_PAYLOAD, PING_PAYLOAD, PROTOCOL_VERSIONS, ResetCode, decodeFrames, encodeFrames, frameParts, jsonPayload,
+  parseJsonPayload, parseReset, parseVarints, parseWsClose, varintPayload, type Frame,
 } from "./frame.ts";
-import { helloMessage, parseHello, parseRequestHead, parseResponseHead, type Hello, type RequestHead } from "./head.ts";
+import { decodeOpenHead, decodeResponseHead, encodeOpenHead, encodeResponseHead, type HeadError, type OpenHead, type TcpHead } from "./head-binary.ts";
+import {
+  helloMessage, parseHello, parseRequestHead, parseResponseHead, pickVersion, versionMismatch, type Hello, type RequestHead, type ResponseHead,
+} from "./head.ts";
 import { StreamResetError, TunnelStream, type StreamHost } from "./stream.ts";
 
 /** The message transport under a session (our WebSocket client or a Bun server socket). */
@@ -32,9 +39,15 @@ export interface SessionOptions {
   role: "gateway" | "agent";
   /** Per-stream window we grant the peer (bytes). Default 2 MiB. */
   window?: number;
+  /** v2: session-level window we grant the peer (bytes). Default 16 MiB. */
+  sessionWindow?: number;
+  /** Protocol versions spoken (default: all this build speaks); `[1]` plays an old peer in tests. */
+  versions?: readonly number[];
   features?: string[];
   /** Agent side: a stream the gateway opened. */
   onStream?: (stream: TunnelStream) => void;
+  /** Agent side (v2): a TCP stream the gateway opened; without it such OPENs are refused. */
+  onTcpStream?: (stream: TunnelStream, head: TcpHead) => void;
   /** The session ended (transport closed or protocol error). */
   onClose?: (reason: string) => void;
   /** A stream finished (ended both ways, reset, or lost with the session). */
@@ -44,12 +57,25 @@ export interface SessionOptions {
 }
 
 export const DEFAULT_WINDOW = 2 << 20;
+export const DEFAULT_SESSION_WINDOW = 16 << 20;
+/** PONGs queued per event-loop turn at most (a PING flood cannot grow the send queue). */
+const MAX_PONGS_PER_TURN = 16;
 
 /** Payload of liveness PINGs (never registered: their PONG only needs to arrive). */
 const LIVENESS_PING = new Uint8Array([0x61, 0x6c, 0x69, 0x76, 0x65, 0x3f, 0x00, 0x00]);
 
+/** The session's hello failed: no common protocol version (the message says who must upgrade). */
+export class ProtocolMismatchError extends Error {
+  override readonly name = "ProtocolMismatchError";
+}
+
 export class Session implements StreamHost {
   readonly window: number;
+  readonly sessionWindow: number;
+  /** The negotiated protocol version (0 until the peer's hello arrived). */
+  version = 0;
+  /** Session credit the peer granted us and we have not spent (Infinity with a v1 peer). */
+  sessionCredit = Number.POSITIVE_INFINITY;
   readonly ready: Promise<Hello>;
   private peer: Hello | null = null;
   private readyResolve!: (h: Hello) => void;
@@ -60,8 +86,18 @@ export class Session implements StreamHost {
   private flushScheduled = false;
   private congested: Promise<void> | null = null;
   private nextId = 1;
+  /** Agent side: the highest stream id the peer opened (ids must increase). */
+  private peerHighest = 0;
   private closed: string | null = null;
   private goneAway = false;
+  private readonly versions: readonly number[];
+  /** Session credit we granted and the peer has not used yet; below zero is a violation. */
+  private sessionGranted = Number.POSITIVE_INFINITY;
+  private sessionUnacked = 0;
+  private sessionWaiters: Array<() => void> = [];
+  private pongsThisTurn = 0;
+  /** The latest PING that arrived while the transport was congested: answered when it drains. */
+  private pendingPong: Uint8Array | null = null;
   private readonly pings = new Map<string, { resolve: (rtt: number) => void; reject: (e: Error) => void; timer: Timer }>();
   /** Messages received so far (a counter: the cheapest "something arrived" a timer can compare). */
   private rx = 0;
@@ -71,12 +107,17 @@ export class Session implements StreamHost {
 
   constructor(private readonly transport: Transport, private readonly opts: SessionOptions) {
     this.window = opts.window ?? DEFAULT_WINDOW;
+    this.sessionWindow = opts.sessionWindow ?? DEFAULT_SESSION_WINDOW;
+    this.versions = opts.versions ?? PROTOCOL_VERSIONS;
     this.ready = new Promise<Hello>((res, rej) => {
       this.readyResolve = res;
       this.readyReject = rej;
     });
     this.ready.catch(() => {});
-    transport.send(helloMessage({ azhexgate: PROTOCOL_VERSION, versions: [PROTOCOL_VERSION], role: opts.role, features: opts.features ?? ["ws"], window: this.window }));
+    const v2 = this.versions.includes(2);
+    const hello: Hello = { azhexgate: Math.min(...this.versions), versions: [...this.versions], role: opts.role, features: opts.features ?? (v2 ? ["ws", "tcp"] : ["ws"]), window: this.window };
+    if (v2) hello.sessionWindow = this.sessionWindow;
+    transport.send(helloMessage(hello));
   }
 
   get activeStreams(): number {
@@ -92,13 +133,33 @@ export class Session implements StreamHost {
     return !this.closed && !this.goneAway;
   }
 
-  /** Gateway side: opens a stream carrying `head`. Waits for the peer's hello first. */
+  /**
+   * Gateway side: opens a stream carrying `head`. Waits for the peer's hello first. A head over
+   * the limit fails with HEAD_TOO_LARGE before any stream is opened (the gateway answers 431).
+   */
   async open(head: RequestHead): Promise<TunnelStream> {
     const peer = await this.ready;
     if (!this.acceptsStreams) throw new StreamResetError(ResetCode.REFUSED, "session is closing");
+    const payload = this.encodeOpen(head);
+    if (!payload) throw new StreamResetError(ResetCode.HEAD_TOO_LARGE, "The request's headers are larger than the tunnel's head limit.");
     const stream = new TunnelStream(this, this.nextId++, peer.window);
     this.streams.set(stream.id, stream);
-    stream.sendOpen(jsonPayload(head));
+    stream.sendOpen(payload);
+    return stream;
+  }
+
+  /** Opens a TCP stream (v2, issue 16); `target` is a label for the agent's logs. */
+  async openTcp(target = ""): Promise<TunnelStream> {
+    const peer = await this.ready;
+    if (this.version < 2 || !peer.features.includes("tcp")) throw new StreamResetError(ResetCode.REFUSED, "The agent does not serve TCP streams (upgrade azhexgate on the agent).");
+    if (!this.acceptsStreams) throw new StreamResetError(ResetCode.REFUSED, "session is closing");
+    const head: TcpHead = { kind: "tcp", target };
+    const payload = encodeOpenHead(head);
+    if (!payload) throw new StreamResetError(ResetCode.HEAD_TOO_LARGE, "TCP target label too long");
+    const stream = new TunnelStream(this, this.nextId++, peer.window);
+    stream.tcp = head;
+    this.streams.set(stream.id, stream);
+    stream.sendOpen(payload);
     return stream;
   }
 
@@ -143,10 +204,13 @@ export class Session implements StreamHost {
     return true;
   }
 
-  /** No new streams from either side; existing streams finish. */
+  /**
+   * No new streams from either side; existing streams finish. `lastStream` is the highest stream
+   * the peer opened that we will process (the gateway: 0, the agent never opens streams).
+   */
   goAway(code = 0): void {
     this.goneAway = true;
-    this.enqueue(FrameType.GOAWAY, 0, varintPayload(this.nextId - 1, code));
+    this.enqueue(FrameType.GOAWAY, 0, varintPayload(this.peerHighest, code));
   }
 
   // ---- StreamHost ----
@@ -166,6 +230,33 @@ export class Session implements StreamHost {
     return this.congested;
   }
 
+  spendSession(n: number): void {
+    this.sessionCredit -= n;
+  }
+
+  sessionCreditWaiter(): Promise<void> {
+    if (this.closed || this.sessionCredit > 0) return Promise.resolve();
+    return new Promise<void>((r) => this.sessionWaiters.push(r));
+  }
+
+  returnSession(n: number): void {
+    if (this.sessionGranted === Number.POSITIVE_INFINITY) return;
+    this.sessionUnacked += n;
+    if (this.sessionUnacked >= this.sessionWindow / 8) {
+      this.enqueue(FrameType.WINDOW, 0, varintPayload(this.sessionUnacked));
+      this.sessionGranted += this.sessionUnacked;
+      this.sessionUnacked = 0;
+    }
+  }
+
+  encodeResponse(head: ResponseHead): Uint8Array | null {
+    return this.version >= 2 ? encodeResponseHead(head) : jsonHead(head);
+  }
+
+  private encodeOpen(head: RequestHead): Uint8Array | null {
+    return this.version >= 2 ? encodeOpenHead(head) : jsonHead(head);
+  }
+
   release(id: number): void {
     const s = this.streams.get(id);
     if (!s) return;
@@ -182,7 +273,18 @@ export class Session implements StreamHost {
       if (this.peer) return this.fatal("unexpected text message after hello");
       const hello = parseHello(data);
       if ("error" in hello) return this.fatal(hello.error, 1002);
+      const version = pickVersion(this.versions, hello.versions);
+      if (version === null) {
+        const msg = versionMismatch(this.versions, this.opts.role, hello);
+        this.readyReject(new ProtocolMismatchError(msg));
+        return this.close(1002, msg);
+      }
+      this.version = version;
       this.peer = hello;
+      if (version >= 2) {
+        this.sessionGranted = this.sessionWindow;
+        if (hello.sessionWindow) this.sessionCredit = hello.sessionWindow;
+      }
       this.readyResolve(hello);
       return;
     }
@@ -202,6 +304,7 @@ export class Session implements StreamHost {
     const err = new StreamResetError(ResetCode.INTERNAL, `tunnel session lost: ${reason}`);
     for (const s of [...this.streams.values()]) s.fail(err);
     this.streams.clear();
+    this.wakeSessionWaiters();
     const lost = new Error(`session closed: ${reason}`);
     for (const p of this.pings.values()) {
       clearTimeout(p.timer);
@@ -218,50 +321,96 @@ export class Session implements StreamHost {
   }
 
   private handleFrame(f: Frame): void {
-    const s = this.streams.get(f.stream);
-    switch (f.type) {
-      case FrameType.OPEN: {
-        if (this.opts.role !== "agent") return this.fatal("only the gateway opens streams");
-        if (s || f.stream === 0) return this.fatal("stream id reused");
-        const head = parseRequestHead(parseJsonPayload(f.payload));
-        const stream = new TunnelStream(this, f.stream, this.peer!.window, "error" in head ? undefined : head);
-        if ("error" in head || this.goneAway || !this.opts.onStream) {
-          stream.reset(ResetCode.REFUSED, "error" in head ? head.error : "not accepting streams");
-          return;
-        }
-        this.streams.set(f.stream, stream);
-        this.opts.onStream(stream);
-        return;
-      }
+    const id = f.stream;
+    const t = f.type;
+    if (t >= FrameType.PING) {
+      if (id !== 0) return this.fatal(`frame type ${t} on stream ${id} (stream 0 only)`);
+      return this.handleSessionFrame(f);
+    }
+    if (id === 0) {
+      if (t !== FrameType.WINDOW) return this.fatal(`frame type ${t} on stream 0`);
+      const v = parseVarints(f.payload, 1);
+      if (!v || v[0] === 0) return this.fatal("malformed window frame");
+      this.sessionCredit += v[0]!;
+      return this.wakeSessionWaiters();
+    }
+    if (t === FrameType.OPEN) return this.handleOpen(f);
+    // Body bytes count against the session window whether or not their stream is still open.
+    const n = t === FrameType.DATA ? f.payload.length : t === FrameType.WS_MESSAGE && f.payload.length ? f.payload.length - 1 : 0;
+    if (n && (this.sessionGranted -= n) < 0) return this.fatal("peer sent past the session window");
+    const s = this.streams.get(id);
+    if (!s) {
+      const highest = this.opts.role === "gateway" ? this.nextId - 1 : this.peerHighest;
+      if (id > highest) return this.fatal(`frame for stream ${id}, which was never opened`);
+      if (n) this.returnSession(n); // a closed stream: the bytes may have been in flight
+      return;
+    }
+    switch (t) {
       case FrameType.RESPONSE: {
-        if (!s) return;
-        const head = parseResponseHead(parseJsonPayload(f.payload));
-        if ("error" in head) s.reset(ResetCode.PROTOCOL, head.error);
-        else s.handleResponse(head);
+        if (s.tcp) return s.reset(ResetCode.PROTOCOL, "RESPONSE on a TCP stream");
+        const head = this.version >= 2 ? decodeResponseHead(f.payload) : jsonRequestOrResponse(f.payload, parseResponseHead);
+        if ("error" in head) {
+          if ((head as HeadError).tooLarge) s.reset(ResetCode.HEAD_TOO_LARGE, `The local app's response headers are too large (${head.error}).`);
+          else s.reset(ResetCode.PROTOCOL, head.error);
+        } else s.handleResponse(head);
         return;
       }
       case FrameType.DATA:
-        return s?.handleData(f.payload);
+        return s.handleData(f.payload);
       case FrameType.END:
-        return s?.handleEnd();
+        return s.handleEnd();
       case FrameType.RESET: {
         const r = parseReset(f.payload) ?? { code: ResetCode.PROTOCOL, reason: "malformed reset" };
-        return s?.handleReset(r.code, r.reason);
+        return s.handleReset(r.code, r.reason);
       }
       case FrameType.WINDOW: {
         const v = parseVarints(f.payload, 1);
-        if (!v) return this.fatal("malformed window frame");
-        return s?.handleWindow(v[0]!);
+        if (!v || v[0] === 0) return this.fatal("malformed window frame");
+        return s.handleWindow(v[0]!);
       }
       case FrameType.WS_MESSAGE:
-        return s?.handleWsMessage(f.payload);
+        return s.handleWsMessage(f.payload);
       case FrameType.WS_CLOSE: {
         const c = parseWsClose(f.payload) ?? { code: 1005, reason: "" };
-        return s?.handleWsClose(c.code, c.reason);
+        return s.handleWsClose(c.code, c.reason);
       }
+    }
+  }
+
+  private handleOpen(f: Frame): void {
+    const id = f.stream;
+    if (this.opts.role !== "agent") return this.fatal("only the gateway opens streams");
+    if (id <= this.peerHighest) return this.fatal(`stream id ${id} reused or not increasing (highest so far ${this.peerHighest})`);
+    this.peerHighest = id;
+    const head: OpenHead | HeadError = this.version >= 2 ? decodeOpenHead(f.payload) : jsonRequestOrResponse(f.payload, parseRequestHead);
+    const stream = new TunnelStream(this, id, this.peer!.window, "error" in head || head.kind === "tcp" ? undefined : head);
+    if ("error" in head) return stream.reset(head.tooLarge ? ResetCode.HEAD_TOO_LARGE : ResetCode.REFUSED, head.error);
+    if (this.goneAway) return stream.reset(ResetCode.REFUSED, "not accepting streams: the session is going away");
+    if (head.kind === "tcp") {
+      if (!this.opts.onTcpStream) return stream.reset(ResetCode.REFUSED, "this end does not serve TCP streams");
+      stream.tcp = head;
+      this.streams.set(id, stream);
+      return this.opts.onTcpStream(stream, head);
+    }
+    if (!this.opts.onStream) return stream.reset(ResetCode.REFUSED, "not accepting streams");
+    this.streams.set(id, stream);
+    this.opts.onStream(stream);
+  }
+
+  private handleSessionFrame(f: Frame): void {
+    switch (f.type) {
       case FrameType.PING:
-        return this.enqueue(FrameType.PONG, 0, f.payload);
+        if (f.payload.length !== PING_PAYLOAD) return this.fatal(`PING payload of ${f.payload.length} bytes (must be ${PING_PAYLOAD})`);
+        // Under backpressure only the latest PING is remembered (answered on drain): a PING flood
+        // never grows the send queue; at most MAX_PONGS_PER_TURN PONGs go per turn.
+        if (this.congested) this.pendingPong = f.payload;
+        else if (this.pongsThisTurn < MAX_PONGS_PER_TURN) {
+          this.pongsThisTurn++;
+          this.enqueue(FrameType.PONG, 0, f.payload);
+        }
+        return;
       case FrameType.PONG: {
+        if (f.payload.length !== PING_PAYLOAD) return this.fatal(`PONG payload of ${f.payload.length} bytes (must be ${PING_PAYLOAD})`);
         if (this.pings.size === 0) return;
         const key = Buffer.from(f.payload).toString("hex");
         const p = this.pings.get(key);
@@ -271,14 +420,31 @@ export class Session implements StreamHost {
         p.resolve(0);
         return;
       }
-      case FrameType.GOAWAY:
+      case FrameType.GOAWAY: {
+        const v = parseVarints(f.payload, 2);
+        if (!v) return this.fatal("malformed goaway frame");
         this.goneAway = true;
+        // v2: streams we opened above the peer's last stream were not processed → REFUSED (retry
+        // elsewhere). A v1 peer's lastStream means something else: its streams all finish.
+        if (this.version >= 2 && this.opts.role === "gateway") {
+          const refused = new StreamResetError(ResetCode.REFUSED, "not processed: the agent is going away");
+          for (const s of [...this.streams.values()]) if (s.id > v[0]!) s.fail(refused);
+        }
         return;
+      }
     }
+  }
+
+  private wakeSessionWaiters(): void {
+    const w = this.sessionWaiters;
+    if (!w.length) return;
+    this.sessionWaiters = [];
+    for (const f of w) f();
   }
 
   private flush(): void {
     this.flushScheduled = false;
+    this.pongsThisTurn = 0;
     if (this.out.length === 0 || this.closed) return;
     const frames = this.out;
     this.out = [];
@@ -287,6 +453,9 @@ export class Session implements StreamHost {
     if (!ok && !this.congested) {
       this.congested = this.transport.drained().then(() => {
         this.congested = null;
+        const pong = this.pendingPong;
+        this.pendingPong = null;
+        if (pong) this.enqueue(FrameType.PONG, 0, pong);
       });
     }
   }
@@ -294,4 +463,16 @@ export class Session implements StreamHost {
   private fatal(reason: string, code = 1002): void {
     this.close(code, `protocol error: ${reason}`);
   }
+}
+
+/** A v1 JSON head, or null when over the v1 head limit. */
+function jsonHead(head: RequestHead | ResponseHead): Uint8Array | null {
+  const p = jsonPayload(head);
+  return p.length > MAX_HEAD_PAYLOAD ? null : p;
+}
+
+/** Parses a v1 JSON head; over the v1 limit is HEAD_TOO_LARGE (that stream only). */
+function jsonRequestOrResponse<T>(p: Uint8Array, parse: (v: unknown) => T | { error: string }): T | HeadError {
+  if (p.length > MAX_HEAD_PAYLOAD) return { error: `head of ${p.length} bytes is over the ${MAX_HEAD_PAYLOAD}-byte limit`, tooLarge: true };
+  return parse(parseJsonPayload(p));
 }
