@@ -19,8 +19,8 @@ export const PROTOCOL_VERSIONS: readonly number[] = [1, 2];
 export const MAX_FRAME_PAYLOAD = 1 << 20;
 /** v1: largest JSON head (OPEN / RESPONSE); over it the stream is refused with HEAD_TOO_LARGE. */
 export const MAX_HEAD_PAYLOAD = 256 * 1024;
-/** v2: largest binary head; over it the stream (never the session) is refused with HEAD_TOO_LARGE. */
-export const MAX_HEAD_BYTES = 64 * 1024;
+/** v2: largest binary head (a 64 KiB header value fits); over it the stream (never the session) is refused with HEAD_TOO_LARGE. */
+export const MAX_HEAD_BYTES = 128 * 1024;
 /** PING / PONG payloads are exactly this long. */
 export const PING_PAYLOAD = 8;
 /** Largest stream id (2^62 - 1 fits a varint; we keep ids in safe-integer range). */

@@ -4,6 +4,7 @@
  * input from the other end of the tunnel becomes an `{ error }`, never a throw and never a value
  * of the wrong shape.
  */
+import { MAX_HEAD_PAYLOAD, jsonPayload, parseJsonPayload } from "./frame.ts";
 
 /** Header lists keep order and repeats (several Set-Cookie stay several). */
 export type HeaderList = Array<[name: string, value: string]>;
@@ -125,4 +126,16 @@ export function parseResponseHead(v: unknown): ResponseHead | { error: string } 
   const head: ResponseHead = { status: v.status, headers };
   if (typeof v.protocol === "string" && TOKEN.test(v.protocol)) head.protocol = v.protocol;
   return head;
+}
+
+/** A v1 JSON head, or null when over the v1 head limit. */
+export function jsonHead(head: RequestHead | ResponseHead): Uint8Array | null {
+  const p = jsonPayload(head);
+  return p.length > MAX_HEAD_PAYLOAD ? null : p;
+}
+
+/** Parses a v1 JSON head; over the v1 limit is HEAD_TOO_LARGE (that stream only). */
+export function parseJsonHead<T>(p: Uint8Array, parse: (v: unknown) => T | { error: string }): T | { error: string; tooLarge?: true } {
+  if (p.length > MAX_HEAD_PAYLOAD) return { error: `head of ${p.length} bytes is over the ${MAX_HEAD_PAYLOAD}-byte limit`, tooLarge: true };
+  return parse(parseJsonPayload(p));
 }

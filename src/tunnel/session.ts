@@ -3,25 +3,25 @@
  * Frames queued in one event-loop turn go out as one WebSocket message; writers wait when the
  * transport reports backpressure. The gateway opens streams; the agent receives them.
  *
- * Liveness: whether the relay forwards WebSocket pings between the two legs of a rendezvous is
- * undocumented (each leg is terminated by the relay, which answers pings itself), so a leg that
- * a middlebox silently dropped looks healthy at the WebSocket level. `checkAlive()` uses the
- * protocol's in-band PING instead, which crosses the relay as an ordinary message: the owner
- * calls it on a timer, and a session that heard nothing at all for `maxMissed` calls in a row
- * is dead (see docs/protocol.md, "Liveness").
+ * Liveness: each leg of a rendezvous is terminated by the relay, which answers WebSocket pings
+ * itself, so `checkAlive()` uses the protocol's in-band PING (liveness.ts), which crosses the
+ * relay as an ordinary message (docs/protocol.md, "Liveness").
  *
  * Version 2 (negotiated in the hello, v1 still spoken): binary heads, a session-level window,
  * TCP streams, and the rules in docs/protocol.md "Rules every end enforces" — each violation
  * either closes the session (1002, `protocol error: …`) or resets one stream.
  */
 import {
-  FrameType, MAX_HEAD_PAYLOAD, PING_PAYLOAD, PROTOCOL_VERSIONS, ResetCode, decodeFrames, encodeFrames, frameParts, jsonPayload,
-  parseJsonPayload, parseReset, parseVarints, parseWsClose, varintPayload, type Frame,
+  FrameType, PING_PAYLOAD, PROTOCOL_VERSIONS, ResetCode, decodeFrames, encodeFrames, frameParts, parseReset, parseVarints, parseWsClose,
+  varintPayload, type Frame,
 } from "./frame.ts";
 import { decodeOpenHead, decodeResponseHead, encodeOpenHead, encodeResponseHead, type HeadError, type OpenHead, type TcpHead } from "./head-binary.ts";
 import {
-  helloMessage, parseHello, parseRequestHead, parseResponseHead, pickVersion, versionMismatch, type Hello, type RequestHead, type ResponseHead,
+  helloMessage, jsonHead, parseHello, parseJsonHead, parseRequestHead, parseResponseHead, pickVersion, versionMismatch, type Hello,
+  type RequestHead, type ResponseHead,
 } from "./head.ts";
+import { SessionCredit } from "./credit.ts";
+import { Liveness } from "./liveness.ts";
 import { StreamResetError, TunnelStream, type StreamHost } from "./stream.ts";
 
 /** The message transport under a session (our WebSocket client or a Bun server socket). */
@@ -61,9 +61,6 @@ export const DEFAULT_SESSION_WINDOW = 16 << 20;
 /** PONGs queued per event-loop turn at most (a PING flood cannot grow the send queue). */
 const MAX_PONGS_PER_TURN = 16;
 
-/** Payload of liveness PINGs (never registered: their PONG only needs to arrive). */
-const LIVENESS_PING = new Uint8Array([0x61, 0x6c, 0x69, 0x76, 0x65, 0x3f, 0x00, 0x00]);
-
 /** The session's hello failed: no common protocol version (the message says who must upgrade). */
 export class ProtocolMismatchError extends Error {
   override readonly name = "ProtocolMismatchError";
@@ -74,8 +71,6 @@ export class Session implements StreamHost {
   readonly sessionWindow: number;
   /** The negotiated protocol version (0 until the peer's hello arrived). */
   version = 0;
-  /** Session credit the peer granted us and we have not spent (Infinity with a v1 peer). */
-  sessionCredit = Number.POSITIVE_INFINITY;
   readonly ready: Promise<Hello>;
   private peer: Hello | null = null;
   private readyResolve!: (h: Hello) => void;
@@ -91,23 +86,16 @@ export class Session implements StreamHost {
   private closed: string | null = null;
   private goneAway = false;
   private readonly versions: readonly number[];
-  /** Session credit we granted and the peer has not used yet; below zero is a violation. */
-  private sessionGranted = Number.POSITIVE_INFINITY;
-  private sessionUnacked = 0;
-  private sessionWaiters: Array<() => void> = [];
+  private readonly credit: SessionCredit;
+  private readonly liveness = new Liveness((p) => this.enqueue(FrameType.PING, 0, p));
   private pongsThisTurn = 0;
   /** The latest PING that arrived while the transport was congested: answered when it drains. */
   private pendingPong: Uint8Array | null = null;
-  private readonly pings = new Map<string, { resolve: (rtt: number) => void; reject: (e: Error) => void; timer: Timer }>();
-  /** Messages received so far (a counter: the cheapest "something arrived" a timer can compare). */
-  private rx = 0;
-  private rxAtCheck = 0;
-  private missed = 0;
-  private pingSent = false;
 
   constructor(private readonly transport: Transport, private readonly opts: SessionOptions) {
     this.window = opts.window ?? DEFAULT_WINDOW;
     this.sessionWindow = opts.sessionWindow ?? DEFAULT_SESSION_WINDOW;
+    this.credit = new SessionCredit(this.sessionWindow);
     this.versions = opts.versions ?? PROTOCOL_VERSIONS;
     this.ready = new Promise<Hello>((res, rej) => {
       this.readyResolve = res;
@@ -169,18 +157,7 @@ export class Session implements StreamHost {
    */
   ping(timeoutMs = 10_000): Promise<number> {
     if (this.closed) return Promise.reject(new Error(`session closed: ${this.closed}`));
-    const id = crypto.getRandomValues(new Uint8Array(8));
-    const key = Buffer.from(id).toString("hex");
-    const t0 = performance.now();
-    return new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pings.delete(key);
-        reject(new Error(`no answer to a tunnel ping within ${timeoutMs} ms`));
-      }, timeoutMs);
-      timer.unref?.();
-      this.pings.set(key, { resolve: () => resolve(performance.now() - t0), reject, timer });
-      this.enqueue(FrameType.PING, 0, id);
-    });
+    return this.liveness.ping(timeoutMs);
   }
 
   /**
@@ -190,18 +167,7 @@ export class Session implements StreamHost {
    * once `maxMissed` checks in a row found nothing at all: the owner should evict the session.
    */
   checkAlive(maxMissed = 2): boolean {
-    if (this.closed) return false;
-    if (this.rx !== this.rxAtCheck) {
-      this.rxAtCheck = this.rx;
-      this.missed = 0;
-      this.pingSent = false;
-      return true;
-    }
-    if (this.pingSent) this.missed++;
-    if (this.missed >= maxMissed) return false;
-    this.pingSent = true;
-    this.enqueue(FrameType.PING, 0, LIVENESS_PING);
-    return true;
+    return !this.closed && this.liveness.check(maxMissed);
   }
 
   /**
@@ -230,23 +196,22 @@ export class Session implements StreamHost {
     return this.congested;
   }
 
+  /** Session credit the peer granted us and we have not spent (Infinity with a v1 peer). */
+  get sessionCredit(): number {
+    return this.credit.send;
+  }
+
   spendSession(n: number): void {
-    this.sessionCredit -= n;
+    this.credit.send -= n;
   }
 
   sessionCreditWaiter(): Promise<void> {
-    if (this.closed || this.sessionCredit > 0) return Promise.resolve();
-    return new Promise<void>((r) => this.sessionWaiters.push(r));
+    return this.closed ? Promise.resolve() : this.credit.waiter();
   }
 
   returnSession(n: number): void {
-    if (this.sessionGranted === Number.POSITIVE_INFINITY) return;
-    this.sessionUnacked += n;
-    if (this.sessionUnacked >= this.sessionWindow / 8) {
-      this.enqueue(FrameType.WINDOW, 0, varintPayload(this.sessionUnacked));
-      this.sessionGranted += this.sessionUnacked;
-      this.sessionUnacked = 0;
-    }
+    const k = this.credit.release(n);
+    if (k) this.enqueue(FrameType.WINDOW, 0, varintPayload(k));
   }
 
   encodeResponse(head: ResponseHead): Uint8Array | null {
@@ -268,7 +233,7 @@ export class Session implements StreamHost {
 
   handleMessage(data: Uint8Array | string): void {
     if (this.closed) return;
-    this.rx++;
+    this.liveness.rx++;
     if (typeof data === "string") {
       if (this.peer) return this.fatal("unexpected text message after hello");
       const hello = parseHello(data);
@@ -281,10 +246,7 @@ export class Session implements StreamHost {
       }
       this.version = version;
       this.peer = hello;
-      if (version >= 2) {
-        this.sessionGranted = this.sessionWindow;
-        if (hello.sessionWindow) this.sessionCredit = hello.sessionWindow;
-      }
+      if (version >= 2) this.credit.start(hello.sessionWindow);
       this.readyResolve(hello);
       return;
     }
@@ -304,13 +266,8 @@ export class Session implements StreamHost {
     const err = new StreamResetError(ResetCode.INTERNAL, `tunnel session lost: ${reason}`);
     for (const s of [...this.streams.values()]) s.fail(err);
     this.streams.clear();
-    this.wakeSessionWaiters();
-    const lost = new Error(`session closed: ${reason}`);
-    for (const p of this.pings.values()) {
-      clearTimeout(p.timer);
-      p.reject(lost);
-    }
-    this.pings.clear();
+    this.credit.wake();
+    this.liveness.close(reason);
     this.opts.onClose?.(reason);
   }
 
@@ -331,13 +288,12 @@ export class Session implements StreamHost {
       if (t !== FrameType.WINDOW) return this.fatal(`frame type ${t} on stream 0`);
       const v = parseVarints(f.payload, 1);
       if (!v || v[0] === 0) return this.fatal("malformed window frame");
-      this.sessionCredit += v[0]!;
-      return this.wakeSessionWaiters();
+      return this.credit.grant(v[0]!);
     }
     if (t === FrameType.OPEN) return this.handleOpen(f);
     // Body bytes count against the session window whether or not their stream is still open.
     const n = t === FrameType.DATA ? f.payload.length : t === FrameType.WS_MESSAGE && f.payload.length ? f.payload.length - 1 : 0;
-    if (n && (this.sessionGranted -= n) < 0) return this.fatal("peer sent past the session window");
+    if (n && !this.credit.receive(n)) return this.fatal("peer sent past the session window");
     const s = this.streams.get(id);
     if (!s) {
       const highest = this.opts.role === "gateway" ? this.nextId - 1 : this.peerHighest;
@@ -348,7 +304,7 @@ export class Session implements StreamHost {
     switch (t) {
       case FrameType.RESPONSE: {
         if (s.tcp) return s.reset(ResetCode.PROTOCOL, "RESPONSE on a TCP stream");
-        const head = this.version >= 2 ? decodeResponseHead(f.payload) : jsonRequestOrResponse(f.payload, parseResponseHead);
+        const head = this.version >= 2 ? decodeResponseHead(f.payload) : parseJsonHead(f.payload, parseResponseHead);
         if ("error" in head) {
           if ((head as HeadError).tooLarge) s.reset(ResetCode.HEAD_TOO_LARGE, `The local app's response headers are too large (${head.error}).`);
           else s.reset(ResetCode.PROTOCOL, head.error);
@@ -382,7 +338,7 @@ export class Session implements StreamHost {
     if (this.opts.role !== "agent") return this.fatal("only the gateway opens streams");
     if (id <= this.peerHighest) return this.fatal(`stream id ${id} reused or not increasing (highest so far ${this.peerHighest})`);
     this.peerHighest = id;
-    const head: OpenHead | HeadError = this.version >= 2 ? decodeOpenHead(f.payload) : jsonRequestOrResponse(f.payload, parseRequestHead);
+    const head: OpenHead | HeadError = this.version >= 2 ? decodeOpenHead(f.payload) : parseJsonHead(f.payload, parseRequestHead);
     const stream = new TunnelStream(this, id, this.peer!.window, "error" in head || head.kind === "tcp" ? undefined : head);
     if ("error" in head) return stream.reset(head.tooLarge ? ResetCode.HEAD_TOO_LARGE : ResetCode.REFUSED, head.error);
     if (this.goneAway) return stream.reset(ResetCode.REFUSED, "not accepting streams: the session is going away");
@@ -411,14 +367,7 @@ export class Session implements StreamHost {
         return;
       case FrameType.PONG: {
         if (f.payload.length !== PING_PAYLOAD) return this.fatal(`PONG payload of ${f.payload.length} bytes (must be ${PING_PAYLOAD})`);
-        if (this.pings.size === 0) return;
-        const key = Buffer.from(f.payload).toString("hex");
-        const p = this.pings.get(key);
-        if (!p) return;
-        clearTimeout(p.timer);
-        this.pings.delete(key);
-        p.resolve(0);
-        return;
+        return this.liveness.pong(f.payload);
       }
       case FrameType.GOAWAY: {
         const v = parseVarints(f.payload, 2);
@@ -433,13 +382,6 @@ export class Session implements StreamHost {
         return;
       }
     }
-  }
-
-  private wakeSessionWaiters(): void {
-    const w = this.sessionWaiters;
-    if (!w.length) return;
-    this.sessionWaiters = [];
-    for (const f of w) f();
   }
 
   private flush(): void {
@@ -463,16 +405,4 @@ export class Session implements StreamHost {
   private fatal(reason: string, code = 1002): void {
     this.close(code, `protocol error: ${reason}`);
   }
-}
-
-/** A v1 JSON head, or null when over the v1 head limit. */
-function jsonHead(head: RequestHead | ResponseHead): Uint8Array | null {
-  const p = jsonPayload(head);
-  return p.length > MAX_HEAD_PAYLOAD ? null : p;
-}
-
-/** Parses a v1 JSON head; over the v1 limit is HEAD_TOO_LARGE (that stream only). */
-function jsonRequestOrResponse<T>(p: Uint8Array, parse: (v: unknown) => T | { error: string }): T | HeadError {
-  if (p.length > MAX_HEAD_PAYLOAD) return { error: `head of ${p.length} bytes is over the ${MAX_HEAD_PAYLOAD}-byte limit`, tooLarge: true };
-  return parse(parseJsonPayload(p));
 }
