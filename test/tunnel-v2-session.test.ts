@@ -94,18 +94,18 @@ describe("version negotiation", () => {
 });
 
 describe("heads over the limit fail their stream only", () => {
-  test("a 150,000-byte request header: HEAD_TOO_LARGE before any stream opens; the next request works", async () => {
+  test("a 150,000-byte request header: REQUEST_HEAD_TOO_LARGE before any stream opens; the next request works", async () => {
     // v1 JSON heads allow 256 KiB, v2 binary heads 128 KiB
     for (const [versions, size] of [[[1, 2], 150_000], [[1], 300_000]] as const) {
       const p = pair({ versions }, { onStream: echoAgent });
       const err = await p.gateway.open({ ...GET, headers: [["x-big", "a".repeat(size)]] }).then(() => null, (e) => e);
       expect(err).toBeInstanceOf(StreamResetError);
-      expect(err.code).toBe(ResetCode.HEAD_TOO_LARGE);
+      expect(err.code).toBe(ResetCode.REQUEST_HEAD_TOO_LARGE);
       expect(await roundTrip(p.gateway, "/after")).toEqual({ status: 200, body: "hello /after" });
       expect(p.gateway.isClosed).toBe(false);
     }
   });
-  test("an OPEN over the limit from the peer: RESET HEAD_TOO_LARGE for that stream, the session goes on", async () => {
+  test("an OPEN over the limit from the peer: RESET REQUEST_HEAD_TOO_LARGE for that stream, the session goes on", async () => {
     const streams: TunnelStream[] = [];
     const r = raw({ role: "agent", onStream: (s) => streams.push(s) }, V2_GATEWAY);
     const big = new Uint8Array(200_000);
@@ -113,11 +113,11 @@ describe("heads over the limit fail their stream only", () => {
     await tick();
     const reset = r.frames().find((f) => f.type === T.RESET)!;
     expect(reset.stream).toBe(1);
-    expect(parseReset(reset.payload)!.code).toBe(ResetCode.HEAD_TOO_LARGE);
+    expect(parseReset(reset.payload)!.code).toBe(ResetCode.REQUEST_HEAD_TOO_LARGE);
     expect(streams.map((s) => s.id)).toEqual([3]);
     expect(r.state.closed).toBeNull();
   });
-  test("a response head over the limit: that stream fails HEAD_TOO_LARGE, a sibling stream is served", async () => {
+  test("a response head over the limit: that stream fails RESPONSE_HEAD_TOO_LARGE, a sibling stream is served", async () => {
     const p = pair({}, {
       onStream: (s) => {
         if (s.head!.target === "/big") expect(s.sendResponse({ status: 200, headers: [["x", "b".repeat(140_000)]] })).toBe(false);
@@ -127,7 +127,7 @@ describe("heads over the limit fail their stream only", () => {
     const big = await p.gateway.open({ ...GET, target: "/big" });
     big.end();
     const err = await big.response.then(() => null, (e) => e);
-    expect(err?.code).toBe(ResetCode.HEAD_TOO_LARGE);
+    expect(err?.code).toBe(ResetCode.RESPONSE_HEAD_TOO_LARGE);
     expect(await roundTrip(p.gateway, "/ok")).toEqual({ status: 200, body: "hello /ok" });
   });
 });

@@ -11,6 +11,9 @@ export type GatewayErrorCode =
   | "origin_unreachable"
   | "origin_timeout"
   | "tunnel_error"
+  | "tunnel_version_mismatch"
+  | "request_headers_too_large"
+  | "response_headers_too_large"
   | "internal";
 
 export class GatewayError extends Error {
@@ -30,6 +33,7 @@ const TITLES: Record<number, string> = {
   400: "Bad Request",
   404: "Tunnel Not Found",
   405: "Method Not Allowed",
+  431: "Request Header Fields Too Large",
   500: "Internal Error",
   502: "Bad Gateway",
   504: "Gateway Timeout",

@@ -17,9 +17,9 @@ export const PROTOCOL_VERSION = 1;
 export const PROTOCOL_VERSIONS: readonly number[] = [1, 2];
 /** Largest payload of one frame. Bodies are split into DATA frames of at most this size. */
 export const MAX_FRAME_PAYLOAD = 1 << 20;
-/** v1: largest JSON head (OPEN / RESPONSE); over it the stream is refused with HEAD_TOO_LARGE. */
+/** v1: largest JSON head (OPEN / RESPONSE); over it the stream is refused (REQUEST_ / RESPONSE_HEAD_TOO_LARGE). */
 export const MAX_HEAD_PAYLOAD = 256 * 1024;
-/** v2: largest binary head (a 64 KiB header value fits); over it the stream (never the session) is refused with HEAD_TOO_LARGE. */
+/** v2: largest binary head (a 64 KiB header value fits); over it the stream (never the session) is refused (REQUEST_ / RESPONSE_HEAD_TOO_LARGE). */
 export const MAX_HEAD_BYTES = 128 * 1024;
 /** PING / PONG payloads are exactly this long. */
 export const PING_PAYLOAD = 8;
@@ -59,8 +59,9 @@ export const ResetCode = {
   PROTOCOL: 4, // a peer broke the protocol
   FLOW_CONTROL: 5, // more data than credit
   INTERNAL: 6,
-  HEAD_TOO_LARGE: 7, // v2: a request / response head over the limit (431 / 502 at the gateway)
+  REQUEST_HEAD_TOO_LARGE: 7, // v2: the OPEN's head is over the limit (431 at the gateway)
   CONNECTION_RESET: 8, // v2: the TCP peer reset its connection
+  RESPONSE_HEAD_TOO_LARGE: 9, // v2: the RESPONSE's head is over the limit (502 at the gateway)
 } as const;
 
 export const WsFlags = { BINARY: 1, FIN: 2 } as const;
@@ -201,7 +202,7 @@ export function decodeFrames(msg: Uint8Array): DecodeResult {
     const l = readVarint(msg, s[1]);
     if (!l) return { error: "truncated length" };
     const [len, start] = l;
-    // Heads too: one over its own limit fails its stream (HEAD_TOO_LARGE), not the session.
+    // Heads too: one over its own limit fails its stream (…_HEAD_TOO_LARGE), not the session.
     if (len > MAX_FRAME_PAYLOAD) return { error: `frame payload ${len} exceeds the limit ${MAX_FRAME_PAYLOAD}` };
     if (start + len > msg.length) return { error: "frame runs past the end of the message" };
     frames.push({ type: type as FrameTypeValue, stream: s[0], payload: msg.subarray(start, start + len) });

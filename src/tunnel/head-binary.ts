@@ -21,7 +21,7 @@ export interface TcpHead {
 }
 export type OpenHead = RequestHead | TcpHead;
 
-/** `tooLarge`: the head broke a size / count limit (RESET HEAD_TOO_LARGE → 431 / 502). */
+/** `tooLarge`: the head broke a size / count limit (RESET REQUEST_ / RESPONSE_HEAD_TOO_LARGE → 431 / 502). */
 export type HeadError = { error: string; tooLarge?: true };
 
 export const MAX_PROTOCOLS = 16;

@@ -134,7 +134,7 @@ export function jsonHead(head: RequestHead | ResponseHead): Uint8Array | null {
   return p.length > MAX_HEAD_PAYLOAD ? null : p;
 }
 
-/** Parses a v1 JSON head; over the v1 limit is HEAD_TOO_LARGE (that stream only). */
+/** Parses a v1 JSON head; over the v1 limit is …_HEAD_TOO_LARGE (that stream only). */
 export function parseJsonHead<T>(p: Uint8Array, parse: (v: unknown) => T | { error: string }): T | { error: string; tooLarge?: true } {
   if (p.length > MAX_HEAD_PAYLOAD) return { error: `head of ${p.length} bytes is over the ${MAX_HEAD_PAYLOAD}-byte limit`, tooLarge: true };
   return parse(parseJsonPayload(p));

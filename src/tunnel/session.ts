@@ -123,13 +123,13 @@ export class Session implements StreamHost {
 
   /**
    * Gateway side: opens a stream carrying `head`. Waits for the peer's hello first. A head over
-   * the limit fails with HEAD_TOO_LARGE before any stream is opened (the gateway answers 431).
+   * the limit fails with REQUEST_HEAD_TOO_LARGE before any stream is opened (the gateway answers 431).
    */
   async open(head: RequestHead): Promise<TunnelStream> {
     const peer = await this.ready;
     if (!this.acceptsStreams) throw new StreamResetError(ResetCode.REFUSED, "session is closing");
     const payload = this.encodeOpen(head);
-    if (!payload) throw new StreamResetError(ResetCode.HEAD_TOO_LARGE, "The request's headers are larger than the tunnel's head limit.");
+    if (!payload) throw new StreamResetError(ResetCode.REQUEST_HEAD_TOO_LARGE, "The request's headers are larger than the tunnel's head limit.");
     const stream = new TunnelStream(this, this.nextId++, peer.window);
     this.streams.set(stream.id, stream);
     stream.sendOpen(payload);
@@ -143,7 +143,7 @@ export class Session implements StreamHost {
     if (!this.acceptsStreams) throw new StreamResetError(ResetCode.REFUSED, "session is closing");
     const head: TcpHead = { kind: "tcp", target };
     const payload = encodeOpenHead(head);
-    if (!payload) throw new StreamResetError(ResetCode.HEAD_TOO_LARGE, "TCP target label too long");
+    if (!payload) throw new StreamResetError(ResetCode.REQUEST_HEAD_TOO_LARGE, "TCP target label too long");
     const stream = new TunnelStream(this, this.nextId++, peer.window);
     stream.tcp = head;
     this.streams.set(stream.id, stream);
@@ -306,7 +306,7 @@ export class Session implements StreamHost {
         if (s.tcp) return s.reset(ResetCode.PROTOCOL, "RESPONSE on a TCP stream");
         const head = this.version >= 2 ? decodeResponseHead(f.payload) : parseJsonHead(f.payload, parseResponseHead);
         if ("error" in head) {
-          if ((head as HeadError).tooLarge) s.reset(ResetCode.HEAD_TOO_LARGE, `The local app's response headers are too large (${head.error}).`);
+          if ((head as HeadError).tooLarge) s.reset(ResetCode.RESPONSE_HEAD_TOO_LARGE, `The local app's response headers are too large (${head.error}).`);
           else s.reset(ResetCode.PROTOCOL, head.error);
         } else s.handleResponse(head);
         return;
@@ -340,7 +340,7 @@ export class Session implements StreamHost {
     this.peerHighest = id;
     const head: OpenHead | HeadError = this.version >= 2 ? decodeOpenHead(f.payload) : parseJsonHead(f.payload, parseRequestHead);
     const stream = new TunnelStream(this, id, this.peer!.window, "error" in head || head.kind === "tcp" ? undefined : head);
-    if ("error" in head) return stream.reset(head.tooLarge ? ResetCode.HEAD_TOO_LARGE : ResetCode.REFUSED, head.error);
+    if ("error" in head) return stream.reset(head.tooLarge ? ResetCode.REQUEST_HEAD_TOO_LARGE : ResetCode.REFUSED, head.error);
     if (this.goneAway) return stream.reset(ResetCode.REFUSED, "not accepting streams: the session is going away");
     if (head.kind === "tcp") {
       if (!this.opts.onTcpStream) return stream.reset(ResetCode.REFUSED, "this end does not serve TCP streams");

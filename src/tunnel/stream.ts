@@ -144,13 +144,13 @@ export class TunnelStream {
 
   /**
    * Sends the response head. A head over the protocol's limit resets this stream with
-   * HEAD_TOO_LARGE (the gateway answers 502) and returns false; the session is untouched.
+   * RESPONSE_HEAD_TOO_LARGE (the gateway answers 502) and returns false; the session is untouched.
    */
   sendResponse(head: ResponseHead): boolean {
     if (this.resetError) return false;
     const payload = this.host.encodeResponse(head);
     if (!payload) {
-      this.reset(ResetCode.HEAD_TOO_LARGE, "The local app's response headers are larger than the tunnel's head limit.");
+      this.reset(ResetCode.RESPONSE_HEAD_TOO_LARGE, "The local app's response headers are larger than the tunnel's head limit.");
       return false;
     }
     this.host.enqueue(FrameType.RESPONSE, this.id, payload);
