@@ -12,6 +12,9 @@ export class Liveness {
   private readonly pings = new Map<string, { resolve: (rtt: number) => void; reject: (e: Error) => void; timer: Timer }>();
   /** Messages received so far (a counter: the cheapest "something arrived" a timer can compare). */
   rx = 0;
+  /** The latest round trip measured (ms; 0 until one was): explicit pings and liveness PINGs. */
+  rtt = 0;
+  private checkSentAt = 0;
   private rxAtCheck = 0;
   private missed = 0;
   private pingSent = false;
@@ -29,7 +32,14 @@ export class Liveness {
         reject(new Error(`no answer to a tunnel ping within ${timeoutMs} ms`));
       }, timeoutMs);
       timer.unref?.();
-      this.pings.set(key, { resolve: () => resolve(performance.now() - t0), reject, timer });
+      this.pings.set(key, {
+        resolve: () => {
+          this.rtt = performance.now() - t0;
+          resolve(this.rtt);
+        },
+        reject,
+        timer,
+      });
       this.sendPing(id);
     });
   }
@@ -45,11 +55,17 @@ export class Liveness {
     if (this.pingSent) this.missed++;
     if (this.missed >= maxMissed) return false;
     this.pingSent = true;
+    this.checkSentAt = performance.now();
     this.sendPing(LIVENESS_PING);
     return true;
   }
 
   pong(payload: Uint8Array): void {
+    if (this.checkSentAt && payload.every((b, i) => b === LIVENESS_PING[i])) {
+      this.rtt = performance.now() - this.checkSentAt;
+      this.checkSentAt = 0;
+      return;
+    }
     if (this.pings.size === 0) return;
     const key = Buffer.from(payload).toString("hex");
     const p = this.pings.get(key);

@@ -41,6 +41,8 @@ export interface SessionOptions {
   window?: number;
   /** v2: session-level window we grant the peer (bytes). Default 16 MiB. */
   sessionWindow?: number;
+  /** v2: a stream's window may grow up to this (bytes; default and upper bound: the session window). */
+  maxWindow?: number;
   /** Protocol versions spoken (default: all this build speaks); `[1]` plays an old peer in tests. */
   versions?: readonly number[];
   features?: string[];
@@ -71,6 +73,8 @@ export class Session implements StreamHost {
   readonly sessionWindow: number;
   /** The negotiated protocol version (0 until the peer's hello arrived). */
   version = 0;
+  /** How far a stream's window may grow (v2; with a v1 peer, `window`: no growth). */
+  maxWindow: number;
   readonly ready: Promise<Hello>;
   private peer: Hello | null = null;
   private readyResolve!: (h: Hello) => void;
@@ -96,6 +100,7 @@ export class Session implements StreamHost {
     this.window = opts.window ?? DEFAULT_WINDOW;
     this.sessionWindow = opts.sessionWindow ?? DEFAULT_SESSION_WINDOW;
     this.credit = new SessionCredit(this.sessionWindow);
+    this.maxWindow = this.window;
     this.versions = opts.versions ?? PROTOCOL_VERSIONS;
     this.ready = new Promise<Hello>((res, rej) => {
       this.readyResolve = res;
@@ -196,6 +201,10 @@ export class Session implements StreamHost {
     return this.congested;
   }
 
+  get rtt(): number {
+    return this.liveness.rtt;
+  }
+
   /** Session credit the peer granted us and we have not spent (Infinity with a v1 peer). */
   get sessionCredit(): number {
     return this.credit.send;
@@ -246,7 +255,11 @@ export class Session implements StreamHost {
       }
       this.version = version;
       this.peer = hello;
-      if (version >= 2) this.credit.start(hello.sessionWindow);
+      if (version >= 2) {
+        this.credit.start(hello.sessionWindow);
+        this.maxWindow = Math.max(this.window, Math.min(this.opts.maxWindow ?? this.sessionWindow, this.sessionWindow));
+        void this.liveness.ping(10_000).catch(() => {}); // a first round trip for window auto-tuning
+      }
       this.readyResolve(hello);
       return;
     }

@@ -24,6 +24,10 @@ export interface StreamHost {
   sessionCreditWaiter(): Promise<void>;
   /** `n` inbound bytes were consumed or dropped: session credit goes back to the peer. */
   returnSession(n: number): void;
+  /** Largest window a stream may grow to (= `window` with a v1 peer: no growth). */
+  readonly maxWindow: number;
+  /** The session's latest measured round trip (ms; 0 = not yet). */
+  readonly rtt: number;
   /** The response head as a RESPONSE payload, or null when over the head limit. */
   encodeResponse(head: ResponseHead): Uint8Array | null;
 }
@@ -45,6 +49,10 @@ export class TunnelStream {
   private creditWaiters: Array<() => void> = [];
   /** Bytes handed to our consumer but not yet returned to the peer as credit. */
   private unacked = 0;
+  /** The window we grant this stream (starts at the session's, may grow) and bytes taken since it last grew. */
+  private recvWindow: number;
+  private drained = 0;
+  private epoch = performance.now();
   /** Credit the peer still has from us; going below zero is a flow-control violation. */
   private granted: number;
   /** Inbound bytes not yet returned to the session window (returned when consumed, or all at END). */
@@ -86,7 +94,7 @@ export class TunnelStream {
     readonly head?: RequestHead,
   ) {
     this.credit = peerWindow;
-    this.granted = host.window;
+    this.granted = this.recvWindow = host.window;
   }
 
   /**
@@ -376,14 +384,31 @@ export class TunnelStream {
     this.unacked = 0;
   }
 
+  /**
+   * Returns credit in batches of a quarter window. Auto-tuning (v2): when the consumer took a
+   * whole window within two round trips and is waiting for more (nothing queued), the window —
+   * not the consumer — is the limit: the grant doubles it, up to the session's `maxWindow`.
+   */
   private giveCredit(n: number): void {
     this.settleSession(n);
     this.unacked += n;
-    if (this.unacked >= this.host.window / 4 && !this.ended && !this.resetError) {
-      this.host.enqueue(FrameType.WINDOW, this.id, varintPayload(this.unacked));
-      this.granted += this.unacked;
-      this.unacked = 0;
+    if (this.unacked < this.recvWindow / 4 || this.ended || this.resetError) return;
+    let inc = this.unacked;
+    this.drained += inc;
+    if (this.drained >= this.recvWindow) {
+      const now = performance.now();
+      const host = this.host;
+      if (this.recvWindow < host.maxWindow && this.inbound.queued === 0 && now - this.epoch < 2 * host.rtt) {
+        const extra = Math.min(this.recvWindow, host.maxWindow - this.recvWindow);
+        this.recvWindow += extra;
+        inc += extra;
+      }
+      this.drained = 0;
+      this.epoch = now;
     }
+    this.host.enqueue(FrameType.WINDOW, this.id, varintPayload(inc));
+    this.granted += inc;
+    this.unacked = 0;
   }
 
   private maybeRelease(): void {
