@@ -376,6 +376,20 @@ describe("adaptive stream windows (v2)", () => {
     expect(got).toBe(1 << 20);
     expect(recvWindow(b)).toBe(window);
   });
+  test("the round trip is measured once a stream moved a whole window (one PING), not before", async () => {
+    const window = 64 * 1024;
+    const p = pair({ window }, { window, onStream: sender(512 * 1024) });
+    await p.gateway.ready;
+    await tick(20);
+    const rtt = () => (p.gateway as unknown as { liveness: { rtt: number } }).liveness.rtt;
+    expect(rtt()).toBe(0); // an idle session sends no PING
+    const a = await p.gateway.open(GET);
+    a.end();
+    await a.response;
+    await new Response(a.body).arrayBuffer();
+    for (let i = 0; i < 100 && rtt() === 0; i++) await tick();
+    expect(rtt()).toBeGreaterThan(0);
+  });
   test("on a short link (loopback) and with a v1 peer, windows do not grow", async () => {
     const window = 64 * 1024;
     const loop = pair({ window, maxWindow: 1 << 20 }, { window, onStream: sender(2 << 20) });

@@ -93,6 +93,7 @@ export class Session implements StreamHost {
   private readonly credit: SessionCredit;
   private readonly liveness = new Liveness((p) => this.enqueue(FrameType.PING, 0, p));
   private pongsThisTurn = 0;
+  private rttProbed = false;
   /** The latest PING that arrived while the transport was congested: answered when it drains. */
   private pendingPong: Uint8Array | null = null;
 
@@ -201,7 +202,12 @@ export class Session implements StreamHost {
     return this.congested;
   }
 
+  /** The latest round trip; the first ask (a stream moved a whole window) sends one PING to measure it. */
   get rtt(): number {
+    if (this.liveness.rtt === 0 && !this.rttProbed && this.version >= 2 && !this.closed) {
+      this.rttProbed = true;
+      void this.liveness.ping(10_000).catch(() => {});
+    }
     return this.liveness.rtt;
   }
 
@@ -258,7 +264,6 @@ export class Session implements StreamHost {
       if (version >= 2) {
         this.credit.start(hello.sessionWindow);
         this.maxWindow = Math.max(this.window, Math.min(this.opts.maxWindow ?? this.sessionWindow, this.sessionWindow));
-        void this.liveness.ping(10_000).catch(() => {}); // a first round trip for window auto-tuning
       }
       this.readyResolve(hello);
       return;
@@ -372,7 +377,7 @@ export class Session implements StreamHost {
         if (f.payload.length !== PING_PAYLOAD) return this.fatal(`PING payload of ${f.payload.length} bytes (must be ${PING_PAYLOAD})`);
         // Under backpressure only the latest PING is remembered (answered on drain): a PING flood
         // never grows the send queue; at most MAX_PONGS_PER_TURN PONGs go per turn.
-        if (this.congested) this.pendingPong = f.payload;
+        if (this.congested) this.pendingPong = f.payload.slice(); // a copy: the message is not kept
         else if (this.pongsThisTurn < MAX_PONGS_PER_TURN) {
           this.pongsThisTurn++;
           this.enqueue(FrameType.PONG, 0, f.payload);
