@@ -325,13 +325,16 @@ describe("TCP streams", () => {
     agentSide.reset(ResetCode.CONNECTION_RESET, "connection reset by localhost:5432 on the serving side");
     expect(await err).toMatchObject({ code: ResetCode.CONNECTION_RESET, reason: "connection reset by localhost:5432 on the serving side" });
   });
-  test("an agent that serves no TCP refuses the OPEN; a v1 peer cannot be asked", async () => {
+  test("an agent that serves no TCP: not asked (no 'tcp' feature), and refuses such an OPEN; a v1 peer cannot be asked", async () => {
     const p = pair({}, { onStream: echoAgent });
-    const s = await p.gateway.openTcp("x");
-    const err = await new Promise<StreamResetError>((r) => (s.onReset = r));
-    expect([err.code, err.reason]).toEqual([ResetCode.REFUSED, "this end does not serve TCP streams"]);
+    await expect(p.gateway.openTcp("x")).rejects.toThrow("The agent does not serve TCP streams.");
+    const r = raw({ role: "agent", onStream: echoAgent }, V2_GATEWAY);
+    r.inject(open(1, { kind: "tcp", target: "x" }));
+    await tick();
+    const reset = r.frames().find((f) => f.type === T.RESET)!;
+    expect([reset.stream, parseReset(reset.payload)]).toEqual([1, { code: ResetCode.REFUSED, reason: "this end does not serve TCP streams" }]);
     const old = pair({}, { versions: [1], onStream: echoAgent });
-    await expect(old.gateway.openTcp()).rejects.toThrow("The agent does not serve TCP streams (upgrade azhexgate on the agent).");
+    await expect(old.gateway.openTcp()).rejects.toThrow("The agent speaks tunnel protocol 1, which has no TCP streams: upgrade azhexgate on the agent.");
   });
   test("a RESPONSE on a TCP stream resets it", async () => {
     const g = raw({ role: "gateway" }, V2_AGENT);

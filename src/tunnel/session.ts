@@ -109,7 +109,7 @@ export class Session implements StreamHost {
     });
     this.ready.catch(() => {});
     const v2 = this.versions.includes(2);
-    const hello: Hello = { azhexgate: Math.min(...this.versions), versions: [...this.versions], role: opts.role, features: opts.features ?? (v2 ? ["ws", "tcp"] : ["ws"]), window: this.window };
+    const hello: Hello = { azhexgate: Math.min(...this.versions), versions: [...this.versions], role: opts.role, features: opts.features ?? (v2 && opts.onTcpStream ? ["ws", "tcp"] : ["ws"]), window: this.window };
     if (v2) hello.sessionWindow = this.sessionWindow;
     transport.send(helloMessage(hello));
   }
@@ -145,7 +145,8 @@ export class Session implements StreamHost {
   /** Opens a TCP stream (v2, issue 16); `target` is a label for the agent's logs. */
   async openTcp(target = ""): Promise<TunnelStream> {
     const peer = await this.ready;
-    if (this.version < 2 || !peer.features.includes("tcp")) throw new StreamResetError(ResetCode.REFUSED, "The agent does not serve TCP streams (upgrade azhexgate on the agent).");
+    if (this.version < 2) throw new StreamResetError(ResetCode.REFUSED, "The agent speaks tunnel protocol 1, which has no TCP streams: upgrade azhexgate on the agent.");
+    if (!peer.features.includes("tcp")) throw new StreamResetError(ResetCode.REFUSED, "The agent does not serve TCP streams.");
     if (!this.acceptsStreams) throw new StreamResetError(ResetCode.REFUSED, "session is closing");
     const head: TcpHead = { kind: "tcp", target };
     const payload = encodeOpenHead(head);
