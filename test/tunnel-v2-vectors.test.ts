@@ -123,6 +123,11 @@ describe("v2 heads: hostile input gets a stable error", () => {
     expect(decodeResponseHead(unhex("00c80001017801e9"))).toEqual({ status: 200, headers: [["x", "é"]] });
     const h: ResponseHead = { status: 200, headers: [["x", "naïve ☃ 😀"]] };
     expect(decodeResponseHead(encodeResponseHead(h)!)).toEqual(h);
+    // long non-ASCII values whose UTF-8 length needs a longer length prefix than their UTF-16 length
+    for (const v of ["é".repeat(10_000), `${"a".repeat(200)}😀`, "☃".repeat(6000)]) {
+      const long: ResponseHead = { status: 200, headers: [["x", v], ["y", "z"]] };
+      expect(decodeResponseHead(encodeResponseHead(long)!)).toEqual(long);
+    }
   });
   test("PING payloads are 8 bytes", () => expect(PING_PAYLOAD).toBe(8));
 });

@@ -44,7 +44,7 @@ function putStr(s: string): boolean {
   if (off + vs + n > MAX_HEAD_BYTES) return false;
   const start = off;
   const base = off + vs;
-  if (n <= 32) {
+  if (n <= 128) {
     for (let i = 0; i < n; i++) {
       const c = s.charCodeAt(i);
       if (c >= 0x80) return putUtf8(s, start);
