@@ -1,3 +1,37 @@
+/**
+ * A value that arrives once (a response head) or fails, whose promise is built only when someone
+ * asks (the agent side never does, and a promise per stream is not free). The first outcome stands.
+ */
+export class Answer<T> {
+  private value: T | undefined;
+  private error: Error | null = null;
+  private p: Promise<T> | null = null;
+  private res: ((v: T) => void) | null = null;
+  private rej: ((e: Error) => void) | null = null;
+
+  get promise(): Promise<T> {
+    if (!this.p) {
+      if (this.value !== undefined) this.p = Promise.resolve(this.value);
+      else if (this.error) this.p = Promise.reject(this.error);
+      else this.p = new Promise<T>((res, rej) => ((this.res = res), (this.rej = rej)));
+      this.p.catch(() => {}); // a failure before anyone awaits must not be an unhandled rejection
+    }
+    return this.p;
+  }
+
+  resolve(v: T): void {
+    if (this.value !== undefined || this.error) return;
+    this.value = v;
+    this.res?.(v);
+  }
+
+  reject(e: Error): void {
+    if (this.value !== undefined || this.error) return;
+    this.error = e;
+    this.rej?.(e);
+  }
+}
+
 /** WebSocket message fragments, joined when the last one (FIN) arrives. */
 export class Fragments {
   private parts: Uint8Array[] = [];

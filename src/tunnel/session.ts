@@ -11,16 +11,13 @@
  * TCP streams, and the rules in docs/protocol.md "Rules every end enforces" — each violation
  * either closes the session (1002, `protocol error: …`) or resets one stream.
  */
+import { FrameType, PING_PAYLOAD, PROTOCOL_VERSIONS, ResetCode, decodeFrames, encodeFrames, frameParts, parseVarints, varintPayload, type Frame } from "./frame.ts";
+import { decodeOpenHead, encodeOpenHead, encodeResponseHead, type HeadError, type OpenHead, type TcpHead } from "./head-binary.ts";
 import {
-  FrameType, PING_PAYLOAD, PROTOCOL_VERSIONS, ResetCode, decodeFrames, encodeFrames, frameParts, parseReset, parseVarints, parseWsClose,
-  varintPayload, type Frame,
-} from "./frame.ts";
-import { decodeOpenHead, decodeResponseHead, encodeOpenHead, encodeResponseHead, type HeadError, type OpenHead, type TcpHead } from "./head-binary.ts";
-import {
-  helloMessage, jsonHead, parseHello, parseJsonHead, parseRequestHead, parseResponseHead, pickVersion, versionMismatch, type Hello,
-  type RequestHead, type ResponseHead,
+  helloMessage, jsonHead, parseHello, parseJsonHead, parseRequestHead, pickVersion, versionMismatch, type Hello, type RequestHead, type ResponseHead,
 } from "./head.ts";
 import { SessionCredit } from "./credit.ts";
+import { deliverToStream } from "./deliver.ts";
 import { Liveness } from "./liveness.ts";
 import { StreamResetError, TunnelStream, type StreamHost } from "./stream.ts";
 
@@ -320,36 +317,8 @@ export class Session implements StreamHost {
       if (n) this.returnSession(n); // a closed stream: the bytes may have been in flight
       return;
     }
-    switch (t) {
-      case FrameType.RESPONSE: {
-        if (s.tcp) return s.reset(ResetCode.PROTOCOL, "RESPONSE on a TCP stream");
-        const head = this.version >= 2 ? decodeResponseHead(f.payload) : parseJsonHead(f.payload, parseResponseHead);
-        if ("error" in head) {
-          if ((head as HeadError).tooLarge) s.reset(ResetCode.RESPONSE_HEAD_TOO_LARGE, `The local app's response headers are too large (${head.error}).`);
-          else s.reset(ResetCode.PROTOCOL, head.error);
-        } else s.handleResponse(head);
-        return;
-      }
-      case FrameType.DATA:
-        return s.handleData(f.payload);
-      case FrameType.END:
-        return s.handleEnd();
-      case FrameType.RESET: {
-        const r = parseReset(f.payload) ?? { code: ResetCode.PROTOCOL, reason: "malformed reset" };
-        return s.handleReset(r.code, r.reason);
-      }
-      case FrameType.WINDOW: {
-        const v = parseVarints(f.payload, 1);
-        if (!v || v[0] === 0) return this.fatal("malformed window frame");
-        return s.handleWindow(v[0]!);
-      }
-      case FrameType.WS_MESSAGE:
-        return s.handleWsMessage(f.payload);
-      case FrameType.WS_CLOSE: {
-        const c = parseWsClose(f.payload) ?? { code: 1005, reason: "" };
-        return s.handleWsClose(c.code, c.reason);
-      }
-    }
+    const bad = deliverToStream(s, f, this.version);
+    if (bad) this.fatal(bad);
   }
 
   private handleOpen(f: Frame): void {

@@ -7,7 +7,7 @@
 import { FrameType, MAX_FRAME_PAYLOAD, ResetCode, WsFlags, resetPayload, varintPayload, wsClosePayload } from "./frame.ts";
 import type { TcpHead } from "./head-binary.ts";
 import type { RequestHead, ResponseHead } from "./head.ts";
-import { Fragments, InboundBody } from "./inbound.ts";
+import { Answer, Fragments, InboundBody } from "./inbound.ts";
 
 /** What a stream needs from its session (kept narrow so streams are testable alone). */
 export interface StreamHost {
@@ -64,10 +64,7 @@ export class TunnelStream {
   private readonly wsParts = new Fragments();
   private wsChain: Promise<void> | null = null; // built on the first queued WebSocket send
   private wsPending = 0;
-  private responseResolve: ((h: ResponseHead) => void) | null = null;
-  private responseReject: ((e: Error) => void) | null = null;
-  private responsePromise: Promise<ResponseHead> | null = null;
-  private responseHead: ResponseHead | null = null;
+  private readonly answer = new Answer<ResponseHead>();
   /** Set on TCP streams (v2): no RESPONSE, bytes both ways with FIN each way. */
   tcp?: TcpHead;
 
@@ -116,18 +113,7 @@ export class TunnelStream {
    * use: the agent side never asks, and a promise per stream is not free.
    */
   get response(): Promise<ResponseHead> {
-    if (!this.responsePromise) {
-      if (this.responseHead) this.responsePromise = Promise.resolve(this.responseHead);
-      else if (this.resetError) this.responsePromise = Promise.reject(this.resetError);
-      else {
-        this.responsePromise = new Promise<ResponseHead>((res, rej) => {
-          this.responseResolve = res;
-          this.responseReject = rej;
-        });
-      }
-      this.responsePromise.catch(() => {}); // a reset before anyone awaits must not be an unhandled rejection
-    }
-    return this.responsePromise;
+    return this.answer.promise;
   }
 
   get isReset(): boolean {
@@ -271,9 +257,7 @@ export class TunnelStream {
   // ---- inbound (called by the session) ----
 
   handleResponse(head: ResponseHead): void {
-    if (this.responseHead || this.resetError) return; // the first answer (or the reset) stands
-    this.responseHead = head;
-    this.responseResolve?.(head);
+    if (!this.resetError) this.answer.resolve(head); // the first answer (or the reset) stands
   }
 
   handleData(payload: Uint8Array): void {
@@ -360,7 +344,7 @@ export class TunnelStream {
     if (this.resetError) return;
     this.resetError = err;
     this.settleSession(this.sessionHeld);
-    this.responseReject?.(err);
+    this.answer.reject(err);
     this.handleWindow(0);
     this.inbound.fail(err);
     this.onReset?.(err);
