@@ -5,7 +5,33 @@
  * common protocol version gets a 502 that says who must upgrade.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { startGateway } from "../src/gateway/server.ts";
+import { FrameType, decodeFrames, encodeFrame, varintPayload, type Frame } from "../src/tunnel/frame.ts";
+import { Session } from "../src/tunnel/session.ts";
+import { Emitter, type WsConnection, type WsEvents } from "../src/ws/client.ts";
 import { startStack, type Stack } from "./support/stack.ts";
+
+/** An in-memory stand-in for an HC sender connection: what the gateway sends goes to `onSend`. */
+class FakeConn extends Emitter<WsEvents> {
+  onSend: (d: string | Uint8Array) => void = () => {};
+  send(d: string | Uint8Array): boolean {
+    const copy = typeof d === "string" ? d : d.slice();
+    queueMicrotask(() => this.onSend(copy));
+    return true;
+  }
+  sendParts(parts: readonly Uint8Array[]): boolean {
+    return this.send(Buffer.concat(parts));
+  }
+  drained(): Promise<void> {
+    return Promise.resolve();
+  }
+  close(code = 1000, reason = ""): void {
+    queueMicrotask(() => this.emit("close", code, reason));
+  }
+  deliver(d: string | Uint8Array): void {
+    this.emit("message", d, typeof d !== "string");
+  }
+}
 
 const origin = {
   async fetch(req: Request) {
@@ -76,6 +102,48 @@ describe("compatibility", () => {
       );
     } finally {
       await stack.stop();
+    }
+  });
+});
+
+describe("GOAWAY through the gateway", () => {
+  test("an agent's GOAWAY below an in-flight stream: that bodiless request is retried once on a new session and answered", async () => {
+    const id = "12345678";
+    let dials = 0;
+    const dial = async (): Promise<WsConnection> => {
+      const conn = new FakeConn();
+      if (++dials === 1) {
+        // an agent that is going away: it answers the first OPEN with GOAWAY(lastStream below it)
+        conn.onSend = (d) => {
+          if (typeof d === "string") return conn.deliver(JSON.stringify({ azhexgate: 1, versions: [1, 2], role: "agent", features: ["ws"], window: 1 << 20, sessionWindow: 1 << 24 }));
+          const open = (decodeFrames(d) as { frames: Frame[] }).frames.find((f) => f.type === FrameType.OPEN);
+          if (open) conn.deliver(encodeFrame(FrameType.GOAWAY, 0, varintPayload(open.stream - 1, 0)));
+        };
+      } else {
+        const send = (m: string | Uint8Array) => {
+          const copy = typeof m === "string" ? m : m.slice();
+          setImmediate(() => conn.deliver(copy)); // as over a socket: after the gateway has wired the connection
+          return true;
+        };
+        const agent = new Session({ send, drained: async () => {}, close: () => {} }, {
+          role: "agent",
+          onStream: (s) => {
+            s.sendResponse({ status: 200, headers: [] });
+            void s.write(new TextEncoder().encode(`served ${s.head!.target}`)).then(() => s.end());
+          },
+        });
+        conn.onSend = (m) => agent.handleMessage(m);
+      }
+      return conn as unknown as WsConnection;
+    };
+    const gw = await startGateway({ baseDomain: "localhost", resolveTunnel: (t) => (t === id ? { hcPath: "hc" } : undefined), dial, pool: { min: 1 } });
+    try {
+      const res = await fetch(`${gw.tunnelUrl(id)}/x`, { signal: AbortSignal.timeout(10_000) });
+      expect([res.status, await res.text()]).toEqual([200, "served /x"]);
+      expect(dials).toBe(2);
+      // a request with a body is not retried: it may have been partly sent
+    } finally {
+      await gw.stop();
     }
   });
 });
