@@ -412,3 +412,32 @@ describe("adaptive stream windows (v2)", () => {
     expect(recvWindow(a)).toBe(window);
   });
 });
+
+describe("hostile peer (property)", () => {
+  test("any sequence of well-framed frames: the session never throws; it goes on or closes with 1002", async () => {
+    const fc = (await import("fast-check")).default;
+    const frame = fc.record({
+      type: fc.integer({ min: 1, max: 11 }),
+      stream: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 6 }), fc.constant(1 << 30)),
+      payload: fc.oneof(fc.uint8Array({ maxLength: 40 }), fc.constant(encodeOpenHead(GET)!), fc.constant(new Uint8Array([0, 200, 0, 0]))),
+    });
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom("agent" as const, "gateway" as const), fc.array(frame, { maxLength: 30 }), async (role, frames) => {
+        const r = raw(
+          role === "agent" ? { role, onStream: (s) => void s.body.cancel().catch(() => {}), onTcpStream: (s) => s.end() } : { role },
+          role === "agent" ? V2_GATEWAY : V2_AGENT,
+        );
+        if (role === "gateway") {
+          for (let i = 0; i < 3; i++) void r.s.open(GET).catch(() => {});
+          for (let i = 0; i < 5; i++) await Promise.resolve(); // the OPENs are out: streams 1-3 exist
+        }
+        for (const f of frames) {
+          expect(() => r.inject(f as Frame)).not.toThrow();
+          if (r.state.closed) break;
+        }
+        if (r.state.closed) expect(r.state.closed[0]).toBe(1002);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+});
