@@ -1,77 +1,13 @@
 /**
- * Tunnel protocol v2 session rules (docs/protocol.md, "Compatibility rule", "Flow control",
- * "TCP streams", "Rules every end enforces"): each rule with a test, over in-memory transports
- * (a Session against a Session, or against a hand-driven raw peer that forges frames).
+ * Tunnel protocol v2 session rules (docs/protocol.md, "Compatibility rule", "TCP streams", "Rules
+ * every end enforces"): each rule with a test, over in-memory transports (a Session against a
+ * Session, or against a hand-driven raw peer that forges frames; test/support/tunnel-peers.ts).
  */
 import { describe, expect, test } from "bun:test";
-import { FrameType as T, ResetCode, decodeFrames, encodeFrames, parseReset, varintPayload, wsClosePayload, type Frame } from "../src/tunnel/frame.ts";
-import { encodeOpenHead } from "../src/tunnel/head-binary.ts";
-import { ProtocolMismatchError, Session, type SessionOptions, type Transport } from "../src/tunnel/session.ts";
+import { FrameType as T, ResetCode, parseReset, varintPayload, wsClosePayload, type Frame } from "../src/tunnel/frame.ts";
+import { ProtocolMismatchError } from "../src/tunnel/session.ts";
 import { StreamResetError, type TunnelStream } from "../src/tunnel/stream.ts";
-
-const tick = async (n = 5) => {
-  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
-};
-
-/** Two sessions back to back; asynchronous delivery; a transport can be told it is congested. */
-function pair(gw: Partial<SessionOptions> = {}, ag: Partial<SessionOptions> = {}) {
-  let a!: Session;
-  let b!: Session;
-  const closes: Array<[number | undefined, string | undefined]> = [];
-  const mk = (deliver: () => Session): Transport => ({
-    send(data) {
-      setImmediate(() => deliver().handleMessage(data));
-      return true;
-    },
-    drained: () => Promise.resolve(),
-    close(code, reason) {
-      closes.push([code, reason]);
-      setImmediate(() => deliver().handleClose(`peer closed (${code} ${reason})`));
-    },
-  });
-  a = new Session(mk(() => b), { role: "gateway", ...gw });
-  b = new Session(mk(() => a), { role: "agent", ...ag });
-  return { gateway: a, agent: b, closes };
-}
-
-/** An agent or gateway Session driven by hand: `inject` forges frames, `frames()` decodes what it sent. */
-function raw(opts: SessionOptions, peerHello: object) {
-  const sent: Array<Uint8Array | string> = [];
-  const state = { congested: false, closed: null as null | [number | undefined, string | undefined], drain: (() => {}) as () => void };
-  const t: Transport = {
-    send(d) {
-      sent.push(d);
-      return !state.congested;
-    },
-    drained: () => new Promise<void>((r) => (state.drain = r)),
-    close(code, reason) {
-      state.closed = [code, reason];
-    },
-  };
-  const s = new Session(t, opts);
-  s.handleMessage(JSON.stringify({ features: ["ws", "tcp"], window: 1 << 20, ...peerHello }));
-  return {
-    s,
-    state,
-    inject: (...frames: Frame[]) => s.handleMessage(encodeFrames(frames)),
-    frames: (): Frame[] => sent.filter((m): m is Uint8Array => typeof m !== "string").flatMap((m) => (decodeFrames(m) as { frames: Frame[] }).frames),
-  };
-}
-const V2_GATEWAY = { azhexgate: 1, versions: [1, 2], role: "gateway", sessionWindow: 1 << 24 };
-const V2_AGENT = { ...V2_GATEWAY, role: "agent" };
-const GET = { kind: "http" as const, method: "GET", target: "/", headers: [] as Array<[string, string]> };
-const open = (id: number, head: object = GET): Frame => ({ type: T.OPEN, stream: id, payload: encodeOpenHead(head as never)! });
-
-async function roundTrip(gateway: Session, target = "/") {
-  const s = await gateway.open({ ...GET, target });
-  s.end();
-  const head = await s.response;
-  return { status: head.status, body: await new Response(s.body).text() };
-}
-const echoAgent = (s: TunnelStream) => {
-  s.sendResponse({ status: 200, headers: [["x-target", s.head!.target]] });
-  void s.write(new TextEncoder().encode(`hello ${s.head!.target}`)).then(() => s.end());
-};
+import { GET, V2_AGENT, V2_GATEWAY, echoAgent, open, pair, raw, roundTrip, tick } from "./support/tunnel-peers.ts";
 
 describe("version negotiation", () => {
   test("v2 ↔ v2 speaks 2; a v1-only peer on either side gets v1, and requests work", async () => {
@@ -129,54 +65,6 @@ describe("heads over the limit fail their stream only", () => {
     const err = await big.response.then(() => null, (e) => e);
     expect(err?.code).toBe(ResetCode.RESPONSE_HEAD_TOO_LARGE);
     expect(await roundTrip(p.gateway, "/ok")).toEqual({ status: 200, body: "hello /ok" });
-  });
-});
-
-describe("session window (WINDOW on stream 0)", () => {
-  test("a stalled reader holds at most the session window across all its streams; reading resumes the flow", async () => {
-    const sessionWindow = 256 * 1024;
-    const total = 1 << 20;
-    const p = pair({ window: 1 << 20, sessionWindow }, {
-      window: 1 << 20,
-      onStream: (s) => {
-        s.sendResponse({ status: 200, headers: [] });
-        void (async () => {
-          for (let i = 0; i < total / 16384; i++) await s.write(new Uint8Array(16384));
-          s.end();
-        })();
-      },
-    });
-    const a = await p.gateway.open(GET);
-    const b = await p.gateway.open(GET);
-    a.end();
-    b.end();
-    await Promise.all([a.response, b.response]);
-    await tick(50);
-    // nobody reads: with 1 MiB stream windows, only the 256 KiB session window bounds what came
-    const held = (a as any).inbound.queued + (b as any).inbound.queued;
-    expect(held).toBeGreaterThan(0);
-    expect(held).toBeLessThanOrEqual(sessionWindow);
-    const [x, y] = await Promise.all([new Response(a.body).arrayBuffer(), new Response(b.body).arrayBuffer()]);
-    expect([x.byteLength, y.byteLength]).toEqual([total, total]);
-  });
-  test("a peer that sends past the session window: the session closes with 1002", async () => {
-    const r = raw({ role: "agent", onStream: () => {}, sessionWindow: 1000, window: 1 << 20 }, V2_GATEWAY);
-    r.inject(open(1), { type: T.DATA, stream: 1, payload: new Uint8Array(1001) });
-    expect(r.state.closed).toEqual([1002, "protocol error: peer sent past the session window"]);
-  });
-  test("bytes for a closed stream still count, and are returned (no leak of session credit)", async () => {
-    const r = raw({ role: "agent", onStream: (s) => s.reset(ResetCode.CANCEL), sessionWindow: 8000, window: 1 << 20 }, V2_GATEWAY);
-    r.inject(open(1));
-    for (let i = 0; i < 10; i++) r.inject({ type: T.DATA, stream: 1, payload: new Uint8Array(1000) });
-    await tick();
-    expect(r.state.closed).toBeNull();
-    const credit = r.frames().filter((f) => f.type === T.WINDOW && f.stream === 0);
-    expect(credit.length).toBeGreaterThan(0);
-  });
-  test("WINDOW with a zero increment closes the session", () => {
-    const r = raw({ role: "agent", onStream: () => {} }, V2_GATEWAY);
-    r.inject({ type: T.WINDOW, stream: 0, payload: varintPayload(0) });
-    expect(r.state.closed).toEqual([1002, "protocol error: malformed window frame"]);
   });
 });
 
@@ -341,103 +229,5 @@ describe("TCP streams", () => {
     const s = await g.s.openTcp();
     g.inject({ type: T.RESPONSE, stream: s.id, payload: new Uint8Array([0, 200, 0, 0]) });
     expect(s.isReset).toBe(true);
-  });
-});
-
-describe("adaptive stream windows (v2)", () => {
-  const sender = (total: number) => (s: TunnelStream) => {
-    s.sendResponse({ status: 200, headers: [] });
-    void (async () => {
-      for (let i = 0; i < total / 16384; i++) await s.write(new Uint8Array(16384));
-      s.end();
-    })();
-  };
-  const recvWindow = (s: TunnelStream) => (s as unknown as { recvWindow: number }).recvWindow;
-  test("a consumer that keeps up grows the window (up to the cap); a slow one keeps it at the start", async () => {
-    const window = 64 * 1024;
-    const fast = pair({ window, maxWindow: 1 << 20, sessionWindow: 4 << 20 }, { window, onStream: sender(8 << 20) });
-    (fast.gateway as unknown as { liveness: { rtt: number } }).liveness.rtt = 5_000; // a long link: the window is the limit
-    const a = await fast.gateway.open(GET);
-    a.end();
-    await a.response;
-    let got = 0;
-    for await (const c of a.body) got += c.length;
-    expect(got).toBe(8 << 20);
-    expect(recvWindow(a)).toBeGreaterThan(window);
-    expect(recvWindow(a)).toBeLessThanOrEqual(1 << 20);
-
-    const slow = pair({ window, maxWindow: 1 << 20, sessionWindow: 4 << 20 }, { window, onStream: sender(1 << 20) });
-    (slow.gateway as unknown as { liveness: { rtt: number } }).liveness.rtt = 5_000;
-    const b = await slow.gateway.open(GET);
-    b.end();
-    await b.response;
-    got = 0;
-    for await (const c of b.body) {
-      got += c.length;
-      await tick(20); // the sender refills the window while we dawdle: the consumer is the limit
-    }
-    expect(got).toBe(1 << 20);
-    expect(recvWindow(b)).toBe(window);
-  });
-  test("the round trip is measured once a stream moved a whole window (one PING), not before", async () => {
-    const window = 64 * 1024;
-    const p = pair({ window }, { window, onStream: sender(512 * 1024) });
-    await p.gateway.ready;
-    await tick(20);
-    const rtt = () => (p.gateway as unknown as { liveness: { rtt: number } }).liveness.rtt;
-    expect(rtt()).toBe(0); // an idle session sends no PING
-    const a = await p.gateway.open(GET);
-    a.end();
-    await a.response;
-    await new Response(a.body).arrayBuffer();
-    for (let i = 0; i < 100 && rtt() === 0; i++) await tick();
-    expect(rtt()).toBeGreaterThan(0);
-  });
-  test("on a short link (loopback) and with a v1 peer, windows do not grow", async () => {
-    const window = 64 * 1024;
-    const loop = pair({ window, maxWindow: 1 << 20 }, { window, onStream: sender(2 << 20) });
-    await loop.gateway.ready;
-    await tick(20); // the first round trip is measured: well under the time a window takes here
-    (loop.gateway as unknown as { liveness: { rtt: number } }).liveness.rtt = 0.001;
-    const l = await loop.gateway.open(GET);
-    l.end();
-    await l.response;
-    await new Response(l.body).arrayBuffer();
-    expect(recvWindow(l)).toBe(window);
-    const p = pair({ window, versions: [1] }, { window, onStream: sender(2 << 20) });
-    const a = await p.gateway.open(GET);
-    a.end();
-    await a.response;
-    await new Response(a.body).arrayBuffer();
-    expect(recvWindow(a)).toBe(window);
-  });
-});
-
-describe("hostile peer (property)", () => {
-  test("any sequence of well-framed frames: the session never throws; it goes on or closes with 1002", async () => {
-    const fc = (await import("fast-check")).default;
-    const frame = fc.record({
-      type: fc.integer({ min: 1, max: 11 }),
-      stream: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 6 }), fc.constant(1 << 30)),
-      payload: fc.oneof(fc.uint8Array({ maxLength: 40 }), fc.constant(encodeOpenHead(GET)!), fc.constant(new Uint8Array([0, 200, 0, 0]))),
-    });
-    await fc.assert(
-      fc.asyncProperty(fc.constantFrom("agent" as const, "gateway" as const), fc.array(frame, { maxLength: 30 }), async (role, frames) => {
-        const r = raw(
-          role === "agent" ? { role, onStream: (s) => void s.body.cancel().catch(() => {}), onTcpStream: (s) => s.end() } : { role },
-          role === "agent" ? V2_GATEWAY : V2_AGENT,
-        );
-        if (role === "gateway") {
-          for (let i = 0; i < 3; i++) void r.s.open(GET).catch(() => {});
-          for (let i = 0; i < 5; i++) await Promise.resolve(); // the OPENs are out: streams 1-3 exist
-        }
-        for (const f of frames) {
-          expect(() => r.inject(f as Frame)).not.toThrow();
-          if (r.state.closed) break;
-        }
-        if (r.state.closed) expect(r.state.closed[0]).toBe(1002);
-      }),
-      { numRuns: 1000 },
-    );
   });
 });
