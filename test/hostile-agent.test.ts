@@ -6,7 +6,6 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { HybridConnectionListener } from "../src/hc/listener.ts";
 import { sasTokenProvider } from "../src/hc/tokens.ts";
-import { jsonPayload } from "../src/tunnel/frame.ts";
 import { Session } from "../src/tunnel/session.ts";
 import type { TunnelStream } from "../src/tunnel/stream.ts";
 import { startStack, type Stack } from "./support/stack.ts";
@@ -30,10 +29,10 @@ beforeAll(async () => {
         const path = stream.head?.target ?? "/";
         stream.discardBody();
         if (path === "/bad-header") {
-          stream.sendResponse(jsonPayload({ status: 200, headers: [["x-name", "中文"]] }));
+          stream.sendResponse({ status: 200, headers: [["x-name", "中文"]] });
           stream.end();
         } else {
-          stream.sendResponse(jsonPayload({ status: 200, headers: [["content-type", "text/plain"]] }));
+          stream.sendResponse({ status: 200, headers: [["content-type", "text/plain"]] });
           void stream.write(new TextEncoder().encode("fine")).then(() => stream.end());
         }
       },

@@ -235,6 +235,6 @@ describe("session liveness (unit)", () => {
     p.gateway.handleClose("test over");
     await expect(pending).rejects.toThrow(/session closed/);
     await expect(p.gateway.ping()).rejects.toThrow(/session closed/);
-    expect((p.gateway as unknown as { pings: Map<string, unknown> }).pings.size).toBe(0);
+    expect((p.gateway as unknown as { liveness: { pings: Map<string, unknown> } }).liveness.pings.size).toBe(0);
   });
 });

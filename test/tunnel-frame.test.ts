@@ -13,7 +13,7 @@ describe("wire constants are pinned", () => {
   test("frame types, reset codes, flags, limits", () => {
     expect(PROTOCOL_VERSION).toBe(1);
     expect(FrameType).toEqual({ OPEN: 1, RESPONSE: 2, DATA: 3, END: 4, RESET: 5, WINDOW: 6, WS_MESSAGE: 7, WS_CLOSE: 8, PING: 9, PONG: 10, GOAWAY: 11 });
-    expect(ResetCode).toEqual({ CANCEL: 0, REFUSED: 1, ORIGIN_UNREACHABLE: 2, ORIGIN_TIMEOUT: 3, PROTOCOL: 4, FLOW_CONTROL: 5, INTERNAL: 6 });
+    expect(ResetCode).toEqual({ CANCEL: 0, REFUSED: 1, ORIGIN_UNREACHABLE: 2, ORIGIN_TIMEOUT: 3, PROTOCOL: 4, FLOW_CONTROL: 5, INTERNAL: 6, REQUEST_HEAD_TOO_LARGE: 7, CONNECTION_RESET: 8, RESPONSE_HEAD_TOO_LARGE: 9 });
     expect(WsFlags).toEqual({ BINARY: 1, FIN: 2 });
     expect(MAX_FRAME_PAYLOAD).toBe(1048576);
     expect(MAX_HEAD_PAYLOAD).toBe(262144);
@@ -92,7 +92,7 @@ describe("frames: malformed input is an error value", () => {
         if ("frames" in r) {
           let total = 0;
           for (const f of r.frames) {
-            expect(f.payload.length).toBeLessThanOrEqual(MAX_HEAD_PAYLOAD);
+            expect(f.payload.length).toBeLessThanOrEqual(MAX_FRAME_PAYLOAD);
             expect(f.payload.buffer).toBe(bytes.buffer);
             total += f.payload.length;
           }
@@ -138,10 +138,12 @@ describe("frames: malformed input is an error value", () => {
 });
 
 describe("heads", () => {
-  test("hello round trip and version mismatch", () => {
-    const h = { azhexgate: 1, role: "gateway" as const, features: ["ws"], window: 1 << 20 };
+  test("hello round trip; a v1 hello (no versions) speaks exactly its azhexgate", () => {
+    const h = { azhexgate: 1, versions: [1, 2], role: "gateway" as const, features: ["ws"], window: 1 << 20 };
     expect(parseHello(helloMessage(h))).toEqual(h);
-    expect(parseHello(JSON.stringify({ ...h, azhexgate: 2 }))).toEqual({ error: "unsupported protocol version 2 (this side speaks 1)" });
+    const { versions: _, ...v1 } = h;
+    expect(parseHello(JSON.stringify(v1))).toEqual({ ...v1, versions: [1] });
+    expect(parseHello(JSON.stringify({ ...v1, azhexgate: 2 }))).toEqual({ ...v1, azhexgate: 2, versions: [2] });
     expect("error" in parseHello("nope")).toBe(true);
   });
   test("request head keeps repeated headers and rejects injection", () => {

@@ -81,7 +81,7 @@ describe("tunnel session", () => {
       expect(s.head).toEqual({ kind: "http", method: "POST", target: "/up?x=1", headers: [["a", "1"], ["a", "2"]] });
       const got = await drain(s.body, 4); // a slow reader
       agentSaw = got.bytes;
-      s.sendResponse(new TextEncoder().encode(JSON.stringify({ status: 200, headers: [["set-cookie", "a=1"], ["set-cookie", "b=2"]] })));
+      s.sendResponse({ status: 200, headers: [["set-cookie", "a=1"], ["set-cookie", "b=2"]] });
       for await (const c of chunks(8 << 20, 100_000)) await s.write(c);
       s.end();
     }, window);
@@ -103,7 +103,7 @@ describe("tunnel session", () => {
     let release!: () => void;
     const stalled = new Promise<void>((r) => (release = r));
     const { gateway } = pair.connect(async (s) => {
-      s.sendResponse(new TextEncoder().encode(JSON.stringify({ status: 200, headers: [] })));
+      s.sendResponse({ status: 200, headers: [] });
       if (s.head!.target === "/big") {
         for await (const c of chunks(4 << 20, 64 * 1024)) await s.write(c);
       } else {
@@ -129,7 +129,7 @@ describe("tunnel session", () => {
     const pair = pipePair();
     const closes: Array<[number, string]> = [];
     const { gateway } = pair.connect((s) => {
-      s.sendResponse(new TextEncoder().encode(JSON.stringify({ status: 101, headers: [], protocol: "chat" })));
+      s.sendResponse({ status: 101, headers: [], protocol: "chat" });
       s.onWsMessage = (d, bin) => void s.wsSend(d, bin); // echo
       s.onWsClose = (code, reason) => {
         closes.push([code, reason]);
@@ -232,7 +232,7 @@ describe("WebSocket credit follows the consumer", () => {
         received += d.length;
         return !congested; // the consumer's socket is over its high-water mark
       };
-      s.sendResponse(new TextEncoder().encode(JSON.stringify({ status: 101, headers: [] })));
+      s.sendResponse({ status: 101, headers: [] });
       seen();
     }, window);
     const ws = await gateway.open({ kind: "ws", method: "GET", target: "/", headers: [] });

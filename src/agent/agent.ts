@@ -24,6 +24,8 @@ export interface AgentOptions extends ForwardOptions {
   keepAlive?: Pick<ListenerOptions, "keepAliveMs" | "deadAfterIntervals" | "pingsBeforePong" | "keepAliveMemo">;
   /** Tunnel-session liveness check interval (default 10 s). */
   sessionPingMs?: number;
+  /** Tunnel protocol versions spoken (default: all; tests play an older agent with `[1]`). */
+  protocolVersions?: readonly number[];
 }
 
 export interface AgentHandle {

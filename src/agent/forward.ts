@@ -3,7 +3,7 @@
  * HTTP (`origin-http.ts`: streaming both ways, bytes untouched), our WebSocket client for WebSockets — and
  * cancels the upstream when the public client goes away.
  */
-import { jsonPayload, ResetCode } from "../tunnel/frame.ts";
+import { ResetCode } from "../tunnel/frame.ts";
 import type { ResponseHead } from "../tunnel/head.ts";
 import { methodHasNoBody, originRequestHeaderList, originRequestHeaders, responseHeadFromList, type OriginOptions } from "../tunnel/http.ts";
 import type { StreamResetError, TunnelStream } from "../tunnel/stream.ts";
@@ -120,7 +120,10 @@ export async function forward(stream: TunnelStream, o: ForwardOptions): Promise<
     }
     return report(502, 0, unreachable(stream, o.origin, err));
   }
-  stream.sendResponse(jsonPayload(responseHeadFromList(res.status, res.headers)));
+  if (!stream.sendResponse(responseHeadFromList(res.status, res.headers))) {
+    abort.abort(); // a head over the limit: that stream is reset (502 at the gateway), the session goes on
+    return report(502, 0, "response_headers_too_large");
+  }
   cap?.response(res.status, res.headers);
   let bytes = 0;
   let error: string | undefined;
@@ -185,7 +188,7 @@ async function forwardWebSocket(stream: TunnelStream, o: ForwardOptions): Promis
       // one is cut visibly with a reset, never served as complete).
       const { headerList, bodyBytes, truncated } = err.raw;
       const h: ResponseHead = { status: err.status === 101 ? 502 : err.status, headers: headerList.filter(([n]) => !REFUSED_SKIP.has(n)) };
-      stream.sendResponse(jsonPayload(h));
+      if (!stream.sendResponse(h)) return report(502, "response_headers_too_large");
       cap?.response(h.status, h.headers);
       try {
         for (let off = 0; off < bodyBytes.length; off += 64 * 1024) await stream.write(bodyBytes.subarray(off, off + 64 * 1024));
@@ -209,7 +212,10 @@ async function forwardWebSocket(stream: TunnelStream, o: ForwardOptions): Promis
   }
   const resHead: ResponseHead = { status: 101, headers: [] };
   if (conn.protocol) resHead.protocol = conn.protocol;
-  stream.sendResponse(jsonPayload(resHead));
+  if (!stream.sendResponse(resHead)) {
+    conn.terminate();
+    return report(502, "response_headers_too_large");
+  }
   cap?.response(101, conn.protocol ? [["sec-websocket-protocol", conn.protocol]] : []);
   const te = new TextEncoder();
   let originClosed = false;

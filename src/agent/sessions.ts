@@ -26,6 +26,8 @@ export interface SessionsOptions extends ForwardOptions {
   maxMissedPings?: number;
   /** A session was closed because it stopped answering. */
   onEvict?: (inFlight: number) => void;
+  /** Tunnel protocol versions spoken (default: all this build speaks). */
+  protocolVersions?: readonly number[];
 }
 
 /** How often a drain looks at the in-flight count. */
@@ -76,6 +78,7 @@ export class TunnelSessions {
     const session = new Session(conn, {
       role: "agent",
       window: this.o.window,
+      versions: this.o.protocolVersions,
       onStream: (stream) => void forward(stream, this.o).catch(() => {}),
       onClose: () => {
         this.set.delete(session);

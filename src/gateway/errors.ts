@@ -14,10 +14,13 @@ export type GatewayErrorCode =
   | "unauthorized"
   | "access_denied"
   | "rate_limited"
-  | "internal"
   | "metrics_off"
   | "metrics_forbidden"
-  | "invalid_response_header";
+  | "invalid_response_header"
+  | "tunnel_version_mismatch"
+  | "request_headers_too_large"
+  | "response_headers_too_large"
+  | "internal";
 
 export class GatewayError extends Error {
   override readonly name = "GatewayError";
@@ -40,6 +43,7 @@ const TITLES: Record<number, string> = {
   503: "Service Unavailable",
   404: "Tunnel Not Found",
   405: "Method Not Allowed",
+  431: "Request Header Fields Too Large",
   500: "Internal Error",
   502: "Bad Gateway",
   504: "Gateway Timeout",

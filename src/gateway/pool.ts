@@ -43,6 +43,8 @@ export interface PoolOptions {
   retireBeforeExpiry?: boolean;
   /** A session left the pool early: `evicted` (no answer to PINGs) or `retired` (token about to expire). */
   onSessionEvent?: (e: "evicted" | "retired") => void;
+  /** Tunnel protocol versions spoken (default: all this build speaks). */
+  protocolVersions?: readonly number[];
 }
 
 interface Entry {
@@ -105,6 +107,7 @@ export class SessionPool {
       const session = new Session(conn, {
         role: "gateway",
         window: this.o.window,
+        versions: this.o.protocolVersions,
         onStreamEnd: (s) => {
           this.o.onStreamEnd?.(s);
           if (entry.retired && entry.session.activeStreams === 0) entry.session.close(1000, "session retired");

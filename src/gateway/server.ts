@@ -8,6 +8,7 @@ import type { Server, ServerWebSocket } from "bun";
 import { ResetCode } from "../tunnel/frame.ts";
 import type { ResponseHead } from "../tunnel/head.ts";
 import { methodHasNoBody, publicResponseHeaders, requestHeadFrom, statusHasNoBody } from "../tunnel/http.ts";
+import { ProtocolMismatchError } from "../tunnel/session.ts";
 import { StreamResetError, type TunnelStream } from "../tunnel/stream.ts";
 import type { WsConnection } from "../ws/client.ts";
 import type { AccessEntry, AccessLog } from "./access-log.ts";
@@ -164,7 +165,12 @@ export function routeHost(host: string | null, baseDomain: string, localHosts = 
 
 function tunnelError(err: unknown, id: string): GatewayError {
   if (err instanceof GatewayError) return err;
+  if (err instanceof ProtocolMismatchError) return new GatewayError(502, "tunnel_version_mismatch", err.message);
   if (err instanceof StreamResetError) {
+    if (err.code === ResetCode.REQUEST_HEAD_TOO_LARGE)
+      return new GatewayError(431, "request_headers_too_large", "The request's headers are larger than the tunnel carries (128 KiB in all, at most 256 headers).");
+    if (err.code === ResetCode.RESPONSE_HEAD_TOO_LARGE)
+      return new GatewayError(502, "response_headers_too_large", "The local app's response headers are larger than the tunnel carries (128 KiB in all, at most 256 headers).");
     if (err.code === ResetCode.ORIGIN_UNREACHABLE) return new GatewayError(502, "origin_unreachable", err.reason);
     if (err.code === ResetCode.ORIGIN_TIMEOUT) return new GatewayError(504, "origin_timeout", err.reason);
     if (err.reason.startsWith("tunnel session lost"))
@@ -219,7 +225,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
   };
 
   /** Opens a stream for `req` and waits for the response head, within the TTFB limit. */
-  const openStream = async (req: Request, server: Server<PublicWsData>, id: string, route: TunnelRoute, kind: "http" | "ws", target: string, host: string, entry: AccessEntry | undefined, throttle?: Throttle) => {
+  const openStream = async (req: Request, server: Server<PublicWsData>, id: string, route: TunnelRoute, kind: "http" | "ws", target: string, host: string, entry: AccessEntry | undefined, throttle?: Throttle, retried = false): Promise<{ stream: TunnelStream; resHead: ResponseHead }> => {
     let session;
     try {
       session = await poolFor(id, route.hcPath).acquire();
@@ -255,6 +261,12 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
       if (kind === "ws") req.signal.removeEventListener("abort", onAbort);
       return { stream, resHead };
     } catch (err) {
+      // REFUSED = not processed (the agent's GOAWAY came first): a bodiless request is retried once on another session
+      if (!retried && err instanceof StreamResetError && err.code === ResetCode.REFUSED && kind === "http" && methodHasNoBody(req.method) && !req.signal.aborted) {
+        req.signal.removeEventListener("abort", onAbort);
+        if (entry) entry.ended = undefined; // the refused stream's end is not this request's
+        return openStream(req, server, id, route, kind, target, host, entry, throttle, true);
+      }
       throw tunnelError(err, id);
     } finally {
       clearTimeout(timer);

@@ -1,5 +1,5 @@
 /**
- * Tunnel protocol v1 — the frames that flow inside one Hybrid Connections WebSocket session
+ * Tunnel protocol (v1 and v2 share this frame layer) — the frames that flow inside one Hybrid Connections WebSocket session
  * between the gateway and the agent (see docs/protocol.md). Pure encode / decode.
  *
  * A session message (one binary WebSocket message) holds one or more frames back to back:
@@ -11,11 +11,18 @@
  * a body and never allocates more than the input.
  */
 
+/** The lowest version this implementation speaks (the hello's legacy `azhexgate` field). */
 export const PROTOCOL_VERSION = 1;
+/** Every version this implementation speaks, ascending (docs/protocol.md, "Compatibility rule"). */
+export const PROTOCOL_VERSIONS: readonly number[] = [1, 2];
 /** Largest payload of one frame. Bodies are split into DATA frames of at most this size. */
 export const MAX_FRAME_PAYLOAD = 1 << 20;
-/** Largest head (OPEN / RESPONSE JSON) we accept: generous for 64 KB header values. */
+/** v1: largest JSON head (OPEN / RESPONSE); over it the stream is refused (REQUEST_ / RESPONSE_HEAD_TOO_LARGE). */
 export const MAX_HEAD_PAYLOAD = 256 * 1024;
+/** v2: largest binary head (a 64 KiB header value fits); over it the stream (never the session) is refused (REQUEST_ / RESPONSE_HEAD_TOO_LARGE). */
+export const MAX_HEAD_BYTES = 128 * 1024;
+/** PING / PONG payloads are exactly this long. */
+export const PING_PAYLOAD = 8;
 /** Largest stream id (2^62 - 1 fits a varint; we keep ids in safe-integer range). */
 export const MAX_STREAM_ID = Number.MAX_SAFE_INTEGER;
 
@@ -52,6 +59,9 @@ export const ResetCode = {
   PROTOCOL: 4, // a peer broke the protocol
   FLOW_CONTROL: 5, // more data than credit
   INTERNAL: 6,
+  REQUEST_HEAD_TOO_LARGE: 7, // v2: the OPEN's head is over the limit (431 at the gateway)
+  CONNECTION_RESET: 8, // v2: the TCP peer reset its connection
+  RESPONSE_HEAD_TOO_LARGE: 9, // v2: the RESPONSE's head is over the limit (502 at the gateway)
 } as const;
 
 export const WsFlags = { BINARY: 1, FIN: 2 } as const;
@@ -178,7 +188,7 @@ const EMPTY = new Uint8Array(0);
 
 /**
  * Decodes one session message into frames (payloads are views, not copies). Any malformed input
- * — unknown type, truncated varint, a length past the end or past the frame limit — is an error
+ * — unknown type, truncated varint, a length past the end or past the 1 MiB frame limit — is an error
  * value; this function never throws on input bytes.
  */
 export function decodeFrames(msg: Uint8Array): DecodeResult {
@@ -192,8 +202,8 @@ export function decodeFrames(msg: Uint8Array): DecodeResult {
     const l = readVarint(msg, s[1]);
     if (!l) return { error: "truncated length" };
     const [len, start] = l;
-    const limit = type === FrameType.OPEN || type === FrameType.RESPONSE ? MAX_HEAD_PAYLOAD : MAX_FRAME_PAYLOAD;
-    if (len > limit) return { error: `frame payload ${len} exceeds the limit ${limit}` };
+    // Heads too: one over its own limit fails its stream (…_HEAD_TOO_LARGE), not the session.
+    if (len > MAX_FRAME_PAYLOAD) return { error: `frame payload ${len} exceeds the limit ${MAX_FRAME_PAYLOAD}` };
     if (start + len > msg.length) return { error: "frame runs past the end of the message" };
     frames.push({ type: type as FrameTypeValue, stream: s[0], payload: msg.subarray(start, start + len) });
     off = start + len;

@@ -1,21 +1,26 @@
 /**
- * Tunnel protocol v1 heads: the session handshake (a text message), the request head carried by
- * OPEN and the response head carried by RESPONSE. Pure validation: hostile input from the other
- * end of the tunnel becomes an `{ error }`, never a throw and never a value of the wrong shape.
+ * The session handshake (a text message) with version negotiation, and the tunnel protocol v1
+ * JSON heads (OPEN / RESPONSE; v2's binary heads are in head-binary.ts). Pure validation: hostile
+ * input from the other end of the tunnel becomes an `{ error }`, never a throw and never a value
+ * of the wrong shape.
  */
-import { PROTOCOL_VERSION } from "./frame.ts";
+import { MAX_HEAD_PAYLOAD, jsonPayload, parseJsonPayload } from "./frame.ts";
 
 /** Header lists keep order and repeats (several Set-Cookie stay several). */
 export type HeaderList = Array<[name: string, value: string]>;
 
 export interface Hello {
-  /** Protocol version spoken. */
+  /** The lowest version spoken (a v1 peer checks it for equality with 1). */
   azhexgate: number;
+  /** Every version spoken, ascending; a hello without it speaks exactly `[azhexgate]`. */
+  versions: number[];
   role: "gateway" | "agent";
   /** Optional features, e.g. "ws". Unknown ones are ignored. */
   features: string[];
   /** Initial per-stream window the sender of this hello grants (bytes). */
   window: number;
+  /** v2: initial session-level window the sender grants (bytes); absent = unlimited. */
+  sessionWindow?: number;
 }
 
 export interface RequestHead {
@@ -65,13 +70,36 @@ export function parseHello(text: string): Hello | { error: string } {
   } catch {
     return { error: "hello is not JSON" };
   }
-  if (!isObj(v) || typeof v.azhexgate !== "number") return { error: "not an azhexgate hello" };
-  if (v.azhexgate !== PROTOCOL_VERSION) return { error: `unsupported protocol version ${String(v.azhexgate)} (this side speaks ${PROTOCOL_VERSION})` };
+  if (!isObj(v) || !posInt(v.azhexgate)) return { error: "not an azhexgate hello" };
   if (v.role !== "gateway" && v.role !== "agent") return { error: "hello has no valid role" };
-  const window = typeof v.window === "number" && Number.isInteger(v.window) && v.window > 0 ? v.window : 0;
+  const window = posInt(v.window) ? v.window : 0;
   if (!window) return { error: "hello has no valid window" };
-  const features = Array.isArray(v.features) ? v.features.filter((f): f is string => typeof f === "string") : [];
-  return { azhexgate: v.azhexgate, role: v.role, features, window };
+  const features = Array.isArray(v.features) ? v.features.filter((f): f is string => typeof f === "string").slice(0, 64) : [];
+  let versions = Array.isArray(v.versions) ? v.versions.filter(posInt).slice(0, 64) : [];
+  if (!versions.length) versions = [v.azhexgate];
+  const hello: Hello = { azhexgate: v.azhexgate, versions, role: v.role, features, window };
+  if (v.sessionWindow !== undefined) {
+    if (!posInt(v.sessionWindow)) return { error: "hello has no valid sessionWindow" };
+    hello.sessionWindow = v.sessionWindow;
+  }
+  return hello;
+}
+
+function posInt(v: unknown): v is number {
+  return typeof v === "number" && Number.isSafeInteger(v) && v > 0;
+}
+
+/** The highest version both lists hold, or null (docs/protocol.md, "Compatibility rule"). */
+export function pickVersion(ours: readonly number[], theirs: readonly number[]): number | null {
+  let best: number | null = null;
+  for (const v of theirs) if (ours.includes(v) && (best === null || v > best)) best = v;
+  return best;
+}
+
+/** The sentence a side with no common version closes the session with. */
+export function versionMismatch(ours: readonly number[], role: string, peer: Hello): string {
+  const older = Math.max(...peer.versions) < Math.max(...ours) ? `the ${peer.role}` : `this ${role}`;
+  return `tunnel protocol mismatch: this ${role} speaks versions ${ours.join(", ")}, the ${peer.role} speaks ${peer.versions.join(", ")}; upgrade azhexgate on ${older}`;
 }
 
 export function parseRequestHead(v: unknown): RequestHead | { error: string } {
@@ -98,4 +126,16 @@ export function parseResponseHead(v: unknown): ResponseHead | { error: string } 
   const head: ResponseHead = { status: v.status, headers };
   if (typeof v.protocol === "string" && TOKEN.test(v.protocol)) head.protocol = v.protocol;
   return head;
+}
+
+/** A v1 JSON head, or null when over the v1 head limit. */
+export function jsonHead(head: RequestHead | ResponseHead): Uint8Array | null {
+  const p = jsonPayload(head);
+  return p.length > MAX_HEAD_PAYLOAD ? null : p;
+}
+
+/** Parses a v1 JSON head; over the v1 limit is …_HEAD_TOO_LARGE (that stream only). */
+export function parseJsonHead<T>(p: Uint8Array, parse: (v: unknown) => T | { error: string }): T | { error: string; tooLarge?: true } {
+  if (p.length > MAX_HEAD_PAYLOAD) return { error: `head of ${p.length} bytes is over the ${MAX_HEAD_PAYLOAD}-byte limit`, tooLarge: true };
+  return parse(parseJsonPayload(p));
 }

@@ -3,18 +3,22 @@
  * Frames queued in one event-loop turn go out as one WebSocket message; writers wait when the
  * transport reports backpressure. The gateway opens streams; the agent receives them.
  *
- * Liveness: whether the relay forwards WebSocket pings between the two legs of a rendezvous is
- * undocumented (each leg is terminated by the relay, which answers pings itself), so a leg that
- * a middlebox silently dropped looks healthy at the WebSocket level. `checkAlive()` uses the
- * protocol's in-band PING instead, which crosses the relay as an ordinary message: the owner
- * calls it on a timer, and a session that heard nothing at all for `maxMissed` calls in a row
- * is dead (see docs/protocol.md, "Liveness").
+ * Liveness: each leg of a rendezvous is terminated by the relay, which answers WebSocket pings
+ * itself, so `checkAlive()` uses the protocol's in-band PING (liveness.ts), which crosses the
+ * relay as an ordinary message (docs/protocol.md, "Liveness").
+ *
+ * Version 2 (negotiated in the hello, v1 still spoken): binary heads, a session-level window,
+ * TCP streams, and the rules in docs/protocol.md "Rules every end enforces" — each violation
+ * either closes the session (1002, `protocol error: …`) or resets one stream.
  */
+import { FrameType, PING_PAYLOAD, PROTOCOL_VERSIONS, ResetCode, decodeFrames, encodeFrames, frameParts, parseVarints, varintPayload, type Frame } from "./frame.ts";
+import { decodeOpenHead, encodeOpenHead, encodeResponseHead, type HeadError, type OpenHead, type TcpHead } from "./head-binary.ts";
 import {
-  FrameType, PROTOCOL_VERSION, ResetCode, decodeFrames, encodeFrames, frameParts, jsonPayload, parseJsonPayload,
-  parseReset, parseVarints, parseWsClose, varintPayload, type Frame,
-} from "./frame.ts";
-import { helloMessage, parseHello, parseRequestHead, parseResponseHead, type Hello, type RequestHead } from "./head.ts";
+  helloMessage, jsonHead, parseHello, parseJsonHead, parseRequestHead, pickVersion, versionMismatch, type Hello, type RequestHead, type ResponseHead,
+} from "./head.ts";
+import { SessionCredit } from "./credit.ts";
+import { deliverToStream } from "./deliver.ts";
+import { Liveness } from "./liveness.ts";
 import { StreamResetError, TunnelStream, type StreamHost } from "./stream.ts";
 
 /** The message transport under a session (our WebSocket client or a Bun server socket). */
@@ -32,9 +36,17 @@ export interface SessionOptions {
   role: "gateway" | "agent";
   /** Per-stream window we grant the peer (bytes). Default 2 MiB. */
   window?: number;
+  /** v2: session-level window we grant the peer (bytes). Default 16 MiB. */
+  sessionWindow?: number;
+  /** v2: a stream's window may grow up to this (bytes; default and upper bound: the session window). */
+  maxWindow?: number;
+  /** Protocol versions spoken (default: all this build speaks); `[1]` plays an old peer in tests. */
+  versions?: readonly number[];
   features?: string[];
   /** Agent side: a stream the gateway opened. */
   onStream?: (stream: TunnelStream) => void;
+  /** Agent side (v2): a TCP stream the gateway opened; without it such OPENs are refused. */
+  onTcpStream?: (stream: TunnelStream, head: TcpHead) => void;
   /** The session ended (transport closed or protocol error). */
   onClose?: (reason: string) => void;
   /** A stream finished (ended both ways, reset, or lost with the session). */
@@ -44,12 +56,22 @@ export interface SessionOptions {
 }
 
 export const DEFAULT_WINDOW = 2 << 20;
+export const DEFAULT_SESSION_WINDOW = 16 << 20;
+/** PONGs queued per event-loop turn at most (a PING flood cannot grow the send queue). */
+const MAX_PONGS_PER_TURN = 16;
 
-/** Payload of liveness PINGs (never registered: their PONG only needs to arrive). */
-const LIVENESS_PING = new Uint8Array([0x61, 0x6c, 0x69, 0x76, 0x65, 0x3f, 0x00, 0x00]);
+/** The session's hello failed: no common protocol version (the message says who must upgrade). */
+export class ProtocolMismatchError extends Error {
+  override readonly name = "ProtocolMismatchError";
+}
 
 export class Session implements StreamHost {
   readonly window: number;
+  readonly sessionWindow: number;
+  /** The negotiated protocol version (0 until the peer's hello arrived). */
+  version = 0;
+  /** How far a stream's window may grow (v2; with a v1 peer, `window`: no growth). */
+  maxWindow: number;
   readonly ready: Promise<Hello>;
   private peer: Hello | null = null;
   private readyResolve!: (h: Hello) => void;
@@ -60,23 +82,33 @@ export class Session implements StreamHost {
   private flushScheduled = false;
   private congested: Promise<void> | null = null;
   private nextId = 1;
+  /** Agent side: the highest stream id the peer opened (ids must increase). */
+  private peerHighest = 0;
   private closed: string | null = null;
   private goneAway = false;
-  private readonly pings = new Map<string, { resolve: (rtt: number) => void; reject: (e: Error) => void; timer: Timer }>();
-  /** Messages received so far (a counter: the cheapest "something arrived" a timer can compare). */
-  private rx = 0;
-  private rxAtCheck = 0;
-  private missed = 0;
-  private pingSent = false;
+  private readonly versions: readonly number[];
+  private readonly credit: SessionCredit;
+  private readonly liveness = new Liveness((p) => this.enqueue(FrameType.PING, 0, p));
+  private pongsThisTurn = 0;
+  private rttProbed = false;
+  /** The latest PING that arrived while the transport was congested: answered when it drains. */
+  private pendingPong: Uint8Array | null = null;
 
   constructor(private readonly transport: Transport, private readonly opts: SessionOptions) {
     this.window = opts.window ?? DEFAULT_WINDOW;
+    this.sessionWindow = opts.sessionWindow ?? DEFAULT_SESSION_WINDOW;
+    this.credit = new SessionCredit(this.sessionWindow);
+    this.maxWindow = this.window;
+    this.versions = opts.versions ?? PROTOCOL_VERSIONS;
     this.ready = new Promise<Hello>((res, rej) => {
       this.readyResolve = res;
       this.readyReject = rej;
     });
     this.ready.catch(() => {});
-    transport.send(helloMessage({ azhexgate: PROTOCOL_VERSION, role: opts.role, features: opts.features ?? ["ws"], window: this.window }));
+    const v2 = this.versions.includes(2);
+    const hello: Hello = { azhexgate: Math.min(...this.versions), versions: [...this.versions], role: opts.role, features: opts.features ?? (v2 && opts.onTcpStream ? ["ws", "tcp"] : ["ws"]), window: this.window };
+    if (v2) hello.sessionWindow = this.sessionWindow;
+    transport.send(helloMessage(hello));
   }
 
   get activeStreams(): number {
@@ -92,13 +124,34 @@ export class Session implements StreamHost {
     return !this.closed && !this.goneAway;
   }
 
-  /** Gateway side: opens a stream carrying `head`. Waits for the peer's hello first. */
+  /**
+   * Gateway side: opens a stream carrying `head`. Waits for the peer's hello first. A head over
+   * the limit fails with REQUEST_HEAD_TOO_LARGE before any stream is opened (the gateway answers 431).
+   */
   async open(head: RequestHead): Promise<TunnelStream> {
     const peer = await this.ready;
     if (!this.acceptsStreams) throw new StreamResetError(ResetCode.REFUSED, "session is closing");
+    const payload = this.encodeOpen(head);
+    if (!payload) throw new StreamResetError(ResetCode.REQUEST_HEAD_TOO_LARGE, "The request's headers are larger than the tunnel's head limit.");
     const stream = new TunnelStream(this, this.nextId++, peer.window);
     this.streams.set(stream.id, stream);
-    stream.sendOpen(jsonPayload(head));
+    stream.sendOpen(payload);
+    return stream;
+  }
+
+  /** Opens a TCP stream (v2, issue 16); `target` is a label for the agent's logs. */
+  async openTcp(target = ""): Promise<TunnelStream> {
+    const peer = await this.ready;
+    if (this.version < 2) throw new StreamResetError(ResetCode.REFUSED, "The agent speaks tunnel protocol 1, which has no TCP streams: upgrade azhexgate on the agent.");
+    if (!peer.features.includes("tcp")) throw new StreamResetError(ResetCode.REFUSED, "The agent does not serve TCP streams.");
+    if (!this.acceptsStreams) throw new StreamResetError(ResetCode.REFUSED, "session is closing");
+    const head: TcpHead = { kind: "tcp", target };
+    const payload = encodeOpenHead(head);
+    if (!payload) throw new StreamResetError(ResetCode.REQUEST_HEAD_TOO_LARGE, "TCP target label too long");
+    const stream = new TunnelStream(this, this.nextId++, peer.window);
+    stream.tcp = head;
+    this.streams.set(stream.id, stream);
+    stream.sendOpen(payload);
     return stream;
   }
 
@@ -108,18 +161,7 @@ export class Session implements StreamHost {
    */
   ping(timeoutMs = 10_000): Promise<number> {
     if (this.closed) return Promise.reject(new Error(`session closed: ${this.closed}`));
-    const id = crypto.getRandomValues(new Uint8Array(8));
-    const key = Buffer.from(id).toString("hex");
-    const t0 = performance.now();
-    return new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pings.delete(key);
-        reject(new Error(`no answer to a tunnel ping within ${timeoutMs} ms`));
-      }, timeoutMs);
-      timer.unref?.();
-      this.pings.set(key, { resolve: () => resolve(performance.now() - t0), reject, timer });
-      this.enqueue(FrameType.PING, 0, id);
-    });
+    return this.liveness.ping(timeoutMs);
   }
 
   /**
@@ -129,24 +171,16 @@ export class Session implements StreamHost {
    * once `maxMissed` checks in a row found nothing at all: the owner should evict the session.
    */
   checkAlive(maxMissed = 2): boolean {
-    if (this.closed) return false;
-    if (this.rx !== this.rxAtCheck) {
-      this.rxAtCheck = this.rx;
-      this.missed = 0;
-      this.pingSent = false;
-      return true;
-    }
-    if (this.pingSent) this.missed++;
-    if (this.missed >= maxMissed) return false;
-    this.pingSent = true;
-    this.enqueue(FrameType.PING, 0, LIVENESS_PING);
-    return true;
+    return !this.closed && this.liveness.check(maxMissed);
   }
 
-  /** No new streams from either side; existing streams finish. */
+  /**
+   * No new streams from either side; existing streams finish. `lastStream` is the highest stream
+   * the peer opened that we will process (the gateway: 0, the agent never opens streams).
+   */
   goAway(code = 0): void {
     this.goneAway = true;
-    this.enqueue(FrameType.GOAWAY, 0, varintPayload(this.nextId - 1, code));
+    this.enqueue(FrameType.GOAWAY, 0, varintPayload(this.peerHighest, code));
   }
 
   // ---- StreamHost ----
@@ -166,6 +200,41 @@ export class Session implements StreamHost {
     return this.congested;
   }
 
+  /** The latest round trip; the first ask (a stream moved a whole window) sends one PING to measure it. */
+  get rtt(): number {
+    if (this.liveness.rtt === 0 && !this.rttProbed && this.version >= 2 && !this.closed) {
+      this.rttProbed = true;
+      void this.liveness.ping(10_000).catch(() => {});
+    }
+    return this.liveness.rtt;
+  }
+
+  /** Session credit the peer granted us and we have not spent (Infinity with a v1 peer). */
+  get sessionCredit(): number {
+    return this.credit.send;
+  }
+
+  spendSession(n: number): void {
+    this.credit.send -= n;
+  }
+
+  sessionCreditWaiter(): Promise<void> {
+    return this.closed ? Promise.resolve() : this.credit.waiter();
+  }
+
+  returnSession(n: number): void {
+    const k = this.credit.release(n);
+    if (k) this.enqueue(FrameType.WINDOW, 0, varintPayload(k));
+  }
+
+  encodeResponse(head: ResponseHead): Uint8Array | null {
+    return this.version >= 2 ? encodeResponseHead(head) : jsonHead(head);
+  }
+
+  private encodeOpen(head: RequestHead): Uint8Array | null {
+    return this.version >= 2 ? encodeOpenHead(head) : jsonHead(head);
+  }
+
   release(id: number): void {
     const s = this.streams.get(id);
     if (!s) return;
@@ -177,12 +246,23 @@ export class Session implements StreamHost {
 
   handleMessage(data: Uint8Array | string): void {
     if (this.closed) return;
-    this.rx++;
+    this.liveness.rx++;
     if (typeof data === "string") {
       if (this.peer) return this.fatal("unexpected text message after hello");
       const hello = parseHello(data);
       if ("error" in hello) return this.fatal(hello.error, 1002);
+      const version = pickVersion(this.versions, hello.versions);
+      if (version === null) {
+        const msg = versionMismatch(this.versions, this.opts.role, hello);
+        this.readyReject(new ProtocolMismatchError(msg));
+        return this.close(1002, msg);
+      }
+      this.version = version;
       this.peer = hello;
+      if (version >= 2) {
+        this.credit.start(hello.sessionWindow);
+        this.maxWindow = Math.max(this.window, Math.min(this.opts.maxWindow ?? this.sessionWindow, this.sessionWindow));
+      }
       this.readyResolve(hello);
       return;
     }
@@ -202,12 +282,8 @@ export class Session implements StreamHost {
     const err = new StreamResetError(ResetCode.INTERNAL, `tunnel session lost: ${reason}`);
     for (const s of [...this.streams.values()]) s.fail(err);
     this.streams.clear();
-    const lost = new Error(`session closed: ${reason}`);
-    for (const p of this.pings.values()) {
-      clearTimeout(p.timer);
-      p.reject(lost);
-    }
-    this.pings.clear();
+    this.credit.wake();
+    this.liveness.close(reason);
     this.opts.onClose?.(reason);
   }
 
@@ -218,67 +294,87 @@ export class Session implements StreamHost {
   }
 
   private handleFrame(f: Frame): void {
-    const s = this.streams.get(f.stream);
+    const id = f.stream;
+    const t = f.type;
+    if (t >= FrameType.PING) {
+      if (id !== 0) return this.fatal(`frame type ${t} on stream ${id} (stream 0 only)`);
+      return this.handleSessionFrame(f);
+    }
+    if (id === 0) {
+      if (t !== FrameType.WINDOW) return this.fatal(`frame type ${t} on stream 0`);
+      const v = parseVarints(f.payload, 1);
+      if (!v || v[0] === 0) return this.fatal("malformed window frame");
+      return this.credit.grant(v[0]!);
+    }
+    if (t === FrameType.OPEN) return this.handleOpen(f);
+    // Body bytes count against the session window whether or not their stream is still open.
+    const n = t === FrameType.DATA ? f.payload.length : t === FrameType.WS_MESSAGE && f.payload.length ? f.payload.length - 1 : 0;
+    if (n && !this.credit.receive(n)) return this.fatal("peer sent past the session window");
+    const s = this.streams.get(id);
+    if (!s) {
+      const highest = this.opts.role === "gateway" ? this.nextId - 1 : this.peerHighest;
+      if (id > highest) return this.fatal(`frame for stream ${id}, which was never opened`);
+      if (n) this.returnSession(n); // a closed stream: the bytes may have been in flight
+      return;
+    }
+    const bad = deliverToStream(s, f, this.version);
+    if (bad) this.fatal(bad);
+  }
+
+  private handleOpen(f: Frame): void {
+    const id = f.stream;
+    if (this.opts.role !== "agent") return this.fatal("only the gateway opens streams");
+    if (id <= this.peerHighest) return this.fatal(`stream id ${id} reused or not increasing (highest so far ${this.peerHighest})`);
+    this.peerHighest = id;
+    const head: OpenHead | HeadError = this.version >= 2 ? decodeOpenHead(f.payload) : parseJsonHead(f.payload, parseRequestHead);
+    const stream = new TunnelStream(this, id, this.peer!.window, "error" in head || head.kind === "tcp" ? undefined : head);
+    if ("error" in head) return stream.reset(head.tooLarge ? ResetCode.REQUEST_HEAD_TOO_LARGE : ResetCode.REFUSED, head.error);
+    if (this.goneAway) return stream.reset(ResetCode.REFUSED, "not accepting streams: the session is going away");
+    if (head.kind === "tcp") {
+      if (!this.opts.onTcpStream) return stream.reset(ResetCode.REFUSED, "this end does not serve TCP streams");
+      stream.tcp = head;
+      this.streams.set(id, stream);
+      return this.opts.onTcpStream(stream, head);
+    }
+    if (!this.opts.onStream) return stream.reset(ResetCode.REFUSED, "not accepting streams");
+    this.streams.set(id, stream);
+    this.opts.onStream(stream);
+  }
+
+  private handleSessionFrame(f: Frame): void {
     switch (f.type) {
-      case FrameType.OPEN: {
-        if (this.opts.role !== "agent") return this.fatal("only the gateway opens streams");
-        if (s || f.stream === 0) return this.fatal("stream id reused");
-        const head = parseRequestHead(parseJsonPayload(f.payload));
-        const stream = new TunnelStream(this, f.stream, this.peer!.window, "error" in head ? undefined : head);
-        if ("error" in head || this.goneAway || !this.opts.onStream) {
-          stream.reset(ResetCode.REFUSED, "error" in head ? head.error : "not accepting streams");
-          return;
-        }
-        this.streams.set(f.stream, stream);
-        this.opts.onStream(stream);
-        return;
-      }
-      case FrameType.RESPONSE: {
-        if (!s) return;
-        const head = parseResponseHead(parseJsonPayload(f.payload));
-        if ("error" in head) s.reset(ResetCode.PROTOCOL, head.error);
-        else s.handleResponse(head);
-        return;
-      }
-      case FrameType.DATA:
-        return s?.handleData(f.payload);
-      case FrameType.END:
-        return s?.handleEnd();
-      case FrameType.RESET: {
-        const r = parseReset(f.payload) ?? { code: ResetCode.PROTOCOL, reason: "malformed reset" };
-        return s?.handleReset(r.code, r.reason);
-      }
-      case FrameType.WINDOW: {
-        const v = parseVarints(f.payload, 1);
-        if (!v) return this.fatal("malformed window frame");
-        return s?.handleWindow(v[0]!);
-      }
-      case FrameType.WS_MESSAGE:
-        return s?.handleWsMessage(f.payload);
-      case FrameType.WS_CLOSE: {
-        const c = parseWsClose(f.payload) ?? { code: 1005, reason: "" };
-        return s?.handleWsClose(c.code, c.reason);
-      }
       case FrameType.PING:
-        return this.enqueue(FrameType.PONG, 0, f.payload);
+        if (f.payload.length !== PING_PAYLOAD) return this.fatal(`PING payload of ${f.payload.length} bytes (must be ${PING_PAYLOAD})`);
+        // Under backpressure only the latest PING is remembered (answered on drain): a PING flood
+        // never grows the send queue; at most MAX_PONGS_PER_TURN PONGs go per turn.
+        if (this.congested) this.pendingPong = f.payload.slice(); // a copy: the message is not kept
+        else if (this.pongsThisTurn < MAX_PONGS_PER_TURN) {
+          this.pongsThisTurn++;
+          this.enqueue(FrameType.PONG, 0, f.payload);
+        }
+        return;
       case FrameType.PONG: {
-        if (this.pings.size === 0) return;
-        const key = Buffer.from(f.payload).toString("hex");
-        const p = this.pings.get(key);
-        if (!p) return;
-        clearTimeout(p.timer);
-        this.pings.delete(key);
-        p.resolve(0);
+        if (f.payload.length !== PING_PAYLOAD) return this.fatal(`PONG payload of ${f.payload.length} bytes (must be ${PING_PAYLOAD})`);
+        return this.liveness.pong(f.payload);
+      }
+      case FrameType.GOAWAY: {
+        const v = parseVarints(f.payload, 2);
+        if (!v) return this.fatal("malformed goaway frame");
+        this.goneAway = true;
+        // v2: streams we opened above the peer's last stream were not processed → REFUSED (retry
+        // elsewhere). A v1 peer's lastStream means something else: its streams all finish.
+        if (this.version >= 2 && this.opts.role === "gateway") {
+          const refused = new StreamResetError(ResetCode.REFUSED, "not processed: the agent is going away");
+          for (const s of [...this.streams.values()]) if (s.id > v[0]!) s.fail(refused);
+        }
         return;
       }
-      case FrameType.GOAWAY:
-        this.goneAway = true;
-        return;
     }
   }
 
   private flush(): void {
     this.flushScheduled = false;
+    this.pongsThisTurn = 0;
     if (this.out.length === 0 || this.closed) return;
     const frames = this.out;
     this.out = [];
@@ -287,6 +383,9 @@ export class Session implements StreamHost {
     if (!ok && !this.congested) {
       this.congested = this.transport.drained().then(() => {
         this.congested = null;
+        const pong = this.pendingPong;
+        this.pendingPong = null;
+        if (pong) this.enqueue(FrameType.PONG, 0, pong);
       });
     }
   }

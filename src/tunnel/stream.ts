@@ -1,11 +1,13 @@
 /**
- * One tunnel stream: a public HTTP request / WebSocket carried over a session. Outbound bytes
- * are sent only against the peer's credit; inbound bytes are handed out by a pull-based
- * ReadableStream and credit is returned as the consumer pulls — memory per stream stays
- * bounded by the window whatever the body size.
+ * One tunnel stream: a public HTTP request / WebSocket / TCP connection carried over a session.
+ * Outbound bytes are sent only against the peer's credit for the stream and for the session;
+ * inbound bytes are handed out by a pull-based ReadableStream (inbound.ts) and credit is returned
+ * as the consumer pulls — memory per stream stays bounded by the window whatever the body size.
  */
 import { FrameType, MAX_FRAME_PAYLOAD, ResetCode, WsFlags, resetPayload, varintPayload, wsClosePayload } from "./frame.ts";
+import type { TcpHead } from "./head-binary.ts";
 import type { RequestHead, ResponseHead } from "./head.ts";
+import { Answer, Fragments, InboundBody } from "./inbound.ts";
 
 /** What a stream needs from its session (kept narrow so streams are testable alone). */
 export interface StreamHost {
@@ -14,6 +16,20 @@ export interface StreamHost {
   writable(): Promise<void> | null;
   release(id: number): void;
   readonly window: number;
+  /** Session-level credit the peer granted that is left (Infinity when the peer speaks v1). */
+  readonly sessionCredit: number;
+  /** Charges `n` bytes to the session credit. */
+  spendSession(n: number): void;
+  /** Resolves when session credit arrives (or the session closes). */
+  sessionCreditWaiter(): Promise<void>;
+  /** `n` inbound bytes were consumed or dropped: session credit goes back to the peer. */
+  returnSession(n: number): void;
+  /** Largest window a stream may grow to (= `window` with a v1 peer: no growth). */
+  readonly maxWindow: number;
+  /** The session's latest measured round trip (ms; 0 = not yet). */
+  readonly rtt: number;
+  /** The response head as a RESPONSE payload, or null when over the head limit. */
+  encodeResponse(head: ResponseHead): Uint8Array | null;
 }
 
 export class StreamResetError extends Error {
@@ -33,26 +49,24 @@ export class TunnelStream {
   private creditWaiters: Array<() => void> = [];
   /** Bytes handed to our consumer but not yet returned to the peer as credit. */
   private unacked = 0;
+  /** The window we grant this stream (starts at the session's, may grow) and bytes taken since it last grew. */
+  private recvWindow: number;
+  private drained = 0;
+  private epoch = performance.now();
   /** Credit the peer still has from us; going below zero is a flow-control violation. */
   private granted: number;
-  private queue: Uint8Array[] = [];
-  private queued = 0;
-  private pullWaiter: (() => void) | null = null;
-  private ended = false; // peer sent END
+  /** Inbound bytes not yet returned to the session window (returned when consumed, or all at END). */
+  private sessionHeld = 0;
+  private readonly inbound = new InboundBody((n) => this.giveCredit(n));
+  private ended = false; // peer sent END / WS_CLOSE
   private sentEnd = false;
   private resetError: StreamResetError | null = null;
-  private wsParts: Uint8Array[] = [];
+  private readonly wsParts = new Fragments();
   private wsChain: Promise<void> | null = null; // built on the first queued WebSocket send
   private wsPending = 0;
-  /** Our reader cancelled the body: inbound bytes are dropped (and credited) from now on. */
-  private discarding = false;
-  private wsPartsSize = 0;
-  private responseResolve: ((h: ResponseHead) => void) | null = null;
-  private responseReject: ((e: Error) => void) | null = null;
-  private responsePromise: Promise<ResponseHead> | null = null;
-  private responseHead: ResponseHead | null = null;
-
-  private bodyStream: ReadableStream<Uint8Array> | null = null;
+  private readonly answer = new Answer<ResponseHead>();
+  /** Set on TCP streams (v2): no RESPONSE, bytes both ways with FIN each way. */
+  tcp?: TcpHead;
 
   /**
    * A WebSocket message arrived. Return `false` when the consumer is congested (its socket is
@@ -77,7 +91,7 @@ export class TunnelStream {
     readonly head?: RequestHead,
   ) {
     this.credit = peerWindow;
-    this.granted = host.window;
+    this.granted = this.recvWindow = host.window;
   }
 
   /**
@@ -86,19 +100,12 @@ export class TunnelStream {
    * so the web stream is never built for them.
    */
   get body(): ReadableStream<Uint8Array> {
-    return (this.bodyStream ??= new ReadableStream<Uint8Array>(
-      {
-        pull: (controller) => this.pull(controller),
-        cancel: () => this.discardInbound(),
-      },
-      { highWaterMark: 0 },
-    ));
+    return this.inbound.body;
   }
 
   /** The inbound body is not wanted: drop what is queued and what comes (credit still flows). */
   discardBody(): void {
-    if (this.bodyStream) void this.bodyStream.cancel().catch(() => {});
-    else this.discardInbound();
+    this.inbound.cancel();
   }
 
   /**
@@ -106,18 +113,7 @@ export class TunnelStream {
    * use: the agent side never asks, and a promise per stream is not free.
    */
   get response(): Promise<ResponseHead> {
-    if (!this.responsePromise) {
-      if (this.responseHead) this.responsePromise = Promise.resolve(this.responseHead);
-      else if (this.resetError) this.responsePromise = Promise.reject(this.resetError);
-      else {
-        this.responsePromise = new Promise<ResponseHead>((res, rej) => {
-          this.responseResolve = res;
-          this.responseReject = rej;
-        });
-      }
-      this.responsePromise.catch(() => {}); // a reset before anyone awaits must not be an unhandled rejection
-    }
-    return this.responsePromise;
+    return this.answer.promise;
   }
 
   get isReset(): boolean {
@@ -130,19 +126,8 @@ export class TunnelStream {
    * them with a plain body lets the server send Content-Length instead of streaming chunks.
    */
   takeCompleteBody(maxBytes = 64 * 1024): Uint8Array | null {
-    if (!this.ended || this.resetError || this.discarding || this.queued > maxBytes) return null;
-    const parts = this.queue;
-    this.queue = [];
-    this.queued = 0;
-    this.discarding = true; // the ReadableStream is never read now
-    if (parts.length === 1) return parts[0]!;
-    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-    let off = 0;
-    for (const p of parts) {
-      out.set(p, off);
-      off += p.length;
-    }
-    return out;
+    if (this.resetError) return null;
+    return this.inbound.takeAll(maxBytes);
   }
 
   // ---- outbound ----
@@ -151,8 +136,19 @@ export class TunnelStream {
     this.host.enqueue(FrameType.OPEN, this.id, payload);
   }
 
-  sendResponse(payload: Uint8Array): void {
+  /**
+   * Sends the response head. A head over the protocol's limit resets this stream with
+   * RESPONSE_HEAD_TOO_LARGE (the gateway answers 502) and returns false; the session is untouched.
+   */
+  sendResponse(head: ResponseHead): boolean {
+    if (this.resetError) return false;
+    const payload = this.host.encodeResponse(head);
+    if (!payload) {
+      this.reset(ResetCode.RESPONSE_HEAD_TOO_LARGE, "The local app's response headers are larger than the tunnel's head limit.");
+      return false;
+    }
     this.host.enqueue(FrameType.RESPONSE, this.id, payload);
+    return true;
   }
 
   /** Sends body bytes, waiting for credit and for the session's transport to drain. */
@@ -215,12 +211,14 @@ export class TunnelStream {
 
   private wsSendNow(data: Uint8Array, binary: boolean): boolean {
     const n = data.length;
-    if (this.resetError || this.sentEnd || n >= MAX_FRAME_PAYLOAD || this.credit < n || (n === 0 && this.credit <= 0) || this.host.writable()) return false;
+    const host = this.host;
+    if (this.resetError || this.sentEnd || n >= MAX_FRAME_PAYLOAD || this.credit < n || (n === 0 && this.credit <= 0) || host.sessionCredit < n || host.writable()) return false;
     const p = new Uint8Array(n + 1);
     p[0] = (binary ? WsFlags.BINARY : 0) | WsFlags.FIN;
     p.set(data, 1);
     this.bytesSent += n;
     this.credit -= n;
+    host.spendSession(n);
     this.host.enqueue(FrameType.WS_MESSAGE, this.id, p);
     return true;
   }
@@ -244,8 +242,8 @@ export class TunnelStream {
     do {
       if (this.resetError) throw this.resetError;
       if (this.sentEnd) throw new StreamResetError(ResetCode.PROTOCOL, "stream already ended");
-      while (this.credit <= 0 && data.length > 0) {
-        await new Promise<void>((r) => this.creditWaiters.push(r));
+      while (data.length > 0 && (this.credit <= 0 || this.host.sessionCredit <= 0)) {
+        await (this.credit <= 0 ? new Promise<void>((r) => this.creditWaiters.push(r)) : this.host.sessionCreditWaiter());
         if (this.resetError) throw this.resetError;
       }
       const congested = this.host.writable();
@@ -254,11 +252,12 @@ export class TunnelStream {
         if (this.resetError) throw this.resetError;
       }
       const limit = wsFlags === null ? MAX_FRAME_PAYLOAD : MAX_FRAME_PAYLOAD - 1;
-      const n = Math.min(data.length - off, this.credit, limit);
+      const n = Math.min(data.length - off, this.credit, this.host.sessionCredit, limit);
       const part = data.subarray(off, off + n);
       off += n;
       this.bytesSent += n;
       this.credit -= n;
+      this.host.spendSession(n);
       if (wsFlags === null) this.host.enqueue(type, this.id, part);
       else {
         const p = new Uint8Array(n + 1);
@@ -272,24 +271,26 @@ export class TunnelStream {
   // ---- inbound (called by the session) ----
 
   handleResponse(head: ResponseHead): void {
-    if (this.responseHead || this.resetError) return; // the first answer (or the reset) stands
-    this.responseHead = head;
-    this.responseResolve?.(head);
+    if (!this.resetError) this.answer.resolve(head); // the first answer (or the reset) stands
   }
 
   handleData(payload: Uint8Array): void {
-    if (this.resetError || this.ended) return;
-    if (!this.consumeGrant(payload.length)) return;
-    this.bytesReceived += payload.length;
-    if (this.discarding) return this.giveCredit(payload.length);
-    this.queue.push(payload);
-    this.queued += payload.length;
-    this.wakePull();
+    const n = payload.length;
+    this.sessionHeld += n;
+    if (this.resetError) return this.settleSession(n);
+    if (this.ended) return this.afterEnd("DATA");
+    if (!this.consumeGrant(n)) return;
+    this.bytesReceived += n;
+    this.inbound.push(payload);
   }
 
   handleEnd(): void {
+    if (this.ended) return this.afterEnd("END");
     this.ended = true;
-    this.wakePull();
+    // Nothing more comes on this stream: what it holds no longer counts against the session
+    // window (it is still bounded by the stream's window), so an unread body cannot pin it.
+    this.settleSession(this.sessionHeld);
+    this.inbound.end();
     this.maybeRelease();
   }
 
@@ -301,37 +302,21 @@ export class TunnelStream {
   }
 
   handleWsMessage(payload: Uint8Array): void {
-    if (this.resetError || payload.length === 0) return;
+    if (payload.length === 0) return;
     const flags = payload[0]!;
     const data = payload.subarray(1);
+    this.sessionHeld += data.length;
+    if (this.resetError) return this.settleSession(data.length);
+    if (this.ended) return this.afterEnd("WS_MESSAGE");
     if (!this.consumeGrant(data.length)) return;
     this.bytesReceived += data.length;
-    if (this.wsPartsSize + data.length > MAX_WS_MESSAGE) {
-      this.reset(ResetCode.PROTOCOL, `WebSocket message larger than ${MAX_WS_MESSAGE} bytes`);
-      return;
-    }
+    if (this.wsParts.size + data.length > MAX_WS_MESSAGE) return this.reset(ResetCode.PROTOCOL, `WebSocket message larger than ${MAX_WS_MESSAGE} bytes`);
     // Messages are handed on at once; credit returns at once too, unless the consumer said it
     // is congested (then it returns on resumeWs()).
     if (this.wsHeld) this.heldWsCredit += data.length;
     else this.giveCredit(data.length);
-    if (!(flags & WsFlags.FIN)) {
-      this.wsParts.push(data);
-      this.wsPartsSize += data.length;
-      return;
-    }
-    let msg = data;
-    if (this.wsParts.length) {
-      this.wsParts.push(data);
-      msg = new Uint8Array(this.wsPartsSize + data.length);
-      let off = 0;
-      for (const p of this.wsParts) {
-        msg.set(p, off);
-        off += p.length;
-      }
-      this.wsParts = [];
-      this.wsPartsSize = 0;
-    }
-    if (this.onWsMessage?.(msg, (flags & WsFlags.BINARY) !== 0) === false) this.wsHeld = true;
+    const msg = this.wsParts.add(data, (flags & WsFlags.FIN) !== 0);
+    if (msg && this.onWsMessage?.(msg, (flags & WsFlags.BINARY) !== 0) === false) this.wsHeld = true;
   }
 
   /** The WebSocket consumer drained: return the credit held back since it said it was congested. */
@@ -343,9 +328,25 @@ export class TunnelStream {
   }
 
   handleWsClose(code: number, reason: string): void {
+    if (this.ended) return this.afterEnd("WS_CLOSE");
     this.ended = true;
+    this.settleSession(this.sessionHeld);
     this.onWsClose?.(code, reason);
     this.maybeRelease();
+  }
+
+  /** The peer sent on a direction it had closed: a stream-level violation (the session goes on). */
+  private afterEnd(what: string): void {
+    this.settleSession(this.sessionHeld);
+    this.reset(ResetCode.PROTOCOL, `${what} after the peer ended the stream`);
+  }
+
+  /** Returns up to `n` held inbound bytes to the session window. */
+  private settleSession(n: number): void {
+    const k = n < this.sessionHeld ? n : this.sessionHeld;
+    if (k <= 0) return;
+    this.sessionHeld -= k;
+    this.host.returnSession(k);
   }
 
   handleReset(code: number, reason: string): void {
@@ -356,20 +357,12 @@ export class TunnelStream {
   fail(err: StreamResetError): void {
     if (this.resetError) return;
     this.resetError = err;
-    this.responseReject?.(err);
+    this.settleSession(this.sessionHeld);
+    this.answer.reject(err);
     this.handleWindow(0);
-    this.wakePull();
+    this.inbound.fail(err);
     this.onReset?.(err);
     this.host.release(this.id);
-  }
-
-  /** The consumer no longer wants the inbound body: drop what is queued, keep the stream. */
-  private discardInbound(): void {
-    this.discarding = true;
-    const n = this.queued;
-    this.queue = [];
-    this.queued = 0;
-    if (n) this.giveCredit(n);
   }
 
   private consumeGrant(n: number): boolean {
@@ -381,6 +374,7 @@ export class TunnelStream {
 
   /** Returns `n` bytes of credit now (not batched). */
   private flushCredit(n: number): void {
+    this.settleSession(n);
     this.unacked += n;
     if (this.ended || this.resetError || this.unacked === 0) return;
     this.host.enqueue(FrameType.WINDOW, this.id, varintPayload(this.unacked));
@@ -388,34 +382,31 @@ export class TunnelStream {
     this.unacked = 0;
   }
 
+  /**
+   * Returns credit in batches of a quarter window. Auto-tuning (v2): when the consumer took a
+   * whole window within two round trips and is waiting for more (nothing queued), the window —
+   * not the consumer — is the limit: the grant doubles it, up to the session's `maxWindow`.
+   */
   private giveCredit(n: number): void {
+    this.settleSession(n);
     this.unacked += n;
-    if (this.unacked >= this.host.window / 4 && !this.ended && !this.resetError) {
-      this.host.enqueue(FrameType.WINDOW, this.id, varintPayload(this.unacked));
-      this.granted += this.unacked;
-      this.unacked = 0;
+    if (this.unacked < this.recvWindow / 4 || this.ended || this.resetError) return;
+    let inc = this.unacked;
+    this.drained += inc;
+    if (this.drained >= this.recvWindow) {
+      const now = performance.now();
+      const host = this.host;
+      if (this.recvWindow < host.maxWindow && this.inbound.queued === 0 && now - this.epoch < 2 * host.rtt) {
+        const extra = Math.min(this.recvWindow, host.maxWindow - this.recvWindow);
+        this.recvWindow += extra;
+        inc += extra;
+      }
+      this.drained = 0;
+      this.epoch = now;
     }
-  }
-
-  private wakePull(): void {
-    const w = this.pullWaiter;
-    this.pullWaiter = null;
-    w?.();
-  }
-
-  private async pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
-    while (this.queue.length === 0 && !this.ended && !this.resetError) {
-      await new Promise<void>((r) => (this.pullWaiter = r));
-    }
-    if (this.queue.length > 0) {
-      const chunk = this.queue.shift()!;
-      this.queued -= chunk.length;
-      controller.enqueue(chunk);
-      this.giveCredit(chunk.length);
-      return;
-    }
-    if (this.resetError) controller.error(this.resetError);
-    else controller.close();
+    this.host.enqueue(FrameType.WINDOW, this.id, varintPayload(inc));
+    this.granted += inc;
+    this.unacked = 0;
   }
 
   private maybeRelease(): void {

@@ -2,7 +2,7 @@
  * Starts the whole data path on loopback for end-to-end tests: relay emulator, gateway, agent,
  * and a local origin app given as a Bun.serve options object.
  */
-import { startAgent, type AgentHandle } from "../../src/agent/agent.ts";
+import { startAgent, type AgentHandle, type AgentOptions } from "../../src/agent/agent.ts";
 import { startGateway, type GatewayHandle, type GatewayOptions } from "../../src/gateway/server.ts";
 import { connectSender } from "../../src/hc/sender.ts";
 import { sasTokenProvider } from "../../src/hc/tokens.ts";
@@ -21,7 +21,7 @@ export interface Stack {
 
 export async function startStack(
   originOpts: Parameters<typeof Bun.serve>[0],
-  opts: { gateway?: Partial<GatewayOptions>; hostHeader?: "rewrite" | "preserve"; originPort?: number; originScheme?: "http" | "https" } = {},
+  opts: { gateway?: Partial<GatewayOptions>; agent?: Partial<AgentOptions>; hostHeader?: "rewrite" | "preserve"; originPort?: number; originScheme?: "http" | "https" } = {},
 ): Promise<Stack> {
   const id = String(10_000_000 + Math.floor(Math.random() * 89_999_999));
   const hcPath = `hc-${id}`;
@@ -41,6 +41,7 @@ export async function startStack(
     token: tokens,
     origin: `${opts.originScheme ?? "http"}://localhost:${opts.originPort ?? origin.port}`,
     hostHeader: opts.hostHeader ?? "rewrite",
+    ...opts.agent,
   });
   return {
     relay,

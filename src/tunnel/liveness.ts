@@ -1,0 +1,87 @@
+/**
+ * A session's in-band liveness and round-trip measurement (docs/protocol.md, "Liveness"): PINGs
+ * on stream 0 cross the relay as ordinary messages, so their PONGs prove the far end is there.
+ * No timer of its own beyond one per explicit `ping()`: the session's owner calls `check()` on
+ * its timer.
+ */
+
+/** Payload of liveness PINGs (never registered: their PONG only needs to arrive). */
+const LIVENESS_PING = new Uint8Array([0x61, 0x6c, 0x69, 0x76, 0x65, 0x3f, 0x00, 0x00]);
+
+export class Liveness {
+  private readonly pings = new Map<string, { resolve: (rtt: number) => void; reject: (e: Error) => void; timer: Timer }>();
+  /** Messages received so far (a counter: the cheapest "something arrived" a timer can compare). */
+  rx = 0;
+  /** The latest round trip measured (ms; 0 until one was): explicit pings and liveness PINGs. */
+  rtt = 0;
+  private checkSentAt = 0;
+  private rxAtCheck = 0;
+  private missed = 0;
+  private pingSent = false;
+
+  constructor(private readonly sendPing: (payload: Uint8Array) => void) {}
+
+  /** A round trip with a PING of random payload; rejects after `timeoutMs` without a PONG. */
+  ping(timeoutMs: number): Promise<number> {
+    const id = crypto.getRandomValues(new Uint8Array(8));
+    const key = Buffer.from(id).toString("hex");
+    const t0 = performance.now();
+    return new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pings.delete(key);
+        reject(new Error(`no answer to a tunnel ping within ${timeoutMs} ms`));
+      }, timeoutMs);
+      timer.unref?.();
+      this.pings.set(key, {
+        resolve: () => {
+          this.rtt = performance.now() - t0;
+          resolve(this.rtt);
+        },
+        reject,
+        timer,
+      });
+      this.sendPing(id);
+    });
+  }
+
+  /** See Session.checkAlive. */
+  check(maxMissed: number): boolean {
+    if (this.rx !== this.rxAtCheck) {
+      this.rxAtCheck = this.rx;
+      this.missed = 0;
+      this.pingSent = false;
+      return true;
+    }
+    if (this.pingSent) this.missed++;
+    if (this.missed >= maxMissed) return false;
+    this.pingSent = true;
+    this.checkSentAt = performance.now();
+    this.sendPing(LIVENESS_PING);
+    return true;
+  }
+
+  pong(payload: Uint8Array): void {
+    if (this.checkSentAt && payload.every((b, i) => b === LIVENESS_PING[i])) {
+      this.rtt = performance.now() - this.checkSentAt;
+      this.checkSentAt = 0;
+      return;
+    }
+    if (this.pings.size === 0) return;
+    const key = Buffer.from(payload).toString("hex");
+    const p = this.pings.get(key);
+    if (!p) return;
+    clearTimeout(p.timer);
+    this.pings.delete(key);
+    p.resolve(0);
+  }
+
+  /** The session closed: every pending ping rejects now. */
+  close(reason: string): void {
+    const lost = new Error(`session closed: ${reason}`);
+    for (const p of this.pings.values()) {
+      clearTimeout(p.timer);
+      p.reject(lost);
+    }
+    this.pings.clear();
+  }
+}
