@@ -89,7 +89,7 @@ export async function forward(stream: TunnelStream, o: ForwardOptions): Promise<
   };
   const hasBody = !methodHasNoBody(head.method);
   let headers = originRequestHeaderList(head, o);
-  const cap = o.inspect ? o.inspect.begin(head, headers, o.origin) : undefined;
+  const cap = o.inspect ? o.inspect.begin(head, headers, o.origin, t0) : undefined;
   const report = (status: number, bytes: number, error?: string) => {
     const ms = performance.now() - t0;
     cap?.finish(status, ms, error);

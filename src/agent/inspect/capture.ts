@@ -12,12 +12,9 @@ export class HttpCapture implements Entry {
   id = 0;
   kind: "http" | "ws";
   time = Date.now();
-  t0 = performance.now();
-  method: string;
-  target: string;
-  client: string | undefined;
   reqBody: BodyTap;
-  resBody: BodyTap;
+  /** Allocated at the first response byte (an empty body allocates nothing). */
+  resBody: BodyTap = NO_BODY;
   status: number | undefined = undefined;
   resHeaders: HeaderList | undefined = undefined;
   ttfbMs: number | undefined = undefined;
@@ -30,20 +27,32 @@ export class HttpCapture implements Entry {
 
   constructor(
     private readonly store: InspectStore,
-    head: RequestHead,
+    private readonly head: RequestHead,
     readonly reqHeaders: HeaderList,
     readonly origin: string,
+    /** performance.now() at arrival: the forwarder's own start time, not a second clock read. */
+    readonly t0: number,
   ) {
-    const limit = store.limits.bodyLimit;
     this.kind = head.kind;
-    this.method = head.method;
-    this.target = head.target;
-    this.client = head.remote?.address;
-    this.reqBody = head.kind === "http" && (head.method === "GET" || head.method === "HEAD") ? NO_BODY : new BodyTap(limit);
-    this.resBody = new BodyTap(limit);
-    const ws = head.kind === "ws";
-    this.counts = ws ? { in: 0, out: 0 } : undefined;
-    this.messages = ws ? [] : undefined;
+    this.reqBody = head.kind === "http" && (head.method === "GET" || head.method === "HEAD") ? NO_BODY : new BodyTap(store.limits.bodyLimit);
+    if (head.kind === "ws") {
+      this.counts = { in: 0, out: 0 };
+      this.messages = [];
+    } else {
+      this.counts = undefined;
+      this.messages = undefined;
+    }
+  }
+
+  // Read from the request head only when the page or API asks (nothing copied per request).
+  get method(): string {
+    return this.head.method;
+  }
+  get target(): string {
+    return this.head.target;
+  }
+  get client(): string | undefined {
+    return this.head.remote?.address;
   }
 
   /** The request body as the origin client reads it, its first bytes copied on the way. */
@@ -72,6 +81,7 @@ export class HttpCapture implements Entry {
   }
 
   chunk(c: Uint8Array): void {
+    if (this.resBody === NO_BODY) this.resBody = new BodyTap(this.store.limits.bodyLimit);
     this.resBody.push(c);
   }
 
@@ -100,8 +110,12 @@ export class HttpCapture implements Entry {
 export class Inspector {
   constructor(readonly store: InspectStore) {}
 
-  /** Starts capturing one request; `headers` are those sent to the local app at `origin`. */
-  begin(head: RequestHead, headers: HeaderList, origin: string): HttpCapture {
-    return this.store.add(new HttpCapture(this.store, head, headers, origin));
+  /**
+   * Starts capturing one request; `headers` are those sent to the local app at `origin`, `t0` the
+   * forwarder's performance.now() at arrival. Only references are kept: the JSON the page and the
+   * API show is built when they ask.
+   */
+  begin(head: RequestHead, headers: HeaderList, origin: string, t0 = performance.now()): HttpCapture {
+    return this.store.add(new HttpCapture(this.store, head, headers, origin, t0));
   }
 }
