@@ -1,9 +1,11 @@
-// The gateway console: plain DOM, no framework. The API key lives in sessionStorage (this tab
-// only) and goes out as `Authorization: Bearer …` on each same-origin fetch; no cookie is used.
+// The gateway console: plain DOM, no framework. The API key (or the access token signin.js got
+// from the identity provider) lives in sessionStorage (this tab only) and goes out as
+// `Authorization: Bearer …` on each same-origin fetch; no cookie is used.
 "use strict";
 (() => {
   const $ = (s) => document.querySelector(s);
-  const KEY = "azhexgate.apiKey";
+  const KEY = "azhexgate.apiKey"; // the bearer: an API key, or an access token from signin.js
+  const WHO = "azhexgate.who";
   const el = (tag, attrs, ...kids) => {
     const n = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
@@ -69,6 +71,8 @@
     } catch (err) {
       if (err.status === 401) {
         sessionStorage.removeItem(KEY);
+        sessionStorage.removeItem(WHO);
+        who();
         show(false);
         $("#signin-error").textContent = err.message;
         return false;
@@ -93,6 +97,8 @@
   $("#signin-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     sessionStorage.setItem(KEY, $("#key").value.trim());
+    sessionStorage.removeItem(WHO);
+    who();
     $("#key").value = "";
     $("#signin-error").textContent = "";
     show(true);
@@ -100,6 +106,8 @@
   });
   $("#signout").addEventListener("click", () => {
     sessionStorage.removeItem(KEY);
+    sessionStorage.removeItem(WHO);
+    who();
     $("#rows").textContent = "";
     show(false);
   });
@@ -117,8 +125,15 @@
     await load();
   });
 
-  if (sessionStorage.getItem(KEY)) {
-    show(true);
-    void load();
-  } else show(false);
+  const who = () => ($("#who").textContent = sessionStorage.getItem(KEY) ? sessionStorage.getItem(WHO) || "signed in with an API key" : "");
+  (async () => {
+    // signin.js (Entra ID) first: a return from the provider stores the token before we look
+    const s = window.azhexgateSignIn ? await window.azhexgateSignIn.ready : { signedIn: false };
+    if (s.error) $("#signin-error").textContent = s.error;
+    if (sessionStorage.getItem(KEY)) {
+      show(true);
+      who();
+      if ((await load()) && s.signedIn) say("Signed in.");
+    } else show(false);
+  })();
 })();
