@@ -6,7 +6,7 @@
  */
 import type { Server } from "bun";
 import { refusal } from "./guard.ts";
-import { parseEdits, replay, ReplayError } from "./replay.ts";
+import { parseEdits, replay, ReplayEntry, ReplayError } from "./replay.ts";
 import { detail, summary, type Entry, type InspectStore } from "./store.ts";
 
 export interface InspectServer {
@@ -142,7 +142,16 @@ async function handle(req: Request, server: Server<undefined>, store: InspectSto
         throw new ReplayError(400, "invalid_json", "The replay body is not valid JSON.");
       }
     }
-    return json({ id: e.id, result: await replay(e, parseEdits(parsed), store.limits.bodyLimit) });
+    let recorded: ReplayEntry | undefined;
+    const record = (r: ReplayEntry) => {
+      recorded = store.add(r);
+    };
+    try {
+      const result = await replay(e, parseEdits(parsed), store.limits.bodyLimit, record);
+      return json({ id: e.id, replay_id: recorded?.id ?? null, result });
+    } finally {
+      if (recorded) store.changed(recorded);
+    }
   } catch (err) {
     if (err instanceof ReplayError) return fail(err.status, err.code, err.message);
     throw err;

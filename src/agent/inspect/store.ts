@@ -125,6 +125,8 @@ export interface Entry {
   ms?: number;
   error?: string;
   done: boolean;
+  /** Set on a replay made by the inspector: the id of the entry it replays. */
+  replayOf?: number;
   // WebSocket sessions
   closeCode?: number;
   counts?: { in: number; out: number };
@@ -157,6 +159,7 @@ export function summary(e: Entry) {
     done: e.done,
     ...(e.error ? { error: e.error } : {}),
     ...(e.counts ? { messages: e.counts } : {}),
+    ...(e.replayOf !== undefined ? { replay_of: e.replayOf } : {}),
   };
 }
 

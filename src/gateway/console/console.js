@@ -48,7 +48,8 @@
   function row(t) {
     const name = el("td", {}, el("a", { href: t.public_url, target: "_blank", rel: "noopener" }, t.id));
     if (t.reserved) name.append(el("span", { class: "reserved" }, "reserved"));
-    const del = el("button", { class: "danger", "data-delete": t.id, onclick: () => remove(t) }, t.reserved ? "Delete (keep name)" : "Delete");
+    const del = el("span", {}, el("button", { class: "danger", "data-delete": t.id, onclick: () => remove(t) }, t.reserved ? "Delete (keep name)" : "Delete"));
+    if (t.reserved) del.append(" ", el("button", { class: "danger", "data-release": t.id, onclick: () => remove(t, true) }, "Delete and release name"));
     return el("tr", { "data-id": t.id },
       name,
       el("td", { class: t.state, "data-state": t.state }, t.state),
@@ -82,16 +83,32 @@
     }
   }
 
-  async function remove(t) {
-    let done = false;
+  async function remove(t, release) {
+    let done = "";
     try {
       await call("DELETE", `/api/tunnels/${encodeURIComponent(t.id)}`);
-      done = true;
+      done = `Deleted tunnel ${t.id}.`;
+      if (release) {
+        await call("DELETE", `/api/names/${encodeURIComponent(t.id)}`);
+        done = `Deleted tunnel ${t.id} and released the name: any key may take it now.`;
+      }
+    } catch (err) {
+      say(done ? `${done} ${err.message}` : err.message, true);
+      done = "";
+    }
+    await load(); // the list first, then the message: what it says is already on screen
+    if (done) say(done);
+  }
+
+  /** Releases a reserved name that has no tunnel (DELETE /api/names/{name}). */
+  async function release(name) {
+    try {
+      await call("DELETE", `/api/names/${encodeURIComponent(name)}`);
+      $("#reserve-name").value = "";
+      say(`Released ${name}: any key may take it now.`);
     } catch (err) {
       say(err.message, true);
     }
-    await load(); // the list first, then the message: what it says is already on screen
-    if (done) say(`Deleted tunnel ${t.id}.`);
   }
 
   $("#signin-form").addEventListener("submit", async (ev) => {
@@ -112,6 +129,11 @@
     show(false);
   });
   $("#refresh").addEventListener("click", () => load());
+  $("#release-btn").addEventListener("click", () => {
+    const name = $("#reserve-name").value.trim();
+    if (name) void release(name);
+    else say("Type the name to release.", true);
+  });
   $("#reserve-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const name = $("#reserve-name").value.trim();
