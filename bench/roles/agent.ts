@@ -6,7 +6,8 @@
  * `azhexgate start` does by default; unset, the agent runs without it (`--no-inspect`). Variants
  * that take the capture apart (bench/results/README.md, inspector): `noop` (page server, hook
  * returns nothing), `noserver` (capture without the page server), `ring1` (a one-entry ring: no
- * retention), `bare` (entries made, response / chunk / finish do nothing), `nochunk` (no body tap).
+ * retention), `bare` (entries made, response / chunk / finish do nothing), `nochunk` (no body tap),
+ * `noresp` / `nofinish` (that one step does nothing).
  * Prints `READY {}` once its control channel is open (the listener is registered at the relay).
  */
 import { startAgent } from "../../src/agent/agent.ts";
@@ -29,6 +30,8 @@ if (insp && X === "noop") (insp as unknown as Record<string, unknown>).begin = (
 const proto = HttpCapture.prototype as unknown as Record<string, unknown>;
 if (X === "nochunk" || X === "bare") proto.chunk = () => {};
 if (X === "bare") proto.response = proto.finish = () => {};
+if (X === "noresp") proto.response = () => {};
+if (X === "nofinish") proto.finish = () => {};
 const agent = await startAgent({
   ...(insp ? { inspect: insp } : {}),
   endpoint: resolveNamespace(env("BENCH_RELAY")),

@@ -89,7 +89,7 @@ export async function forward(stream: TunnelStream, o: ForwardOptions): Promise<
   };
   const hasBody = !methodHasNoBody(head.method);
   let headers = originRequestHeaderList(head, o);
-  const cap = o.inspect ? o.inspect.begin(head, headers, o.origin, t0) : undefined;
+  const cap = o.inspect ? o.inspect.beginHttp(head, o, t0) : undefined;
   const report = (status: number, bytes: number, error?: string) => {
     const ms = performance.now() - t0;
     cap?.finish(status, ms, error);
@@ -120,7 +120,7 @@ export async function forward(stream: TunnelStream, o: ForwardOptions): Promise<
     return report(502, 0, unreachable(stream, o.origin, err));
   }
   stream.sendResponse(jsonPayload(responseHeadFromList(res.status, res.headers)));
-  cap?.response(res.status, res.headers);
+  cap?.response(res.status, res.rawHead);
   let bytes = 0;
   let error: string | undefined;
   try {

@@ -6,6 +6,7 @@
  * stored entry and its capture handle (fixed shape, nothing else allocated for a GET).
  */
 import type { HeaderList, RequestHead } from "../../tunnel/head.ts";
+import { originRequestHeaderList, type OriginOptions } from "../../tunnel/http.ts";
 import { BodyTap, NO_BODY, type Entry, type InspectStore, type WsMessage } from "./store.ts";
 
 export class HttpCapture implements Entry {
@@ -16,7 +17,8 @@ export class HttpCapture implements Entry {
   /** Allocated at the first response byte (an empty body allocates nothing). */
   resBody: BodyTap = NO_BODY;
   status: number | undefined = undefined;
-  resHeaders: HeaderList | undefined = undefined;
+  /** The response head: the origin's raw head text (one string) or a header list (WebSocket). */
+  private resHead: HeaderList | string | undefined = undefined;
   ttfbMs: number | undefined = undefined;
   ms: number | undefined = undefined;
   error: string | undefined = undefined;
@@ -28,7 +30,8 @@ export class HttpCapture implements Entry {
   constructor(
     private readonly store: InspectStore,
     private readonly head: RequestHead,
-    readonly reqHeaders: HeaderList,
+    /** The headers sent to the app, or the options that derive them from `head` when asked. */
+    private readonly req: HeaderList | OriginOptions,
     readonly origin: string,
     /** performance.now() at arrival: the forwarder's own start time, not a second clock read. */
     readonly t0: number,
@@ -54,6 +57,15 @@ export class HttpCapture implements Entry {
   get client(): string | undefined {
     return this.head.remote?.address;
   }
+  // Header lists are rebuilt when asked: holding the parsed lists for every request in flight
+  // and in the ring doubled the agent's garbage-collector work (bench/results/README.md).
+  get reqHeaders(): HeaderList {
+    return Array.isArray(this.req) ? this.req : originRequestHeaderList(this.head, this.req);
+  }
+  get resHeaders(): HeaderList | undefined {
+    const h = this.resHead;
+    return typeof h === "string" ? headerLines(h) : h;
+  }
 
   /** The request body as the origin client reads it, its first bytes copied on the way. */
   tee(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
@@ -73,9 +85,10 @@ export class HttpCapture implements Entry {
     );
   }
 
-  response(status: number, headers: HeaderList): void {
+  /** The app's answer: its raw head text (HTTP) or a header list. */
+  response(status: number, headers: HeaderList | string): void {
     this.status = status;
-    this.resHeaders = headers;
+    this.resHead = headers;
     this.ttfbMs = performance.now() - this.t0;
     this.store.changed(this);
   }
@@ -110,6 +123,11 @@ export class HttpCapture implements Entry {
 export class Inspector {
   constructor(readonly store: InspectStore) {}
 
+  /** Starts capturing one HTTP request; the headers sent to the app are derived from `head` and `o` when asked. */
+  beginHttp(head: RequestHead, o: OriginOptions, t0: number): HttpCapture {
+    return this.store.add(new HttpCapture(this.store, head, o, o.origin, t0));
+  }
+
   /**
    * Starts capturing one request; `headers` are those sent to the local app at `origin`, `t0` the
    * forwarder's performance.now() at arrival. Only references are kept: the JSON the page and the
@@ -118,4 +136,16 @@ export class Inspector {
   begin(head: RequestHead, headers: HeaderList, origin: string, t0 = performance.now()): HttpCapture {
     return this.store.add(new HttpCapture(this.store, head, headers, origin, t0));
   }
+}
+
+/** Header lines of a raw HTTP/1.x head (after the status line): names lower-cased, values trimmed. */
+export function headerLines(text: string): HeaderList {
+  const out: HeaderList = [];
+  const lines = text.split(/\r?\n/);
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!;
+    const c = line.indexOf(":");
+    if (c > 0) out.push([line.slice(0, c).toLowerCase(), line.slice(c + 1).trim()]);
+  }
+  return out;
 }
