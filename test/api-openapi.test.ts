@@ -84,6 +84,13 @@ test("every documented status of every operation is produced, and only documente
   s.relay.faults.deleteHc(t.hybrid_connection_name);
   await s.call("POST", `/api/tunnels/${t.id}/token`, { key: KEY_A, body: { session_id: t.session_id } });
   await s.call("POST", `/api/tunnels/${t.id}/token`, { key: KEY_A, body: { session_id: t.session_id, rejected: true } });
+  // names: 409 while the tunnel uses it, 404 for another key and for no name, 204 once the tunnel is gone
+  await s.call("POST", "/api/tunnels", { key: KEY_A, body: { subdomain: "tour-name" } });
+  await s.call("DELETE", "/api/names/tour-name", { key: KEY_A });
+  await s.call("DELETE", "/api/names/tour-name", { key: KEY_B });
+  await s.call("DELETE", "/api/tunnels/tour-name", { key: KEY_A });
+  await s.call("DELETE", "/api/names/tour-name", { key: KEY_A });
+  await s.call("DELETE", "/api/names/tour-name", { key: KEY_A });
   await s.call("DELETE", `/api/tunnels/${t.id}`, { key: KEY_A });
 
   const keyed: Array<[string, string, object?]> = [
@@ -92,6 +99,7 @@ test("every documented status of every operation is produced, and only documente
     ["GET", "/api/tunnels/12345678"],
     ["DELETE", "/api/tunnels/12345678"],
     ["POST", "/api/tunnels/12345678/token", { session_id: "x" }],
+    ["DELETE", "/api/names/some-name"],
   ];
   // 403 from a closed network.
   for (const [m, p, body] of keyed) await closedNet.call(m, p, { key: KEY_A, body });

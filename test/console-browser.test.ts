@@ -77,6 +77,19 @@ test("sign in, see the agent's tunnel and its counters, reserve a name, delete t
     expect(await agent.exit(30_000)).toBe(5);
     const err = agent.events().find((e) => e.event === "error");
     expect(err).toMatchObject({ code: "tunnel_deleted", exit_code: 5 });
+
+    // release names: with its tunnel ("Delete and release name"), and one whose tunnel is gone already
+    await page.locator('button[data-release="console-demo"]').click();
+    await page.locator("#message", { hasText: "released the name" }).waitFor();
+    await waitCount(page.locator('#rows tr[data-id="console-demo"]'), 0);
+    const kept = await fetch(`${gw.apiUrl}/api/tunnels`, { method: "POST", headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" }, body: JSON.stringify({ subdomain: "console-kept" }) });
+    expect(kept.status).toBe(201);
+    expect((await fetch(`${gw.apiUrl}/api/tunnels/console-kept`, { method: "DELETE", headers: { authorization: `Bearer ${API_KEY}` } })).status).toBe(204);
+    const claim = (name: string) => fetch(`${gw.apiUrl}/api/tunnels`, { method: "POST", headers: { authorization: `Bearer ${OTHER_KEY}`, "content-type": "application/json" }, body: JSON.stringify({ subdomain: name }) });
+    expect((await claim("console-kept")).status).toBe(409); // still reserved by the first key
+    await page.fill("#reserve-name", "console-kept");
+    await page.click("#release-btn");
+    await page.locator("#message", { hasText: "Released console-kept" }).waitFor();
     expect(cspErrors).toEqual([]);
 
     // the other key sees its own tunnel only
@@ -86,6 +99,9 @@ test("sign in, see the agent's tunnel and its counters, reserve a name, delete t
     await page.locator(`#rows tr[data-id="${otherId}"]`).waitFor();
     expect(await page.locator("#rows tr[data-id]").count()).toBe(1);
     await page.close();
+    // both released names are free for another key now
+    expect((await claim("console-demo")).status).toBe(201);
+    expect((await claim("console-kept")).status).toBe(201);
   } finally {
     app.stop(true);
   }

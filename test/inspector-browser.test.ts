@@ -99,6 +99,19 @@ test("requests appear live; one is opened, replayed and replayed with an edited 
     const run = Bun.spawn(["bash", "-c", `${curl} -s`], { stdout: "pipe", stderr: "pipe", timeout: 10_000 }); // async: the app runs in this process
     expect(await new Response(run.stdout).text()).toContain('"received":"invoice.paid"');
 
+    // both replays joined the live list, marked as replays of the opened request; the mark links back
+    const originalTitle = await page.locator("#title").textContent();
+    const marks = page.locator("#list a.replay-of");
+    await waitCount(marks, 2);
+    const originalId = (await page.locator("#list tr.sel").getAttribute("data-id"))!;
+    expect(await marks.first().textContent()).toBe(`↻ #${originalId}`);
+    await page.locator("#list tr:has(a.replay-of) td").first().click(); // open the replay
+    await page.locator("#replay-of").waitFor();
+    await marks.first().click(); // back to the original
+    await page.locator(`#list tr.sel[data-id="${originalId}"]`).waitFor();
+    await waitCount(page.locator("#replay-of"), 0); // the original's detail (same title as its replay) has no replay note
+    expect(await page.locator("#title").textContent()).toBe(originalTitle);
+
     await page.screenshot({ path: artifact("inspector.png"), fullPage: true });
 
     // a form body shows as its fields, a binary one as a hex dump

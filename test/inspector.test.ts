@@ -116,6 +116,17 @@ describe("azhexgate start with the inspector (default on)", () => {
         })
       ).json()) as Record<string, any>;
       expect(JSON.parse(edited.result.body.data)).toEqual({ method: "PUT", path: "/edited?y=2", body: "changed", header: "yes" });
+      // both replays are in the list, newest first, marked as replays of the original
+      const after = ((await (await fetch(`${inspect}/api/requests`)).json()) as { requests: Array<Record<string, any>> }).requests;
+      expect(after.slice(0, 2).map((r) => [r.id, r.replay_of, r.method, r.path, r.status, r.done])).toEqual([
+        [edited.replay_id, d.id, "PUT", "/edited?y=2", 200, true],
+        [again.replay_id, d.id, "POST", d.path, 200, true],
+      ]);
+      expect(after.find((r) => r.id === d.id)!.replay_of).toBeUndefined();
+      const rd = (await (await fetch(`${inspect}/api/requests/${edited.replay_id}`)).json()) as Record<string, any>;
+      expect(rd.request.body).toMatchObject({ encoding: "utf8", data: "changed" });
+      expect(rd.request.headers).toContainEqual(["x-edit", "yes"]);
+      expect(JSON.parse(rd.response.body.data)).toMatchObject({ method: "PUT", body: "changed" });
       const bad = await fetch(`${inspect}/api/requests/${d.id}/replay`, { method: "POST", body: JSON.stringify({ nope: 1 }) });
       expect(bad.status).toBe(400);
       expect(((await bad.json()) as any).error.code).toBe("invalid_field");

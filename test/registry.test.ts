@@ -161,6 +161,17 @@ function registrySuite(name: string, factory: () => Promise<TunnelRegistry>): vo
       expect(await reg.nameOwner("my-app")).toBe("key-a");
     });
 
+    test("releaseName: only the owner frees a name; then another key may claim it", async () => {
+      await open();
+      expect(await reg.claimName("free-me", "key-a")).toBe("ok");
+      expect(await reg.releaseName("free-me", "key-b")).toBe(false);
+      expect(await reg.nameOwner("free-me")).toBe("key-a");
+      expect(await reg.releaseName("free-me", "key-a")).toBe(true);
+      expect(await reg.releaseName("free-me", "key-a")).toBe(false);
+      expect(await reg.nameOwner("free-me")).toBeUndefined();
+      expect(await reg.claimName("free-me", "key-b")).toBe("ok");
+    });
+
     test("20 concurrent claims of one name by different keys: exactly one ok", async () => {
       await open();
       const results = await Promise.all(Array.from({ length: 20 }, (_, i) => reg.claimName("race", `key-${i}`)));

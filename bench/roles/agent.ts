@@ -3,11 +3,15 @@
  *   bun bench/roles/agent.ts
  * Env: BENCH_RELAY, BENCH_KEY_NAME, BENCH_KEY, BENCH_HC, BENCH_ORIGIN (http://127.0.0.1:PORT);
  * BENCH_INSPECT=1 captures every request for the inspector (served on 127.0.0.1, any port), as
- * `azhexgate start` does by default; unset, the agent runs without it (`--no-inspect`).
+ * `azhexgate start` does by default; unset, the agent runs without it (`--no-inspect`). Variants
+ * that take the capture apart (bench/results/README.md, inspector): `noop` (page server, hook
+ * returns nothing), `noserver` (capture without the page server), `ring1` (a one-entry ring: no
+ * retention), `bare` (entries made, response / chunk / finish do nothing), `nochunk` (no body tap),
+ * `noresp` / `nofinish` (that one step does nothing).
  * Prints `READY {}` once its control channel is open (the listener is registered at the relay).
  */
 import { startAgent } from "../../src/agent/agent.ts";
-import { Inspector } from "../../src/agent/inspect/capture.ts";
+import { HttpCapture, Inspector } from "../../src/agent/inspect/capture.ts";
 import { startInspectServer } from "../../src/agent/inspect/server.ts";
 import { InspectStore } from "../../src/agent/inspect/store.ts";
 import { resolveNamespace } from "../../src/hc/address.ts";
@@ -18,10 +22,18 @@ const env = (k: string) => {
   if (!v) throw new Error(`agent role: ${k} is not set`);
   return v;
 };
-const store = process.env.BENCH_INSPECT === "1" ? new InspectStore() : undefined;
-const inspectServer = store ? await startInspectServer({ store, port: 0 }) : undefined;
+const X = process.env.BENCH_INSPECT ?? "";
+const store = X ? new InspectStore(X === "ring1" ? { entries: 1, bodyLimit: 65536, wsMessages: 50 } : undefined) : undefined;
+const inspectServer = store && X !== "noserver" ? await startInspectServer({ store, port: 0 }) : undefined;
+const insp = store ? new Inspector(store) : undefined;
+if (insp && X === "noop") (insp as unknown as Record<string, unknown>).begin = () => undefined;
+const proto = HttpCapture.prototype as unknown as Record<string, unknown>;
+if (X === "nochunk" || X === "bare") proto.chunk = () => {};
+if (X === "bare") proto.response = proto.finish = () => {};
+if (X === "noresp") proto.response = () => {};
+if (X === "nofinish") proto.finish = () => {};
 const agent = await startAgent({
-  ...(store ? { inspect: new Inspector(store) } : {}),
+  ...(insp ? { inspect: insp } : {}),
   endpoint: resolveNamespace(env("BENCH_RELAY")),
   hcPath: env("BENCH_HC"),
   token: sasTokenProvider(env("BENCH_KEY_NAME"), env("BENCH_KEY")),

@@ -90,7 +90,7 @@ export async function forward(stream: TunnelStream, o: ForwardOptions): Promise<
   let headers = originRequestHeaderList(head, o);
   // OPTIONS carries a body only when the gateway passed its framing (CORS preflights have none)
   const hasBody = !methodHasNoBody(head.method) && (head.method !== "OPTIONS" || headers.some(([n]) => n === "content-length"));
-  const cap = o.inspect ? o.inspect.begin(head, headers, o.origin) : undefined;
+  const cap = o.inspect ? o.inspect.beginHttp(head, o, t0) : undefined;
   const report = (status: number, bytes: number, error?: string) => {
     const ms = performance.now() - t0;
     cap?.finish(status, ms, error);
@@ -124,7 +124,7 @@ export async function forward(stream: TunnelStream, o: ForwardOptions): Promise<
     abort.abort(); // a head over the limit: that stream is reset (502 at the gateway), the session goes on
     return report(502, 0, "response_headers_too_large");
   }
-  cap?.response(res.status, res.headers);
+  cap?.response(res.status, res.rawHead);
   let bytes = 0;
   let error: string | undefined;
   try {

@@ -30,6 +30,8 @@ export interface OriginResponse {
   status: number;
   /** Header lines as received (names lower-cased, repeats kept, framing headers included). */
   headers: HeaderList;
+  /** The head as received (status line and header lines): one string, kept by the inspector instead of `headers`. */
+  rawHead: string;
   /** Body bytes in order; empty when the response has none. Ends when the body is complete. */
   body: AsyncIterable<Uint8Array>;
 }
@@ -304,7 +306,7 @@ export class Exchange {
       this.mode = "close";
       this.keepAlive = false;
     }
-    this.headResolve({ status, headers, body: this.bodyIterable() });
+    this.headResolve({ status, headers, rawHead: text, body: this.bodyIterable() });
     if (this.mode === "done") this.finish();
   }
 

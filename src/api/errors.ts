@@ -13,6 +13,7 @@ export type ApiErrorCode =
   | "method_not_allowed" // 405
   | "subdomain_taken" // 409
   | "session_superseded" // 409
+  | "name_in_use" // 409
   | "payload_too_large" // 413
   | "unsupported_media_type" // 415
   | "rate_limited" // 429

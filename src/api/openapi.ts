@@ -99,6 +99,14 @@ export function openApiDocument(): Record<string, unknown> {
           responses: { "204": { description: "Deleted" }, "404": ref("NotFound"), ...guarded, "502": ref("RelayUnavailable") },
         },
       },
+      "/api/names/{name}": {
+        parameters: [{ name: "name", in: "path", required: true, description: "A reserved name (a tunnel id you chose).", schema: { type: "string", pattern: "^[a-z0-9-]{1,40}$" } }],
+        delete: {
+          operationId: "releaseName",
+          summary: "Release one of your reserved names (any key may then take it)",
+          responses: { "204": { description: "Released" }, "404": ref("NotFound"), "409": err("name_in_use: a tunnel still uses the name; delete it first"), ...guarded },
+        },
+      },
       "/api/tunnels/{id}/token": {
         parameters: [idParam],
         post: {

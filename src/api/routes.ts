@@ -49,6 +49,7 @@ export const API_ROUTES: ReadonlyArray<{ path: string; methods: readonly string[
   { path: "/api/tunnels", methods: ["GET", "POST"] },
   { path: "/api/tunnels/{id}", methods: ["GET", "DELETE"] },
   { path: "/api/tunnels/{id}/token", methods: ["POST"] },
+  { path: "/api/names/{name}", methods: ["DELETE"] },
 ];
 
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -56,6 +57,8 @@ const ID = /^[a-z0-9-]{1,40}$/;
 
 function match(pathname: string): { route: string; id?: string } | undefined {
   if (pathname === "/api/openapi.json" || pathname === "/api/tunnels" || pathname === "/api/auth") return { route: pathname };
+  const n = /^\/api\/names\/([^/]+)$/.exec(pathname);
+  if (n?.[1]) return { route: "/api/names/{name}", id: n[1] };
   const m = /^\/api\/tunnels\/([^/]+)(\/token)?$/.exec(pathname);
   if (!m?.[1]) return undefined;
   return { route: m[2] ? "/api/tunnels/{id}/token" : "/api/tunnels/{id}", id: m[1] };
@@ -256,6 +259,9 @@ export function createManagementApi(deps: ManagementApiDeps): ManagementApi {
         return new Response(null, { status: 204 });
       case "POST /api/tunnels/{id}/token":
         return renew(req, keyId, id as string);
+      case "DELETE /api/names/{name}":
+        await service.releaseName(keyId, id as string, admin);
+        return new Response(null, { status: 204 });
     }
     throw new Error(`route ${req.method} ${m.route} has no handler`);
   }

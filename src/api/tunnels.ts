@@ -172,6 +172,20 @@ export class TunnelService {
     this.o.log?.info("tunnel deleted", { tunnel_id: id, key_id: keyId, owner: rec.keyId === keyId ? undefined : rec.keyId });
   }
 
+  /**
+   * Frees the caller's reserved name (any name for an admin) so any key may take it. 404 for a name
+   * that is not reserved or is another key's; 409 while a tunnel still uses it (delete that first).
+   */
+  async releaseName(keyId: string, name: string, admin = false): Promise<void> {
+    const owner = await this.o.registry.nameOwner(name);
+    if (owner === undefined || (owner !== keyId && !admin)) throw new ApiError(404, "not_found", `You have no reserved name "${name}".`);
+    if (await this.o.registry.get(name)) {
+      throw new ApiError(409, "name_in_use", `The tunnel ${name} still uses this name; delete the tunnel first, then release the name.`);
+    }
+    if (!(await this.o.registry.releaseName(name, owner))) throw new ApiError(404, "not_found", `You have no reserved name "${name}".`);
+    this.o.log?.info("name released", { name, key_id: keyId, owner: owner === keyId ? undefined : owner });
+  }
+
   /** Removes tunnels idle past their deadline (and their HCs); returns how many went. */
   async sweep(now = this.now()): Promise<number> {
     let removed = 0;

@@ -185,10 +185,11 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
       },
     });
     cleanups.push(() => gateway.stop());
+    const oidcVerifier = config.identity.oidc ? createOidcVerifier(config.identity.oidc) : undefined;
     api = createManagementApi({
       service,
       keys,
-      oidc: config.identity.oidc ? createOidcVerifier(config.identity.oidc) : undefined,
+      oidc: oidcVerifier,
       authInfo: config.identity.oidc,
       policy: { limits: config.identity.limits, entraAvailable: config.identity.visitor !== undefined },
       access,
@@ -225,7 +226,8 @@ export async function startGatewayApp(o: GatewayAppOptions): Promise<GatewayApp>
       log: log.child("reconciler"),
     });
     cleanups.push(() => reconciler.stop());
-    web = createConsole({ api, metrics: gateway.metrics });
+    const cliClientId = config.identity.oidc?.cliClientId;
+    web = createConsole({ api, metrics: gateway.metrics, ...(oidcVerifier && cliClientId ? { oidc: { clientId: cliClientId, scopes: config.identity.oidc!.cliScopes, discovery: oidcVerifier.discovery } } : {}) });
     const apiUrl = `${config.publicScheme === "https" ? "https" : "http"}://${config.baseDomain}${config.publicScheme === "http" && gateway.port !== 80 ? `:${gateway.port}` : ""}`;
     log.info("gateway ready", { url: gateway.url, api_url: apiUrl, base_domain: config.baseDomain, relay_mode: binding.mode, registry: config.registry.replace(/\/\/[^@/]*@/, "//***@") });
     let stopping: Promise<void> | undefined;

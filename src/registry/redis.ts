@@ -5,7 +5,7 @@
  *   {p}tunnel:{id}     hash of the record's fields (localPort, policy absent when unset; policy as JSON)
  *   {p}expiry          sorted set: id scored by expiresAt   → expired(now), list()
  *   {p}owner:{keyId}   set of ids                           → list({ keyId })
- *   {p}name:{name}     string: owner keyId (SET NX)         → claimName / nameOwner
+ *   {p}name:{name}     string: owner keyId (SET NX)         → claimName / nameOwner / releaseName
  *
  * Every write that touches several keys is one Lua script, hence atomic. Scripts build owner
  * keys from the prefix at run time, so this needs a non-cluster Redis (or a hash-tag prefix).
@@ -57,6 +57,10 @@ return 1`;
 const CLAIM = `
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') then return ARGV[1] end
 return redis.call('GET', KEYS[1])`;
+
+const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`;
 
 /** The URL with any password replaced by "***" (safe for logs and error messages). */
 export function redactRedisUrl(url: string): string {
@@ -228,6 +232,9 @@ export async function openRedisRegistry(url: string, opts: RedisRegistryOptions 
     },
     async nameOwner(name) {
       return (await client.get(nameKey(name))) ?? undefined;
+    },
+    async releaseName(name, keyId) {
+      return Number(await run(RELEASE, [nameKey(name)], [keyId])) > 0;
     },
     async close() {
       if (closed) return;

@@ -123,6 +123,7 @@ export function openSqliteRegistry(path: string): TunnelRegistry {
     "INSERT OR IGNORE INTO reserved_names (name, key_id, claimed_at) VALUES (?1, ?2, ?3)",
   );
   const selectName = db.query<{ key_id: string }, [string]>("SELECT key_id FROM reserved_names WHERE name = ?1");
+  const deleteName = db.query<unknown, [string, string]>("DELETE FROM reserved_names WHERE name = ?1 AND key_id = ?2");
 
   const updateTx = db.transaction((id: string, patch: Partial<Omit<TunnelRecord, "id">>) => {
     const row = selectOne.get(id);
@@ -163,6 +164,9 @@ export function openSqliteRegistry(path: string): TunnelRegistry {
     },
     async nameOwner(name) {
       return selectName.get(name)?.key_id;
+    },
+    async releaseName(name, keyId) {
+      return deleteName.run(name, keyId).changes > 0;
     },
     async close() {
       if (closed) return;

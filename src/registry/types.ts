@@ -69,5 +69,7 @@ export interface TunnelRegistry {
   claimName(name: string, keyId: string): Promise<"ok" | "taken">;
   /** The owner of a reserved name, if any. */
   nameOwner(name: string): Promise<string | undefined>;
+  /** Frees a reserved name if `keyId` still owns it (atomic); false when it did not. */
+  releaseName(name: string, keyId: string): Promise<boolean>;
   close(): Promise<void>;
 }

@@ -65,6 +65,7 @@ export interface ApiStack {
 export function routeOf(pathname: string): string {
   if (/^\/api\/tunnels\/[^/]+\/token$/.test(pathname)) return "/api/tunnels/{id}/token";
   if (/^\/api\/tunnels\/[^/]+$/.test(pathname)) return "/api/tunnels/{id}";
+  if (/^\/api\/names\/[^/]+$/.test(pathname)) return "/api/names/{name}";
   return pathname;
 }
 

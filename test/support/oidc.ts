@@ -52,6 +52,8 @@ export interface OidcFixture {
   rotate(): Promise<void>;
   /** Registers redirect URIs of the web client (rebuilds the provider: call before flows start). */
   setRedirectUris(uris: string[]): Promise<void>;
+  /** Adds redirect URIs to the public (CLI) client, e.g. the console's `{api}/console/` (rebuilds the provider). */
+  setCliRedirectUris(uris: string[]): Promise<void>;
   /** Completes the user step of a device-code sign-in with fetch (enter the code, sign in as `login`). */
   approveDevice(userCode: string, login: string): Promise<void>;
   /**
@@ -73,6 +75,7 @@ export async function startOidcProvider(): Promise<OidcFixture> {
   let key = await newKey();
   const stranger = await newKey();
   let redirectUris: string[] = ["http://127.0.0.1/unused"];
+  let cliRedirectUris: string[] = [];
   let provider: Provider | undefined;
   const server: Server = createServer((req, res) => {
     if (!provider) {
@@ -101,7 +104,8 @@ export async function startOidcProvider(): Promise<OidcFixture> {
           grant_types: ["urn:ietf:params:oauth:grant-type:device_code", "refresh_token", "authorization_code"],
           response_types: ["code"],
           // loopback redirect of `login --browser`: any port (RFC 8252 §7.3, native clients)
-          redirect_uris: ["http://127.0.0.1/callback"],
+          // plus, when a test adds them, the gateway console's (a browser app: code + PKCE, CORS on /token)
+          redirect_uris: ["http://127.0.0.1/callback", ...cliRedirectUris],
         },
         {
           client_id: WEB_CLIENT_ID,
@@ -171,6 +175,10 @@ export async function startOidcProvider(): Promise<OidcFixture> {
     },
     async setRedirectUris(uris) {
       redirectUris = uris;
+      provider = build();
+    },
+    async setCliRedirectUris(uris) {
+      cliRedirectUris = uris;
       provider = build();
     },
     async approveDevice(userCode, login) {

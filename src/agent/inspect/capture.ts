@@ -6,20 +6,19 @@
  * stored entry and its capture handle (fixed shape, nothing else allocated for a GET).
  */
 import type { HeaderList, RequestHead } from "../../tunnel/head.ts";
+import { originRequestHeaderList, type OriginOptions } from "../../tunnel/http.ts";
 import { BodyTap, NO_BODY, type Entry, type InspectStore, type WsMessage } from "./store.ts";
 
 export class HttpCapture implements Entry {
   id = 0;
   kind: "http" | "ws";
   time = Date.now();
-  t0 = performance.now();
-  method: string;
-  target: string;
-  client: string | undefined;
   reqBody: BodyTap;
-  resBody: BodyTap;
+  /** Allocated at the first response byte (an empty body allocates nothing). */
+  resBody: BodyTap = NO_BODY;
   status: number | undefined = undefined;
-  resHeaders: HeaderList | undefined = undefined;
+  /** The response head: the origin's raw head text (one string) or a header list (WebSocket). */
+  private resHead: HeaderList | string | undefined = undefined;
   ttfbMs: number | undefined = undefined;
   ms: number | undefined = undefined;
   error: string | undefined = undefined;
@@ -30,20 +29,42 @@ export class HttpCapture implements Entry {
 
   constructor(
     private readonly store: InspectStore,
-    head: RequestHead,
-    readonly reqHeaders: HeaderList,
+    private readonly head: RequestHead,
+    /** The headers sent to the app, or the options that derive them from `head` when asked. */
+    private readonly req: HeaderList | OriginOptions,
     readonly origin: string,
+    /** performance.now() at arrival: the forwarder's own start time, not a second clock read. */
+    readonly t0: number,
   ) {
-    const limit = store.limits.bodyLimit;
     this.kind = head.kind;
-    this.method = head.method;
-    this.target = head.target;
-    this.client = head.remote?.address;
-    this.reqBody = head.kind === "http" && (head.method === "GET" || head.method === "HEAD") ? NO_BODY : new BodyTap(limit);
-    this.resBody = new BodyTap(limit);
-    const ws = head.kind === "ws";
-    this.counts = ws ? { in: 0, out: 0 } : undefined;
-    this.messages = ws ? [] : undefined;
+    this.reqBody = head.kind === "http" && (head.method === "GET" || head.method === "HEAD") ? NO_BODY : new BodyTap(store.limits.bodyLimit);
+    if (head.kind === "ws") {
+      this.counts = { in: 0, out: 0 };
+      this.messages = [];
+    } else {
+      this.counts = undefined;
+      this.messages = undefined;
+    }
+  }
+
+  // Read from the request head only when the page or API asks (nothing copied per request).
+  get method(): string {
+    return this.head.method;
+  }
+  get target(): string {
+    return this.head.target;
+  }
+  get client(): string | undefined {
+    return this.head.remote?.address;
+  }
+  // Header lists are rebuilt when asked: holding the parsed lists for every request in flight
+  // and in the ring doubled the agent's garbage-collector work (bench/results/README.md).
+  get reqHeaders(): HeaderList {
+    return Array.isArray(this.req) ? this.req : originRequestHeaderList(this.head, this.req);
+  }
+  get resHeaders(): HeaderList | undefined {
+    const h = this.resHead;
+    return typeof h === "string" ? headerLines(h) : h;
   }
 
   /** The request body as the origin client reads it, its first bytes copied on the way. */
@@ -64,14 +85,16 @@ export class HttpCapture implements Entry {
     );
   }
 
-  response(status: number, headers: HeaderList): void {
+  /** The app's answer: its raw head text (HTTP) or a header list. */
+  response(status: number, headers: HeaderList | string): void {
     this.status = status;
-    this.resHeaders = headers;
+    this.resHead = headers;
     this.ttfbMs = performance.now() - this.t0;
     this.store.changed(this);
   }
 
   chunk(c: Uint8Array): void {
+    if (this.resBody === NO_BODY) this.resBody = new BodyTap(this.store.limits.bodyLimit);
     this.resBody.push(c);
   }
 
@@ -100,8 +123,29 @@ export class HttpCapture implements Entry {
 export class Inspector {
   constructor(readonly store: InspectStore) {}
 
-  /** Starts capturing one request; `headers` are those sent to the local app at `origin`. */
-  begin(head: RequestHead, headers: HeaderList, origin: string): HttpCapture {
-    return this.store.add(new HttpCapture(this.store, head, headers, origin));
+  /** Starts capturing one HTTP request; the headers sent to the app are derived from `head` and `o` when asked. */
+  beginHttp(head: RequestHead, o: OriginOptions, t0: number): HttpCapture {
+    return this.store.add(new HttpCapture(this.store, head, o, o.origin, t0));
   }
+
+  /**
+   * Starts capturing one request; `headers` are those sent to the local app at `origin`, `t0` the
+   * forwarder's performance.now() at arrival. Only references are kept: the JSON the page and the
+   * API show is built when they ask.
+   */
+  begin(head: RequestHead, headers: HeaderList, origin: string, t0 = performance.now()): HttpCapture {
+    return this.store.add(new HttpCapture(this.store, head, headers, origin, t0));
+  }
+}
+
+/** Header lines of a raw HTTP/1.x head (after the status line): names lower-cased, values trimmed. */
+export function headerLines(text: string): HeaderList {
+  const out: HeaderList = [];
+  const lines = text.split(/\r?\n/);
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!;
+    const c = line.indexOf(":");
+    if (c > 0) out.push([line.slice(0, c).toLowerCase(), line.slice(c + 1).trim()]);
+  }
+  return out;
 }

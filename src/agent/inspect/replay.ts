@@ -5,7 +5,7 @@
  */
 import type { HeaderList } from "../../tunnel/head.ts";
 import { HOP_BY_HOP } from "../../tunnel/http.ts";
-import { BodyTap, bodyView, type BodyView, type Entry } from "./store.ts";
+import { BodyTap, bodyView, NO_BODY, type BodyView, type Entry } from "./store.ts";
 
 export interface ReplayEdits {
   method?: string;
@@ -53,7 +53,35 @@ export function parseEdits(v: unknown): ReplayEdits {
   return o as ReplayEdits;
 }
 
-export async function replay(e: Entry, edits: ReplayEdits, bodyLimit: number, timeoutMs = 30_000): Promise<ReplayResult> {
+/** A replay as an entry of the list: marked as such, pointing at the original (`replayOf`). */
+export class ReplayEntry implements Entry {
+  id = 0;
+  readonly kind = "http" as const;
+  readonly time = Date.now();
+  readonly t0 = performance.now();
+  readonly client = "replay";
+  status?: number;
+  resHeaders?: HeaderList;
+  resBody: BodyTap = NO_BODY;
+  ttfbMs?: number;
+  ms?: number;
+  error?: string;
+  done = false;
+  constructor(
+    readonly replayOf: number,
+    readonly method: string,
+    readonly target: string,
+    readonly origin: string,
+    readonly reqHeaders: HeaderList,
+    readonly reqBody: BodyTap,
+  ) {}
+}
+
+/**
+ * Replays `e` (with `edits`) and records the replay in the list through `record` (it gets an id
+ * there, so the answer can name it). A failed replay is recorded too, with its error.
+ */
+export async function replay(e: Entry, edits: ReplayEdits, bodyLimit: number, record?: (r: ReplayEntry) => void, timeoutMs = 30_000): Promise<ReplayResult> {
   if (e.kind !== "http") throw new ReplayError(409, "not_replayable", "WebSocket sessions cannot be replayed.");
   const method = (edits.method ?? e.method).toUpperCase();
   let body: Uint8Array | undefined;
@@ -69,6 +97,12 @@ export async function replay(e: Entry, edits: ReplayEdits, bodyLimit: number, ti
     if (HOP_BY_HOP.has(name) || name === "content-length" || name === "transfer-encoding") continue;
     headers.append(name, v);
   }
+  const sentHeaders: HeaderList = [];
+  headers.forEach((v, n) => sentHeaders.push([n, v]));
+  const sentBody = new BodyTap(bodyLimit);
+  if (body && method !== "GET" && method !== "HEAD") sentBody.push(body);
+  const entry = new ReplayEntry(e.id, method, edits.path ?? e.target, e.origin, sentHeaders, sentBody);
+  record?.(entry);
   const t0 = performance.now();
   let res: Response;
   try {
@@ -81,11 +115,24 @@ export async function replay(e: Entry, edits: ReplayEdits, bodyLimit: number, ti
       tls: { rejectUnauthorized: false },
     });
   } catch (err) {
+    entry.status = 502;
+    entry.error = "origin_unreachable";
+    entry.ms = performance.now() - t0;
+    entry.done = true;
     throw new ReplayError(502, "origin_unreachable", `The local app at ${new URL(e.origin).host} could not be reached: ${(err as Error).message}`);
   }
+  entry.ttfbMs = performance.now() - t0;
   const tap = new BodyTap(bodyLimit);
-  if (res.body) for await (const c of res.body) tap.push(c);
   const list: HeaderList = [];
   res.headers.forEach((v, n) => list.push([n, v]));
-  return { status: res.status, headers: list, body: bodyView(tap), ms: Math.round((performance.now() - t0) * 10) / 10 };
+  entry.status = res.status;
+  entry.resHeaders = list;
+  entry.resBody = tap;
+  try {
+    if (res.body) for await (const c of res.body) tap.push(c);
+  } finally {
+    entry.ms = performance.now() - t0;
+    entry.done = true;
+  }
+  return { status: res.status, headers: list, body: bodyView(tap), ms: Math.round(entry.ms * 10) / 10 };
 }

@@ -6,7 +6,7 @@
  */
 import type { Server } from "bun";
 import { refusal } from "./guard.ts";
-import { parseEdits, replay, ReplayError } from "./replay.ts";
+import { parseEdits, replay, ReplayEntry, ReplayError } from "./replay.ts";
 import { detail, summary, type Entry, type InspectStore } from "./store.ts";
 
 export interface InspectServer {
@@ -45,7 +45,11 @@ function matches(e: Entry, q: URLSearchParams): boolean {
   return true;
 }
 
-/** Live list: one SSE connection; updates of one entry within 100 ms are sent once. */
+/**
+ * Live list: one SSE connection. The store batches per event-loop turn; each batch goes out as
+ * one write, and updates (answered, finished) are further held for up to 100 ms so a busy tunnel
+ * costs the page a few writes a second, not one per request.
+ */
 function events(store: InspectStore, signal: AbortSignal): Response {
   const enc = new TextEncoder();
   let unsubscribe = () => {};
@@ -54,13 +58,14 @@ function events(store: InspectStore, signal: AbortSignal): Response {
   const pending = new Map<number, Entry>();
   const body = new ReadableStream<Uint8Array>({
     start(c) {
-      const send = (event: string, data: unknown) => {
+      const write = (text: string) => {
         try {
-          c.enqueue(enc.encode(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`));
+          c.enqueue(enc.encode(text));
         } catch {
           close();
         }
       };
+      const event = (name: string, data: unknown) => `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
       const close = () => {
         unsubscribe();
         clearInterval(ping);
@@ -69,26 +74,25 @@ function events(store: InspectStore, signal: AbortSignal): Response {
           c.close();
         } catch {}
       };
-      send("hello", { entries: store.limits.entries, body_limit: store.limits.bodyLimit });
-      unsubscribe = store.subscribe((kind, e) => {
-        if (kind === "request") {
+      write(event("hello", { entries: store.limits.entries, body_limit: store.limits.bodyLimit }));
+      unsubscribe = store.subscribe(({ added, updated }) => {
+        let out = "";
+        for (const e of added) {
           pending.delete(e.id);
-          return send("request", summary(e));
+          out += event("request", summary(e));
         }
-        pending.set(e.id, e);
-        flush ??= setTimeout(() => {
-          flush = undefined;
-          for (const p of pending.values()) send("update", summary(p));
-          pending.clear();
-        }, 100);
+        if (out) write(out);
+        for (const e of updated) pending.set(e.id, e);
+        if (pending.size)
+          flush ??= setTimeout(() => {
+            flush = undefined;
+            let text = "";
+            for (const p of pending.values()) text += event("update", summary(p));
+            pending.clear();
+            if (text) write(text);
+          }, 100);
       });
-      ping = setInterval(() => {
-        try {
-          c.enqueue(enc.encode(": ping\n\n"));
-        } catch {
-          close();
-        }
-      }, 15_000);
+      ping = setInterval(() => write(": ping\n\n"), 15_000);
       signal.addEventListener("abort", close, { once: true });
     },
     cancel() {
@@ -138,7 +142,16 @@ async function handle(req: Request, server: Server<undefined>, store: InspectSto
         throw new ReplayError(400, "invalid_json", "The replay body is not valid JSON.");
       }
     }
-    return json({ id: e.id, result: await replay(e, parseEdits(parsed), store.limits.bodyLimit) });
+    let recorded: ReplayEntry | undefined;
+    const record = (r: ReplayEntry) => {
+      recorded = store.add(r);
+    };
+    try {
+      const result = await replay(e, parseEdits(parsed), store.limits.bodyLimit, record);
+      return json({ id: e.id, replay_id: recorded?.id ?? null, result });
+    } finally {
+      if (recorded) store.changed(recorded);
+    }
   } catch (err) {
     if (err instanceof ReplayError) return fail(err.status, err.code, err.message);
     throw err;

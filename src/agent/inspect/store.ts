@@ -5,6 +5,9 @@
  */
 import type { HeaderList } from "../../tunnel/head.ts";
 
+/** How many bytes beyond a kept chunk its backing buffer may hold before the tap copies instead. */
+const PIN_SLACK = 4096;
+
 /** The first `limit` bytes of a body; the rest is counted, never held. */
 export class BodyTap {
   /** The first part kept, then any further ones (most bodies arrive in one chunk: no array). */
@@ -19,11 +22,19 @@ export class BodyTap {
     this.size += chunk.length;
     const room = this.limit - this.captured;
     if (room <= 0) return;
-    // A copy into a plain Uint8Array: Buffer#slice would be a view pinning the reader's whole
-    // buffer, and slice / subarray on a Buffer go through its species constructor (slow).
     const n = room < chunk.length ? room : chunk.length;
-    const part = new Uint8Array(n);
-    part.set(n === chunk.length ? chunk : new Uint8Array(chunk.buffer, chunk.byteOffset, n));
+    let part: Uint8Array;
+    if (n === chunk.length && chunk.buffer.byteLength - n <= PIN_SLACK) {
+      // Kept by reference, not copied: chunks reaching here are never written to again (the origin
+      // client and the tunnel hand out fresh socket reads and views of them), and the buffer
+      // behind this view is at most PIN_SLACK bytes larger than what we keep.
+      part = chunk;
+    } else {
+      // A copy into a plain Uint8Array: a view would pin the reader's whole (larger) buffer, and
+      // slice / subarray on a Buffer go through its species constructor (slow).
+      part = new Uint8Array(n);
+      part.set(n === chunk.length ? chunk : new Uint8Array(chunk.buffer, chunk.byteOffset, n));
+    }
     if (this.first === null) this.first = part;
     else (this.more ??= []).push(part);
     this.captured += n;
@@ -114,6 +125,8 @@ export interface Entry {
   ms?: number;
   error?: string;
   done: boolean;
+  /** Set on a replay made by the inspector: the id of the entry it replays. */
+  replayOf?: number;
   // WebSocket sessions
   closeCode?: number;
   counts?: { in: number; out: number };
@@ -146,6 +159,7 @@ export function summary(e: Entry) {
     done: e.done,
     ...(e.error ? { error: e.error } : {}),
     ...(e.counts ? { messages: e.counts } : {}),
+    ...(e.replayOf !== undefined ? { replay_of: e.replayOf } : {}),
   };
 }
 
@@ -163,12 +177,21 @@ export function detail(e: Entry) {
   };
 }
 
-export type Listener = (event: "request" | "update", e: Entry) => void;
+/** What changed since the last notification: entries added, and earlier entries updated. */
+export interface Batch {
+  added: Entry[];
+  updated: Entry[];
+}
+export type Listener = (batch: Batch) => void;
 
 export class InspectStore {
   private readonly ring: Array<Entry | undefined>;
   private next = 1;
   private readonly listeners = new Set<Listener>();
+  /** Entries added / changed this event-loop turn, told to the listeners once, at its end. */
+  private added: Entry[] = [];
+  private readonly updated = new Set<Entry>();
+  private scheduled = false;
   constructor(readonly limits: InspectLimits = DEFAULT_LIMITS) {
     this.ring = new Array(Math.max(1, limits.entries));
   }
@@ -176,12 +199,34 @@ export class InspectStore {
   add<E extends Entry>(entry: E): E {
     entry.id = this.next++;
     this.ring[entry.id % this.ring.length] = entry;
-    if (this.listeners.size) for (const l of this.listeners) l("request", entry);
+    if (this.listeners.size) {
+      this.added.push(entry);
+      this.schedule();
+    }
     return entry;
   }
-  /** Tells the live list an entry changed (answered, finished). */
+  /** Tells the live list an entry changed (answered, finished); nothing when no one listens. */
   changed(e: Entry): void {
-    if (this.listeners.size) for (const l of this.listeners) l("update", e);
+    if (this.listeners.size) {
+      this.updated.add(e);
+      this.schedule();
+    }
+  }
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => this.flush());
+  }
+  private flush(): void {
+    this.scheduled = false;
+    const added = this.added;
+    this.added = [];
+    const fresh = new Set(added);
+    const updated: Entry[] = [];
+    for (const e of this.updated) if (!fresh.has(e)) updated.push(e); // a new entry is sent as it is now
+    this.updated.clear();
+    if (!added.length && !updated.length) return;
+    for (const l of this.listeners) l({ added, updated });
   }
   get(id: number): Entry | undefined {
     const e = this.ring[id % this.ring.length];
@@ -197,9 +242,16 @@ export class InspectStore {
     }
     return out;
   }
+  /** Live-list notifications, batched per event-loop turn; returns the unsubscribe. */
   subscribe(l: Listener): () => void {
     this.listeners.add(l);
-    return () => this.listeners.delete(l);
+    return () => {
+      this.listeners.delete(l);
+      if (!this.listeners.size) {
+        this.added = [];
+        this.updated.clear();
+      }
+    };
   }
   clear(): void {
     this.ring.fill(undefined);

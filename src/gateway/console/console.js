@@ -1,9 +1,11 @@
-// The gateway console: plain DOM, no framework. The API key lives in sessionStorage (this tab
-// only) and goes out as `Authorization: Bearer …` on each same-origin fetch; no cookie is used.
+// The gateway console: plain DOM, no framework. The API key (or the access token signin.js got
+// from the identity provider) lives in sessionStorage (this tab only) and goes out as
+// `Authorization: Bearer …` on each same-origin fetch; no cookie is used.
 "use strict";
 (() => {
   const $ = (s) => document.querySelector(s);
-  const KEY = "azhexgate.apiKey";
+  const KEY = "azhexgate.apiKey"; // the bearer: an API key, or an access token from signin.js
+  const WHO = "azhexgate.who";
   const el = (tag, attrs, ...kids) => {
     const n = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
@@ -46,7 +48,8 @@
   function row(t) {
     const name = el("td", {}, el("a", { href: t.public_url, target: "_blank", rel: "noopener" }, t.id));
     if (t.reserved) name.append(el("span", { class: "reserved" }, "reserved"));
-    const del = el("button", { class: "danger", "data-delete": t.id, onclick: () => remove(t) }, t.reserved ? "Delete (keep name)" : "Delete");
+    const del = el("span", {}, el("button", { class: "danger", "data-delete": t.id, onclick: () => remove(t) }, t.reserved ? "Delete (keep name)" : "Delete"));
+    if (t.reserved) del.append(" ", el("button", { class: "danger", "data-release": t.id, onclick: () => remove(t, true) }, "Delete and release name"));
     return el("tr", { "data-id": t.id },
       name,
       el("td", { class: t.state, "data-state": t.state }, t.state),
@@ -69,6 +72,8 @@
     } catch (err) {
       if (err.status === 401) {
         sessionStorage.removeItem(KEY);
+        sessionStorage.removeItem(WHO);
+        who();
         show(false);
         $("#signin-error").textContent = err.message;
         return false;
@@ -78,21 +83,39 @@
     }
   }
 
-  async function remove(t) {
-    let done = false;
+  async function remove(t, release) {
+    let done = "";
     try {
       await call("DELETE", `/api/tunnels/${encodeURIComponent(t.id)}`);
-      done = true;
+      done = `Deleted tunnel ${t.id}.`;
+      if (release) {
+        await call("DELETE", `/api/names/${encodeURIComponent(t.id)}`);
+        done = `Deleted tunnel ${t.id} and released the name: any key may take it now.`;
+      }
+    } catch (err) {
+      say(done ? `${done} ${err.message}` : err.message, true);
+      done = "";
+    }
+    await load(); // the list first, then the message: what it says is already on screen
+    if (done) say(done);
+  }
+
+  /** Releases a reserved name that has no tunnel (DELETE /api/names/{name}). */
+  async function release(name) {
+    try {
+      await call("DELETE", `/api/names/${encodeURIComponent(name)}`);
+      $("#reserve-name").value = "";
+      say(`Released ${name}: any key may take it now.`);
     } catch (err) {
       say(err.message, true);
     }
-    await load(); // the list first, then the message: what it says is already on screen
-    if (done) say(`Deleted tunnel ${t.id}.`);
   }
 
   $("#signin-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     sessionStorage.setItem(KEY, $("#key").value.trim());
+    sessionStorage.removeItem(WHO);
+    who();
     $("#key").value = "";
     $("#signin-error").textContent = "";
     show(true);
@@ -100,10 +123,17 @@
   });
   $("#signout").addEventListener("click", () => {
     sessionStorage.removeItem(KEY);
+    sessionStorage.removeItem(WHO);
+    who();
     $("#rows").textContent = "";
     show(false);
   });
   $("#refresh").addEventListener("click", () => load());
+  $("#release-btn").addEventListener("click", () => {
+    const name = $("#reserve-name").value.trim();
+    if (name) void release(name);
+    else say("Type the name to release.", true);
+  });
   $("#reserve-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const name = $("#reserve-name").value.trim();
@@ -117,8 +147,15 @@
     await load();
   });
 
-  if (sessionStorage.getItem(KEY)) {
-    show(true);
-    void load();
-  } else show(false);
+  const who = () => ($("#who").textContent = sessionStorage.getItem(KEY) ? sessionStorage.getItem(WHO) || "signed in with an API key" : "");
+  (async () => {
+    // signin.js (Entra ID) first: a return from the provider stores the token before we look
+    const s = window.azhexgateSignIn ? await window.azhexgateSignIn.ready : { signedIn: false };
+    if (s.error) $("#signin-error").textContent = s.error;
+    if (sessionStorage.getItem(KEY)) {
+      show(true);
+      who();
+      if ((await load()) && s.signedIn) say("Signed in.");
+    } else show(false);
+  })();
 })();
