@@ -64,6 +64,7 @@ export interface ApiStack {
 
 export function routeOf(pathname: string): string {
   if (/^\/api\/tunnels\/[^/]+\/token$/.test(pathname)) return "/api/tunnels/{id}/token";
+  if (/^\/api\/tunnels\/[^/]+\/connect$/.test(pathname)) return "/api/tunnels/{id}/connect";
   if (/^\/api\/tunnels\/[^/]+$/.test(pathname)) return "/api/tunnels/{id}";
   return pathname;
 }
