@@ -216,3 +216,48 @@ test("authorization: another key gets 403 unless allowed; unknown names 404; bad
     expect(await p.exit(20_000)).toBe(2);
   }
 }, 120_000);
+
+/** An echo exchange on a fresh connection to 127.0.0.1:port; resolves with what came back. */
+function echoOnce(port: number, text: string): Promise<string> {
+  return new Promise((resolve) => {
+    let got = "";
+    const timer = setTimeout(() => resolve(`timeout: ${got}`), 10_000);
+    void Bun.connect({
+      hostname: "127.0.0.1",
+      port,
+      socket: {
+        open: (s) => void s.write(text),
+        data: (s, d) => {
+          got += new TextDecoder().decode(d);
+          if (got.length >= text.length) {
+            clearTimeout(timer);
+            s.end();
+            resolve(got);
+          }
+        },
+        close: () => resolve(got),
+      },
+    }).catch((e) => resolve(`error: ${e}`));
+  });
+}
+
+test("token renewal: Send tokens of 5 s expire several times; a long connection keeps working and new ones get new sessions", async () => {
+  const gw = await startGatewayChild({ tokenTtl: 20, env: { AZHEXGATE_API_KEYS: API_KEY } }); // Send tokens live 20 / 4 = 5 s
+  const svc = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data: (s, d) => void s.write(d) } });
+  try {
+    const s = await serve(gw.apiUrl, svc.port);
+    const c = await connect(gw.apiUrl, s.name);
+    let echoed = "";
+    const long = await Bun.connect({ hostname: "127.0.0.1", port: c.port, socket: { data: (_s, d) => void (echoed += new TextDecoder().decode(d)) } });
+    for (let i = 0; i < 13; i++) {
+      long.write(`${i};`);
+      if (i % 4 === 3) expect(await echoOnce(c.port, `fresh ${i}`)).toBe(`fresh ${i}`);
+      await Bun.sleep(1000);
+    }
+    expect(echoed).toBe(Array.from({ length: 13 }, (_, i) => `${i};`).join(""));
+    long.end();
+    expect(c.child.text().err).toBe("");
+  } finally {
+    svc.stop(true);
+  }
+}, 120_000);
