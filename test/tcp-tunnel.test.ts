@@ -174,6 +174,9 @@ test("authorization: another key gets 403 unless allowed; unknown names 404; bad
   const msg = other.text().err;
   expect(msg).toContain("Not authorized (403)");
   const keyId = /--allow (\S+)/.exec(msg)![1]!;
+  const list = spawnCli(["tunnels", "list"], { env: { AZHEXGATE_API_URL: gw.apiUrl, AZHEXGATE_API_KEY: API_KEY } });
+  expect(await list.exit(20_000)).toBe(0);
+  expect(list.text().out).toContain(`tcp: azhexgate connect ${s.name}`);
   const res = await fetch(`${gw.apiUrl}/api/tunnels/${s.name}/connect`, { method: "POST", headers: { "x-azhexgate-apikey": KEY_B } });
   expect(res.status).toBe(403);
   expect(((await res.json()) as { error: { code: string } }).error.code).toBe("connect_forbidden");
