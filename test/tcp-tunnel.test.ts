@@ -246,3 +246,29 @@ test("token renewal: Send tokens of 5 s expire several times; a long connection 
     svc.stop(true);
   }
 }, 120_000);
+
+test("an offline tunnel (nobody serving it): connect --stdio exits 1 and --port closes each connection, saying so", async () => {
+  const gw = await gateway();
+  const created = (await fetch(`${gw.apiUrl}/api/tunnels`, {
+    method: "POST",
+    headers: { "x-azhexgate-apikey": API_KEY, "content-type": "application/json" },
+    body: JSON.stringify({ kind: "tcp", subdomain: "nobody-home" }),
+  }).then((r) => r.json())) as { id: string; public_url: string };
+  const env = { AZHEXGATE_API_URL: gw.apiUrl, AZHEXGATE_API_KEY: API_KEY };
+  const stdio = spawnCli(["connect", created.id, "--stdio"], { env });
+  expect(await stdio.exit(30_000)).toBe(1);
+  expect(stdio.text().err).toContain('tunnel "nobody-home" is offline');
+  const c = await connect(gw.apiUrl, created.id);
+  const got = await exchange(c.port, new TextEncoder().encode("x"));
+  expect(got.bytes.length).toBe(0);
+  await c.child.waitErr(/is offline/, 10_000);
+  // the gateway's public URL of a TCP tunnel serves no HTTP
+  const svc = halfCloseServer(0);
+  try {
+    const s = await serve(gw.apiUrl, svc.port, ["--name", "nobody-home"]);
+    const res = await fetch(`${gw.apiUrl}/`, { headers: { host: `${s.name}.localhost` } });
+    expect(res.status).toBe(502);
+  } finally {
+    svc.stop(true);
+  }
+}, 120_000);
