@@ -196,6 +196,9 @@ test("authorization: another key gets 403 unless allowed; unknown names 404; bad
   expect(await unknown.exit(20_000)).toBe(1);
   expect(unknown.text().err).toContain('No tunnel named "no-such-tunnel" (404)');
 
+  const noApi = spawnCli(["tcp", "--port", "5432"]);
+  expect(await noApi.exit(20_000)).toBe(2);
+  expect(noApi.text().err).toContain("--api-url (or AZHEXGATE_API_URL) is required");
   for (const bad of [["connect", "x1", "--port", "1", "--stdio"], ["connect", "--port", "1"], ["connect", "x1", "--port", "nope"], ["tcp"], ["tcp", "--port", "1", "--bogus"]]) {
     const p = spawnCli(bad, { env: { AZHEXGATE_API_URL: gw.apiUrl, AZHEXGATE_API_KEY: API_KEY } });
     expect(await p.exit(20_000)).toBe(2);

@@ -155,6 +155,9 @@ export async function resolveStartConfig(
     }
     if (!apiKey && !getLogin(env, apiUrl)) throw new Error(`--api-url needs an API key or a sign-in: set AZHEXGATE_API_KEY (or --api-key), or run \`azhexgate login --api-url ${apiUrl}\``);
   }
+  if (kind === "tcp" && apiUrl === undefined) {
+    throw new Error("--api-url (or AZHEXGATE_API_URL) is required: a TCP tunnel is reached with azhexgate connect through a gateway's management API, which the embedded local gateway does not share");
+  }
   const proxyFlag = flag(raw, "proxy");
   if (proxyFlag !== undefined && apiUrl === undefined) {
     throw new Error("--proxy applies to a deployed gateway (--api-url / AZHEXGATE_API_URL); the embedded default runs on loopback and never uses a proxy");

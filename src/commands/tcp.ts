@@ -12,7 +12,7 @@ const args = {
   host: { type: "string", description: "Host of the TCP service (default localhost)", valueHint: "host" },
   name: { type: "string", description: "Reserved name to claim (owned by your API key or user), e.g. team-db; default a random id", valueHint: "name" },
   allow: { type: "string", description: "A key id or user id (besides you and admins) that may connect (repeatable; see azhexgate whoami)", valueHint: "id" },
-  "api-url": { type: "string", description: "Management API of a deployed gateway [AZHEXGATE_API_URL]; omit for the embedded local gateway", valueHint: "url" },
+  "api-url": { type: "string", description: "Management API of the gateway [AZHEXGATE_API_URL] (required)", valueHint: "url" },
   "api-key": { type: "string", description: "API key for --api-url [AZHEXGATE_API_KEY] (prefer the environment variable)", valueHint: "key" },
   json: { type: "boolean", description: "One JSON event per line on stdout (ready with the tunnel's name, state, error)" },
   "log-level": { type: "string", description: "silent, error, warn, info or debug (default warn)", valueHint: "level" },
