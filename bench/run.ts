@@ -8,7 +8,8 @@
  *   bun run bench                      full run (all rows, all scenarios)
  *   bun run bench --short              CI size: direct + azhexgate, fewer/shorter samples
  *   bun run bench --ci                 --short, then compare ratios with bench/baseline.json (exit 1 on regression)
- *   options: --rounds N  --secs S  --big-mib N  --rows a,b  --only get50,mib  --idle N
+ *   options: --rounds N  --secs S  --big-mib N  --rows a,b  --only get50,mib,tcp  --idle N
+ *   bun run bench:tcp                  the TCP tunnel scenario alone (also at the end of a full run)
  *
  * Output: bench/results/<timestamp>.json, and bench/results/<timestamp>/ (table.md, one SVG per scenario).
  */
@@ -175,7 +176,14 @@ const head = `Machine: ${machine.cores} cores, ${machine.cpu}, ${machine.memGiB}
   `Mode: ${short ? "short" : "full"}; ${rounds} rounds interleaved (medians); ${ctx.secs} s per sample; large transfer ${ctx.bigBytes / MiB} MiB; ${ctx.idleConns} idle WebSockets.\n` +
   `Rows: ${rowNames.map((n) => `${n} (${rowStatus[n]!.status}${rowStatus[n]!.reason ? `: ${rowStatus[n]!.reason}` : ""})`).join(", ")}.\n`;
 const targetMd = ["| target | azhexgate | status |", "|---|---|---|", ...targets.map((x) => `| ${x.target} | ${x.value} | ${x.status} |`)].join("\n");
-const table = `${head}\n${markdown(results, rowNames)}\n### Targets\n\n${targetMd}\n`;
+let table = `${head}\n${markdown(results, rowNames)}\n### Targets\n\n${targetMd}\n`;
+// TCP tunnels (issue 16): direct / azhexgate tcp+connect / ssh -L, in its own script (its paths are TCP, not these HTTP rows).
+if (!short && (!only || only.includes("tcp"))) {
+  await stopAll();
+  log("tcp: bench/tcp.ts");
+  const tcp = Bun.spawnSync(["bun", join(import.meta.dir, "tcp.ts")], { stdout: "pipe", stderr: "inherit", timeout: 900_000 });
+  table += `\n### TCP tunnels\n\n${tcp.exitCode === 0 ? tcp.stdout.toString() : `bench/tcp.ts failed (exit ${tcp.exitCode})`}\n`;
+}
 writeFileSync(join(dir, "table.md"), table);
 for (const [k, sc] of Object.entries(results)) if (sc.metrics.some((m) => m.ratio)) writeFileSync(join(dir, `${k}.svg`), svg(sc, rowNames));
 const file = join(import.meta.dir, "results", `${stamp}.json`);

@@ -19,6 +19,8 @@ const main = defineCommand({
     logout: () => import("./commands/logout.ts").then((m) => m.default),
     relay: () => import("./commands/relay.ts").then((m) => m.default),
     start: () => import("./commands/start.ts").then((m) => m.default),
+    tcp: () => import("./commands/tcp.ts").then((m) => m.default),
+    connect: () => import("./commands/connect.ts").then((m) => m.default),
     tunnels: () => import("./commands/tunnels.ts").then((m) => m.default),
     whoami: () => import("./commands/whoami.ts").then((m) => m.default),
   },

@@ -92,6 +92,19 @@ test("every documented status of every operation is produced, and only documente
   await s.call("DELETE", "/api/names/tour-name", { key: KEY_A });
   await s.call("DELETE", "/api/names/tour-name", { key: KEY_A });
   await s.call("DELETE", `/api/tunnels/${t.id}`, { key: KEY_A });
+  // The connect route (issue 16): 200 for the owner, 403 for another key, 404, 409 for an HTTP tunnel, 501, 502.
+  const tcp = (await s.call("POST", "/api/tunnels", { key: KEY_A, body: { kind: "tcp" } })).json;
+  const http = (await s.call("POST", "/api/tunnels", { key: KEY_A, body: {} })).json;
+  expect((await s.call("POST", `/api/tunnels/${tcp.id}/connect`, { key: KEY_A })).status).toBe(200);
+  expect((await s.call("POST", `/api/tunnels/${tcp.id}/connect`, { key: KEY_B })).json.error.code).toBe("connect_forbidden");
+  await s.call("POST", "/api/tunnels/no-such-tunnel/connect", { key: KEY_A });
+  expect((await s.call("POST", `/api/tunnels/${http.id}/connect`, { key: KEY_A })).json.error.code).toBe("not_tcp_tunnel");
+  s.sendUnsupported.on = true;
+  await s.call("POST", `/api/tunnels/${tcp.id}/connect`, { key: KEY_A });
+  s.sendUnsupported.on = false;
+  s.relayDown.on = true;
+  await s.call("POST", `/api/tunnels/${tcp.id}/connect`, { key: KEY_A });
+  s.relayDown.on = false;
 
   const keyed: Array<[string, string, object?]> = [
     ["POST", "/api/tunnels", {}],
@@ -100,6 +113,7 @@ test("every documented status of every operation is produced, and only documente
     ["DELETE", "/api/tunnels/12345678"],
     ["POST", "/api/tunnels/12345678/token", { session_id: "x" }],
     ["DELETE", "/api/names/some-name"],
+    ["POST", "/api/tunnels/12345678/connect"],
   ];
   // 403 from a closed network.
   for (const [m, p, body] of keyed) await closedNet.call(m, p, { key: KEY_A, body });

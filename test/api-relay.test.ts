@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createManagementApi } from "../src/api/routes.ts";
-import { createLocalBinding, LISTEN_RULE } from "../src/control/local.ts";
+import { createLocalBinding, LISTEN_RULE, SEND_RULE } from "../src/control/local.ts";
 import { RelayError } from "../src/hc/errors.ts";
 import { createListener, type HybridConnectionListener } from "../src/hc/listener.ts";
 import { parseSasToken } from "../src/hc/sas.ts";
@@ -71,6 +71,32 @@ describe("listener tokens", () => {
     l.on("accept", (msg) => void l.accept(msg));
     const ws = await connectSender({ endpoint: s.relay.endpoint, hcPath: t1.hybrid_connection_name, token: s.binding.senderToken, timeoutMs: 5_000 });
     ws.close(1000, "done");
+  });
+
+  test("connect tokens (issue 16): Send only, on exactly their HC; they cannot listen; the listener's token stays valid", async () => {
+    const t = (await s.call("POST", "/api/tunnels", { key: KEY_A, body: { kind: "tcp" } })).json;
+    const other = (await s.call("POST", "/api/tunnels", { key: KEY_A, body: { kind: "tcp" } })).json;
+    expect(t.kind).toBe("tcp");
+    const l = await listen(t.hybrid_connection_name, t.listener_token);
+    const g = (await s.call("POST", `/api/tunnels/${t.id}/connect`, { key: KEY_A })).json;
+    expect(g.hcPath).toBe(t.hybrid_connection_name);
+    expect(parseSasToken(g.token)?.skn).toBe(SEND_RULE);
+    expect(Date.parse(g.expiresAt) - Date.now()).toBeLessThanOrEqual(900_000 + 5_000); // short-lived
+    // listening with it is refused (the rule grants Send only), as is sending to another tunnel
+    const asListener = await refusal(listen(t.hybrid_connection_name, g.token));
+    expect(asListener.status).toBe(403);
+    expect((await refusal(connectSender({ endpoint: s.relay.endpoint, hcPath: other.hybrid_connection_name, token: g.token, timeoutMs: 5_000 }))).status).toBe(401);
+    // it reaches the listener, which kept its token
+    l.on("accept", (msg) => void l.accept(msg));
+    const ws = await connectSender({ endpoint: s.relay.endpoint, hcPath: t.hybrid_connection_name, token: g.token, timeoutMs: 5_000 });
+    ws.close(1000, "done");
+    expect(l.isOpen).toBe(true);
+    // an HTTP tunnel has no connect tokens; kind / allow are checked
+    const http = (await s.call("POST", "/api/tunnels", { key: KEY_A })).json;
+    expect(http.kind).toBe("http");
+    expect((await s.call("POST", `/api/tunnels/${http.id}/connect`, { key: KEY_A })).status).toBe(409);
+    expect((await s.call("POST", "/api/tunnels", { key: KEY_A, body: { kind: "udp" } })).json.error.field).toBe("kind");
+    expect((await s.call("POST", "/api/tunnels", { key: KEY_A, body: { allow: ["x"] } })).json.error.field).toBe("allow");
   });
 
   test("renewed tokens work with renewToken on the open control channel", async () => {

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { AccessToken, TokenCredential } from "@azure/core-auth";
 import { RelayAPI } from "@azure/arm-relay";
-import { createAzureBinding, LISTEN_RULE, ProvisioningUnavailableError, RelayArmError, type AzureBindingOptions } from "../src/control/azure.ts";
+import { createAzureBinding, LISTEN_RULE, SEND_RULE, ProvisioningUnavailableError, RelayArmError, type AzureBindingOptions } from "../src/control/azure.ts";
 import { readRelaySettings, type RelaySettings } from "../src/control/settings.ts";
 import type { RelayBinding } from "../src/control/types.ts";
 import { type EmulatorHandle, startEmulator } from "../src/emulator/server.ts";
@@ -136,6 +136,21 @@ describe("createAzureBinding with ARM (listen keys from listKeys)", () => {
     expect(await listenStatus("hc-b", (await b.issuer.issue("hc-b", 60)).token)).toBe(101);
   });
 
+  test("Send tokens (azhexgate connect): a per-HC Send-only rule made through ARM on first use; they send, never listen", async () => {
+    const b = await binding();
+    await b.provisioner.ensure("hc-send");
+    expect(emu.entities.get("hc-send")?.rules.has(SEND_RULE)).toBe(false); // not until a connect asks
+    const { token } = await b.issuer.issueSend!("hc-send", 120);
+    const t = parseSasToken(token)!;
+    expect(t.skn).toBe(SEND_RULE);
+    expect(t.resource).toBe(resourceUri(emu.endpoint, "hc-send"));
+    expect(emu.entities.get("hc-send")?.rules.get(SEND_RULE)?.rights).toEqual(["Send"]);
+    expect(verifySasSignature(t, emu.entities.get("hc-send")!.rules.get(SEND_RULE)!.primaryKey)).toBe(true);
+    expect(await listenStatus("hc-send", token)).toBe(403); // Send only
+    // the listener's token (its own rule) is untouched by the new rule
+    expect(await listenStatus("hc-send", (await b.issuer.issue("hc-send", 60)).token)).toBe(101);
+  });
+
   test("an HC made without our rule (by infra) gets it on first issue", async () => {
     await operator.hybridConnections.createOrUpdate(RG, NS, "hc-infra", { requiresClientAuthorization: true });
     const b = await binding();
@@ -252,6 +267,7 @@ describe("createAzureBinding with an env key", () => {
     // the namespace key signs validly, but the token's scope is hc-env only
     await operator.hybridConnections.createOrUpdate(RG, NS, "hc-other", {});
     expect(await listenStatus("hc-other", token)).toBe(403);
+    expect(b.issuer.issueSend).toBeUndefined(); // the namespace key would carry Listen: the connect route answers 501
     b.issuer.invalidate("hc-env"); // nothing to re-read: logged
     expect(events.at(-1)?.[0]).toBe("relay.keys.rejected");
   });

@@ -12,6 +12,8 @@ import { GATEWAY_SETTING_NAMES } from "../src/config.ts";
 import { RELAY_SETTING_NAMES } from "../src/control/settings.ts";
 import gatewayCommand from "../src/commands/gateway.ts";
 import startCommand from "../src/commands/start.ts";
+import tcpCommand from "../src/commands/tcp.ts";
+import connectCommand from "../src/commands/connect.ts";
 import { killAll, spawnCli } from "./support/cli-proc.ts";
 
 afterEach(killAll);
@@ -103,5 +105,12 @@ test("docs/configuration.md documents every config-file key, start flag and gate
     ...Object.entries(startCommand.args as Record<string, { type?: string }>).filter(([, d]) => d.type !== "positional").map(([f]) => `--${f}`),
     ...Object.keys(gatewayCommand.args as Record<string, unknown>).map((f) => `--${f}`),
   ];
+  // `tcp` and `connect` (issue 16): every flag in their own sections.
+  for (const [cmd, def] of [["tcp", tcpCommand], ["connect", connectCommand]] as const) {
+    const section = doc.slice(doc.indexOf(`## \`azhexgate ${cmd}`), doc.indexOf("\n## ", doc.indexOf(`## \`azhexgate ${cmd}`) + 4));
+    for (const [f, d] of Object.entries(def.args as Record<string, { type?: string }>)) {
+      if (d.type !== "positional") expect({ cmd, flag: f, documented: section.includes(`\`--${f}`) }).toEqual({ cmd, flag: f, documented: true });
+    }
+  }
   for (const k of names) expect({ key: k, documented: doc.includes(`\`${k}`) }).toEqual({ key: k, documented: true });
 });

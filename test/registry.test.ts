@@ -65,6 +65,16 @@ function registrySuite(name: string, factory: () => Promise<TunnelRegistry>): vo
       expect((await reg.get("44444444"))?.policy).toBeUndefined();
     });
 
+    test("TCP settings (issue 16) round-trip and are cleared by an undefined patch", async () => {
+      await open();
+      const tcp = rec("55555555", { tcp: { allow: ["k1", "user:t:o"] } });
+      expect(await reg.create(tcp)).toBe(true);
+      expect(await reg.get("55555555")).toEqual(tcp);
+      expect((await reg.update("55555555", { tcp: { allow: [] } }))?.tcp).toEqual({ allow: [] });
+      const cleared = await reg.update("55555555", { tcp: undefined });
+      expect(cleared !== undefined && "tcp" in cleared).toBe(false);
+    });
+
     test("create on a taken id returns false and keeps the first record", async () => {
       await open();
       expect(await reg.create(rec("11111111"))).toBe(true);

@@ -29,6 +29,14 @@ export interface ApiClientOptions {
   timeoutMs?: number;
 }
 
+/** What `connect` dials with: the relay, the tunnel's hybrid connection and a Send-only token (expiry in ms). */
+export interface ConnectGrant {
+  endpoint: import("../hc/address.ts").RelayEndpoint;
+  hcPath: string;
+  token: string;
+  expiresAt: number;
+}
+
 /** A claimed tunnel: the supervisor's grant plus its id. */
 export interface ClaimedTunnel extends TunnelGrant {
   id: string;
@@ -103,6 +111,7 @@ export function createApiClient(o: ApiClientOptions) {
           401,
         );
       case 403:
+        if (code === "connect_forbidden") throw new ApiClientError(code, `Not authorized (403): ${detail}`, false, 403);
         throw new ApiClientError(code, `The management API refused this machine (403 ${code}): ${detail} Ask the operator to allow your address.`, false, 403);
       case 404:
         if (code === "tunnel_not_found") {
@@ -158,14 +167,31 @@ export function createApiClient(o: ApiClientOptions) {
 
   return {
     /** Claims a tunnel: a random id, or `subdomain` (reserved for this key; the owner takes it back at once). */
-    async create(opts: { subdomain?: string; localPort?: number; access?: unknown }): Promise<ClaimedTunnel> {
-      const v = (await call("POST", "/api/tunnels", { subdomain: opts.subdomain, local_port: opts.localPort, access: opts.access }).catch(noApiHere)) as TunnelView;
+    async create(opts: { subdomain?: string; localPort?: number; access?: unknown; tcp?: { allow: string[] } }): Promise<ClaimedTunnel> {
+      const tcp = opts.tcp ? { kind: "tcp", allow: opts.tcp.allow } : {};
+      const v = (await call("POST", "/api/tunnels", { subdomain: opts.subdomain, local_port: opts.localPort, access: opts.access, ...tcp }).catch(noApiHere)) as TunnelView;
       return grant(v, v.session_id ?? "");
     },
     /** A fresh listener token (and the tunnel's current endpoint). `rejected`: the relay refused the current one. */
     async renew(t: { id: string; sessionId: string }, rejected: boolean): Promise<ClaimedTunnel> {
       const v = (await call("POST", `/api/tunnels/${encodeURIComponent(t.id)}/token`, { session_id: t.sessionId, rejected })) as TunnelView;
       return grant(v, t.sessionId);
+    },
+    /** A short-lived Send-only relay token for TCP tunnel `name` (`azhexgate connect`). */
+    async connect(name: string): Promise<ConnectGrant> {
+      let v: { endpoint?: unknown; hcPath?: unknown; token?: unknown; expiresAt?: unknown };
+      try {
+        v = (await call("POST", `/api/tunnels/${encodeURIComponent(name)}/connect`)) as typeof v;
+      } catch (err) {
+        if (err instanceof ApiClientError && err.code === "not_found") {
+          throw new ApiClientError("tunnel_unknown", `No tunnel named "${name}" (404): check the name (azhexgate tunnels list on the serving side) and that azhexgate tcp runs there.`, false, 404);
+        }
+        throw err;
+      }
+      if (typeof v?.token !== "string" || typeof v.endpoint !== "string" || typeof v.hcPath !== "string" || typeof v.expiresAt !== "string") {
+        throw new ApiClientError("api_bad_answer", `The management API at ${base} answered the connect route without a token; is it an azhexgate gateway of this version?`, false);
+      }
+      return { endpoint: resolveNamespace(v.endpoint), hcPath: v.hcPath, token: v.token, expiresAt: Date.parse(v.expiresAt) };
     },
     async remove(id: string): Promise<void> {
       await call("DELETE", `/api/tunnels/${encodeURIComponent(id)}`);

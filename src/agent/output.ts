@@ -10,7 +10,7 @@ export type { RequestEvent };
 
 export interface Output {
   /** `loopback_url`: embedded only, http://127.0.0.1:PORT reaching the tunnel whatever the Host; `inspect_url`: the request inspector. */
-  ready(t: { public_url: string; local_url: string; tunnel_id: string; loopback_url?: string; inspect_url?: string }): void;
+  ready(t: { public_url: string; local_url: string; tunnel_id: string; loopback_url?: string; inspect_url?: string; name?: string }): void;
   request(t: { tunnel_id: string }, e: RequestEvent): void;
   state(t: { tunnel_id?: string; local_url: string }, s: AgentState): void;
   error(code: string, message: string, fields?: Record<string, unknown>): void;
@@ -79,7 +79,9 @@ export function createOutput(json: boolean, write: (line: string) => void = (l) 
   return {
     ready: (t) =>
       write(
-        `Tunnel established\nPublic URL:    ${t.public_url}\nForwarding to: ${t.local_url}\n` +
+        t.name !== undefined
+          ? `TCP tunnel established\nName:          ${t.name}\nForwarding to: ${t.local_url}\nConnect with:  azhexgate connect ${t.name} --port PORT  (or --stdio as an ssh ProxyCommand)\n`
+          : `Tunnel established\nPublic URL:    ${t.public_url}\nForwarding to: ${t.local_url}\n` +
           (t.loopback_url ? `Loopback URL:  ${t.loopback_url}  (same tunnel for any local client: Node, Python, wget)\n` : "") +
           (t.inspect_url ? `Inspector:     ${t.inspect_url}\n` : ""),
       ),

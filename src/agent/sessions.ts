@@ -12,9 +12,12 @@
 import type { HybridConnectionListener } from "../hc/listener.ts";
 import type { AcceptMessage } from "../hc/messages.ts";
 import { Session } from "../tunnel/session.ts";
+import type { TunnelStream } from "../tunnel/stream.ts";
 import type { WsConnection } from "../ws/client.ts";
 import { type Clock, realClock, type TimerHandle } from "./clock.ts";
 import { forward, type ForwardOptions } from "./forward.ts";
+import { forwardTcp, type TcpTarget } from "./forward-tcp.ts";
+import { ResetCode } from "../tunnel/frame.ts";
 
 export interface SessionsOptions extends ForwardOptions {
   /** Per-stream window granted to the gateway (default 2 MiB). */
@@ -28,6 +31,8 @@ export interface SessionsOptions extends ForwardOptions {
   onEvict?: (inFlight: number) => void;
   /** Tunnel protocol versions spoken (default: all this build speaks). */
   protocolVersions?: readonly number[];
+  /** A TCP tunnel (`azhexgate tcp`): TCP streams go here, HTTP streams are refused. */
+  tcpTarget?: TcpTarget;
 }
 
 /** How often a drain looks at the in-flight count. */
@@ -79,7 +84,11 @@ export class TunnelSessions {
       role: "agent",
       window: this.o.window,
       versions: this.o.protocolVersions,
-      onStream: (stream) => void forward(stream, this.o).catch(() => {}),
+      onStream: (stream) => {
+        if (this.o.tcpTarget) return stream.reset(ResetCode.REFUSED, "this is a TCP tunnel: reach it with azhexgate connect");
+        void forward(stream, this.o).catch(() => {});
+      },
+      ...(this.o.tcpTarget ? { onTcpStream: (stream: TunnelStream) => void forwardTcp(stream, this.o.tcpTarget!).catch(() => {}) } : {}),
       onClose: () => {
         this.set.delete(session);
         if (this.set.size === 0) this.stopPinger();

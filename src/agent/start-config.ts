@@ -67,6 +67,8 @@ export interface StartConfig {
   readonly access?: AccessInput;
   /** With --api-url and no API key: the signed-in identity's access token (non-enumerable). */
   readonly bearer?: () => Promise<string>;
+  /** `azhexgate tcp` (issue 16): a TCP tunnel; `allow` = key ids / user ids that may connect besides the owner and admins. */
+  tcp?: { allow: string[] };
 }
 
 function flag(raw: readonly string[], name: string): string | undefined {
@@ -108,13 +110,15 @@ export async function resolveStartConfig(
   env: Record<string, string | undefined>,
   cwd: string,
   positionals: readonly string[] = [],
+  kind: "http" | "tcp" = "http",
 ): Promise<StartConfig> {
   const file = await readStartFile(flag(raw, "config"), cwd);
   const hostHeader = (flag(raw, "host-header") ?? file.host_header ?? "rewrite") as TunnelSpec["hostHeader"];
   if (hostHeader !== "rewrite" && hostHeader !== "preserve") throw new Error(`--host-header must be rewrite or preserve (got "${hostHeader}")`);
-  const subdomain = flag(raw, "subdomain");
-  if (subdomain !== undefined && !SUBDOMAIN.test(subdomain)) throw new Error(`--subdomain must be 3-40 lowercase letters, digits or hyphens (got "${subdomain}")`);
-  const localHost = flag(raw, "local-host") ?? file.local_host ?? "localhost";
+  // `tcp` says --name / --host for what `start` calls --subdomain / --local-host.
+  const subdomain = flag(raw, kind === "tcp" ? "name" : "subdomain");
+  if (subdomain !== undefined && !SUBDOMAIN.test(subdomain)) throw new Error(`--${kind === "tcp" ? "name" : "subdomain"} must be 3-40 lowercase letters, digits or hyphens (got "${subdomain}")`);
+  const localHost = flag(raw, kind === "tcp" ? "host" : "local-host") ?? file.local_host ?? "localhost";
   const localHttps = bool(raw, "local-https") ?? file.local_https ?? false;
   const ports = allValues(raw, "port");
   let tunnels: TunnelSpec[];
@@ -137,6 +141,7 @@ export async function resolveStartConfig(
       localHttps: t.local_https ?? localHttps,
     }));
   } else {
+    if (kind === "tcp") throw new Error("--port is required: the port of the TCP service to share, e.g. azhexgate tcp --port 5432");
     throw new Error(`--port is required: the port your local app listens on, e.g. azhexgate start 3000 (or --port 3000)${file.file ? `, or "port" / [[tunnels]] in ${file.file}` : ""}`);
   }
   const apiUrl = flag(raw, "api-url") ?? env.AZHEXGATE_API_URL ?? file.api_url;
@@ -150,6 +155,9 @@ export async function resolveStartConfig(
     }
     if (!apiKey && !getLogin(env, apiUrl)) throw new Error(`--api-url needs an API key or a sign-in: set AZHEXGATE_API_KEY (or --api-key), or run \`azhexgate login --api-url ${apiUrl}\``);
   }
+  if (kind === "tcp" && apiUrl === undefined) {
+    throw new Error("--api-url (or AZHEXGATE_API_URL) is required: a TCP tunnel is reached with azhexgate connect through a gateway's management API, which the embedded local gateway does not share");
+  }
   const proxyFlag = flag(raw, "proxy");
   if (proxyFlag !== undefined && apiUrl === undefined) {
     throw new Error("--proxy applies to a deployed gateway (--api-url / AZHEXGATE_API_URL); the embedded default runs on loopback and never uses a proxy");
@@ -161,7 +169,8 @@ export async function resolveStartConfig(
   if (!["silent", "error", "warn", "info", "debug"].includes(level)) throw new Error(`--log-level must be silent, error, warn, info or debug (got "${level}")`);
   const grace = Number(flag(raw, "grace") ?? file.grace ?? "10");
   if (!Number.isFinite(grace) || grace < 0) throw new Error(`--grace must be a number of seconds (got "${flag(raw, "grace")}")`);
-  const inspect = resolveInspect(raw, file);
+  const inspect = kind === "tcp" ? undefined : resolveInspect(raw, file);
+  if (kind === "tcp" && tunnels.length !== 1) throw new Error("azhexgate tcp shares one port: run it once per service");
   const out: StartConfig = {
     tunnels,
     apiUrl,
@@ -173,6 +182,7 @@ export async function resolveStartConfig(
     recreate: bool(raw, "recreate") ?? file.recreate ?? false,
     graceMs: grace * 1000,
     ...(inspect ? { inspect } : {}),
+    ...(kind === "tcp" ? { tcp: { allow: allValues(raw, "allow") } } : {}),
   };
   Object.defineProperty(out, "apiKey", { value: apiKey, enumerable: false });
   Object.defineProperty(out, "proxy", { value: proxy, enumerable: false });

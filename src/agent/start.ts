@@ -9,7 +9,7 @@ import { serveTunnelOnLoopback, startEmbeddedGateway, type Embedded } from "./em
 import { EXIT, terminalExitCode } from "./exit-codes.ts";
 import { originPool } from "./forward.ts";
 import type { Inspector } from "./inspect/capture.ts";
-import { outputFor, type Output } from "./output.ts";
+import { createOutput, outputFor, type Output } from "./output.ts";
 import type { StartConfig, TunnelSpec } from "./start-config.ts";
 import { superviseAgent, type SupervisorHandle } from "./supervisor.ts";
 
@@ -55,7 +55,7 @@ async function startInspector(cfg: StartConfig, out: Output) {
 }
 
 function runTunnel(spec: TunnelSpec, client: ApiClient, cfg: StartConfig, out: Output, log: ReturnType<typeof createLogger>, onFatal: () => void, embedded?: Embedded, insp?: { inspector: Inspector; url: string }) {
-  const localUrl = `${spec.localHttps ? "https" : "http"}://${spec.localHost}:${spec.port}`;
+  const localUrl = `${cfg.tcp ? "tcp" : spec.localHttps ? "https" : "http"}://${spec.localHost}:${spec.port}`;
   let claimed: ClaimedTunnel | undefined;
   /** Embedded only: the loopback port serving this tunnel whatever the Host (for clients without *.localhost). */
   let loopback: { id: string; url: string; stop(): void } | undefined;
@@ -91,6 +91,7 @@ function runTunnel(spec: TunnelSpec, client: ApiClient, cfg: StartConfig, out: O
     origin: localUrl,
     hostHeader: spec.hostHeader,
     exitOnFail: cfg.exitOnFail,
+    ...(cfg.tcp ? { tcpTarget: { host: spec.localHost, port: spec.port } } : {}),
     ...(insp ? { inspect: insp.inspector } : {}),
     async connect() {
       try {
@@ -115,7 +116,7 @@ function runTunnel(spec: TunnelSpec, client: ApiClient, cfg: StartConfig, out: O
             announced = false; // the new public URL gets its own banner / ready event
           }
         }
-        claimed = await client.create({ subdomain: spec.subdomain, localPort: spec.port, access: cfg.access });
+        claimed = await client.create({ subdomain: spec.subdomain, localPort: spec.port, access: cfg.access, ...(cfg.tcp ? { tcp: cfg.tcp } : {}) });
         return claimed;
       } catch (err) {
         endWith(err);
@@ -137,7 +138,7 @@ function runTunnel(spec: TunnelSpec, client: ApiClient, cfg: StartConfig, out: O
       if (s.state === "online" && !announced) {
         announced = true;
         const loopback_url = loopbackUrl();
-        out.ready({ public_url: s.publicUrl, local_url: localUrl, tunnel_id: claimed?.id ?? "", ...(loopback_url ? { loopback_url } : {}), ...(insp ? { inspect_url: insp.url } : {}) });
+        out.ready({ public_url: s.publicUrl, local_url: localUrl, tunnel_id: claimed?.id ?? "", ...(cfg.tcp ? { name: claimed?.id ?? "" } : {}), ...(loopback_url ? { loopback_url } : {}), ...(insp ? { inspect_url: insp.url } : {}) });
         if (cfg.qr) void printQr(s.publicUrl, out);
         if (cfg.open && !opened) {
           opened = true;
@@ -167,7 +168,7 @@ async function printQr(url: string, out: Output): Promise<void> {
 }
 
 export async function runStart(cfg: StartConfig): Promise<number> {
-  const out = await outputFor(cfg.json);
+  const out = cfg.tcp ? createOutput(cfg.json) : await outputFor(cfg.json);
   const log = createLogger({ level: cfg.logLevel, format: cfg.json ? "json" : undefined }).child("agent");
   let embedded: Embedded | undefined;
   let apiUrl = cfg.apiUrl;
@@ -180,7 +181,7 @@ export async function runStart(cfg: StartConfig): Promise<number> {
   const client = createApiClient({ apiUrl, apiKey, bearer: cfg.bearer });
   for (const t of cfg.tunnels) {
     if (!(await listening(t.localHost, t.port))) {
-      out.warn("origin_not_listening", `Nothing is listening on ${t.localHost}:${t.port} yet; requests will get 502 until your app starts.`, { local_port: t.port });
+      out.warn("origin_not_listening", `Nothing is listening on ${t.localHost}:${t.port} yet; ${cfg.tcp ? "connections will be refused until the service starts" : "requests will get 502 until your app starts"}.`, { local_port: t.port });
     }
   }
   const insp = await startInspector(cfg, out);

@@ -13,6 +13,7 @@ import { serveAccepts } from "./agent.ts";
 import { Backoff, type BackoffOptions } from "./backoff.ts";
 import { type Clock, realClock, type TimerHandle } from "./clock.ts";
 import type { ForwardOptions } from "./forward.ts";
+import type { TcpTarget } from "./forward-tcp.ts";
 import { TunnelSessions } from "./sessions.ts";
 import { classify, type Fix, renewDelay } from "./policy.ts";
 
@@ -63,6 +64,8 @@ export interface SupervisorOptions extends ForwardOptions {
   keepAlive?: KeepAliveOptions;
   /** Tunnel-session liveness check interval, real time (default 10 s; sessions.ts). */
   sessionPingMs?: number;
+  /** A TCP tunnel (`azhexgate tcp`): streams go to this host:port (sessions.ts). */
+  tcpTarget?: TcpTarget;
 }
 
 export type KeepAliveOptions = Pick<ListenerOptions, "keepAliveMs" | "deadAfterIntervals" | "pingsBeforePong" | "keepAliveMemo">;

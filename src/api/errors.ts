@@ -9,6 +9,8 @@ export type ApiErrorCode =
   | "invalid_token" // 401
   | "forbidden" // 403
   | "forbidden_network" // 403
+  | "connect_forbidden" // 403
+  | "not_tcp_tunnel" // 409
   | "not_found" // 404
   | "method_not_allowed" // 405
   | "subdomain_taken" // 409
@@ -19,6 +21,7 @@ export type ApiErrorCode =
   | "rate_limited" // 429
   | "tunnel_quota" // 429
   | "internal" // 500
+  | "connect_unavailable" // 501
   | "relay_unavailable" // 502
   | "api_keys_unavailable" // 503
   | "identity_provider_unavailable"; // 503

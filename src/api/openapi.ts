@@ -22,6 +22,8 @@ const tunnelProps = {
   hybrid_connection_name: { type: "string", description: "Always hc-{id}." },
   reserved: { type: "boolean", description: "True for a reserved name owned by the API key beyond this tunnel's life." },
   local_port: { type: ["integer", "null"] },
+  kind: { type: "string", enum: ["http", "tcp"], description: "http: served on its public URL; tcp (`azhexgate tcp`): reached only with `azhexgate connect`." },
+  allow: { type: ["array", "null"], items: { type: "string" }, description: "TCP tunnels: key ids / user ids (besides the owner and admins) that may connect." },
   access: {
     type: ["object", "null"],
     description: "The tunnel's access policy and limits as enforced at the gateway (null: anyone may open it; operator limits apply). Passwords are never shown.",
@@ -107,6 +109,22 @@ export function openApiDocument(): Record<string, unknown> {
           responses: { "204": { description: "Released" }, "404": ref("NotFound"), "409": err("name_in_use: a tunnel still uses the name; delete it first"), ...guarded },
         },
       },
+      "/api/tunnels/{id}/connect": {
+        parameters: [idParam],
+        post: {
+          operationId: "connectTunnel",
+          summary: "A short-lived Send-only relay token for a TCP tunnel (`azhexgate connect`): for its owner, the keys / users it allows, and admins",
+          responses: {
+            "200": ok("Where and how to dial the relay as a sender", "ConnectGrant"),
+            "404": ref("NotFound"),
+            ...guarded,
+            "403": err("forbidden_network / forbidden (see ForbiddenNetwork); connect_forbidden: the tunnel's owner has not allowed your key or user (azhexgate tcp --allow)"),
+            "409": err("not_tcp_tunnel: an HTTP tunnel; open its public URL instead"),
+            "501": err("connect_unavailable: this gateway's relay binding cannot sign Send tokens"),
+            "502": ref("RelayUnavailable"),
+          },
+        },
+      },
       "/api/tunnels/{id}/token": {
         parameters: [idParam],
         post: {
@@ -152,7 +170,7 @@ export function openApiDocument(): Record<string, unknown> {
                   enum: [
                     "invalid_request", "unauthorized", "forbidden_network", "not_found", "method_not_allowed", "subdomain_taken",
                     "session_superseded", "payload_too_large", "unsupported_media_type", "rate_limited", "internal", "relay_unavailable",
-                    "api_keys_unavailable", "invalid_token", "forbidden", "identity_provider_unavailable",
+                    "api_keys_unavailable", "invalid_token", "forbidden", "identity_provider_unavailable", "connect_forbidden", "not_tcp_tunnel", "connect_unavailable",
                   ],
                 },
                 message: { type: "string" },
@@ -167,6 +185,8 @@ export function openApiDocument(): Record<string, unknown> {
           properties: {
             subdomain: { type: "string", pattern: "^[a-z0-9](?:[a-z0-9-]{1,38}[a-z0-9])$", description: "A reserved name (3-40 chars, not all digits, not a reserved word); omit for a random id." },
             local_port: { type: "integer", minimum: 1, maximum: 65535, description: "Informational." },
+            kind: { type: "string", enum: ["http", "tcp"], description: "tcp: a TCP tunnel (no public URL; reached with azhexgate connect). Default http." },
+            allow: { type: "array", maxItems: 64, items: { type: "string" }, description: "With kind tcp: key ids / user ids (besides you and admins) that may connect." },
             access: {
               type: "object",
               additionalProperties: false,
@@ -204,6 +224,16 @@ export function openApiDocument(): Record<string, unknown> {
             session_id: { type: "string" },
           },
           required: [...Object.keys(tunnelProps), "listener_token", "expires_at", "session_id"],
+        },
+        ConnectGrant: {
+          type: "object",
+          required: ["endpoint", "hcPath", "token", "expiresAt"],
+          properties: {
+            endpoint: { type: "string", description: "Relay namespace URL to dial as a sender." },
+            hcPath: { type: "string", description: "The tunnel's hybrid connection, hc-{id}." },
+            token: { type: "string", description: "SAS token: Send right on this hybrid connection only." },
+            expiresAt: { ...isoTime, description: "When token expires; ask again before." },
+          },
         },
         Token: {
           type: "object",

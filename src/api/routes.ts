@@ -50,6 +50,7 @@ export const API_ROUTES: ReadonlyArray<{ path: string; methods: readonly string[
   { path: "/api/tunnels/{id}", methods: ["GET", "DELETE"] },
   { path: "/api/tunnels/{id}/token", methods: ["POST"] },
   { path: "/api/names/{name}", methods: ["DELETE"] },
+  { path: "/api/tunnels/{id}/connect", methods: ["POST"] },
 ];
 
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -59,9 +60,9 @@ function match(pathname: string): { route: string; id?: string } | undefined {
   if (pathname === "/api/openapi.json" || pathname === "/api/tunnels" || pathname === "/api/auth") return { route: pathname };
   const n = /^\/api\/names\/([^/]+)$/.exec(pathname);
   if (n?.[1]) return { route: "/api/names/{name}", id: n[1] };
-  const m = /^\/api\/tunnels\/([^/]+)(\/token)?$/.exec(pathname);
+  const m = /^\/api\/tunnels\/([^/]+)(\/token|\/connect)?$/.exec(pathname);
   if (!m?.[1]) return undefined;
-  return { route: m[2] ? "/api/tunnels/{id}/token" : "/api/tunnels/{id}", id: m[1] };
+  return { route: m[2] ? `/api/tunnels/{id}${m[2]}` : "/api/tunnels/{id}", id: m[1] };
 }
 
 function presentedKey(req: Request): string | undefined {
@@ -115,6 +116,20 @@ interface Ctx {
   client?: string;
 }
 
+/** `kind` / `allow` of a create request → the TCP settings (undefined for an HTTP tunnel). */
+function tcpSettings(body: Record<string, unknown>): { allow: string[] } | undefined {
+  const { kind, allow } = body;
+  if (kind !== undefined && kind !== "http" && kind !== "tcp") throw invalid("kind", 'kind must be "http" or "tcp".');
+  if (kind !== "tcp") {
+    if (allow !== undefined) throw invalid("allow", 'allow is for TCP tunnels only (kind "tcp").');
+    return undefined;
+  }
+  if (allow !== undefined && !(Array.isArray(allow) && allow.length <= 64 && allow.every((a) => typeof a === "string" && a.length >= 1 && a.length <= 200))) {
+    throw invalid("allow", "allow must be a list of at most 64 key ids or user ids (strings of 1-200 characters).");
+  }
+  return { allow: [...new Set((allow as string[] | undefined) ?? [])] };
+}
+
 const iso = (ms: number): string => new Date(ms).toISOString();
 
 export function createManagementApi(deps: ManagementApiDeps): ManagementApi {
@@ -127,6 +142,8 @@ export function createManagementApi(deps: ManagementApiDeps): ManagementApi {
     hybrid_connection_name: t.hcPath,
     reserved: t.reserved,
     local_port: t.localPort ?? null,
+    kind: t.tcp ? "tcp" : "http",
+    allow: t.tcp ? t.tcp.allow : null,
     access: policyView(t.policy),
     created_at: iso(t.createdAt),
     last_seen_at: iso(t.lastSeenAt),
@@ -136,8 +153,9 @@ export function createManagementApi(deps: ManagementApiDeps): ManagementApi {
 
   async function createTunnel(req: Request, keyId: string): Promise<Response> {
     const body = await readJson(req, true);
-    onlyFields(body, ["subdomain", "local_port", "access"]);
+    onlyFields(body, ["subdomain", "local_port", "access", "kind", "allow"]);
     const { subdomain, local_port } = body;
+    const tcp = tcpSettings(body);
     let policy;
     try {
       policy = parseAccess(body.access, {
@@ -153,7 +171,7 @@ export function createManagementApi(deps: ManagementApiDeps): ManagementApi {
     if (local_port !== undefined && local_port !== null && !(Number.isInteger(local_port) && (local_port as number) >= 1 && (local_port as number) <= 65535)) {
       throw invalid("local_port", "local_port must be an integer from 1 to 65535.");
     }
-    const r = await service.create(keyId, { subdomain: subdomain ?? undefined, localPort: (local_port as number | null) ?? undefined, policy });
+    const r = await service.create(keyId, { subdomain: subdomain ?? undefined, localPort: (local_port as number | null) ?? undefined, policy, tcp });
     return json(
       {
         ...view(r.tunnel),
@@ -262,6 +280,10 @@ export function createManagementApi(deps: ManagementApiDeps): ManagementApi {
       case "DELETE /api/names/{name}":
         await service.releaseName(keyId, id as string, admin);
         return new Response(null, { status: 204 });
+      case "POST /api/tunnels/{id}/connect": {
+        const r = await service.connectToken(keyId, id as string, admin);
+        return json({ endpoint: deps.relayEndpoint, hcPath: r.tunnel.hcPath, token: r.token, expiresAt: iso(r.tokenExpiresAt) });
+      }
     }
     throw new Error(`route ${req.method} ${m.route} has no handler`);
   }

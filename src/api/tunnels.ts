@@ -10,7 +10,7 @@
 import { randomInt, randomUUID } from "node:crypto";
 import type { ListenerTokenIssuer, Provisioner } from "../control/types.ts";
 import type { Logger } from "../log.ts";
-import type { TunnelPolicy, TunnelRecord, TunnelRegistry } from "../registry/types.ts";
+import type { TcpSettings, TunnelPolicy, TunnelRecord, TunnelRegistry } from "../registry/types.ts";
 import { ApiError, invalid, notFound } from "./errors.ts";
 
 export interface TunnelServiceOptions {
@@ -34,6 +34,8 @@ export interface CreateInput {
   localPort?: number;
   /** Access policy and limits (already validated and hashed: src/gateway/policy/spec.ts). */
   policy?: TunnelPolicy;
+  /** A TCP tunnel (`azhexgate tcp`): who else may connect. */
+  tcp?: TcpSettings;
 }
 
 export interface IssuedTunnel {
@@ -107,7 +109,7 @@ export class TunnelService {
   /** Creates a tunnel (or, for the owner's reserved name, takes it back from a stale session). */
   async create(keyId: string, input: CreateInput): Promise<IssuedTunnel> {
     const now = this.now();
-    const base = { keyId, sessionId: randomUUID(), localPort: input.localPort, createdAt: now, lastSeenAt: now, expiresAt: now + this.idleTtlMs, ...(input.policy ? { policy: input.policy } : {}) };
+    const base = { keyId, sessionId: randomUUID(), localPort: input.localPort, createdAt: now, lastSeenAt: now, expiresAt: now + this.idleTtlMs, ...(input.policy ? { policy: input.policy } : {}), ...(input.tcp ? { tcp: input.tcp } : {}) };
     const name = input.subdomain === undefined ? undefined : validateSubdomain(input.subdomain);
     await this.checkQuota(keyId, name);
     if (name !== undefined) {
@@ -116,7 +118,7 @@ export class TunnelService {
       }
       const rec: TunnelRecord = { ...base, id: name, hcPath: hcPathOf(name), reserved: true };
       if (await this.o.registry.create(rec)) return this.provisionNew(rec);
-      return this.reclaim(keyId, name, base.sessionId, input.localPort, input.policy);
+      return this.reclaim(keyId, name, base.sessionId, input);
     }
     for (let attempt = 0; attempt < 16; attempt++) {
       const id = this.randomId();
@@ -150,6 +152,27 @@ export class TunnelService {
     const now = this.now();
     const tunnel = (await this.o.registry.update(id, { lastSeenAt: now, expiresAt: now + this.idleTtlMs })) ?? rec;
     return { ...issued, tunnel };
+  }
+
+  /**
+   * A short-lived Send-only token for a TCP tunnel's hybrid connection (`azhexgate connect`):
+   * for the owner, the keys / users the owner allowed (`azhexgate tcp --allow`), and admins.
+   * 404 for an unknown name; 403 for a tunnel the caller may not use; 409 for an HTTP tunnel.
+   */
+  async connectToken(keyId: string, id: string, admin = false): Promise<{ token: string; tokenExpiresAt: number; tunnel: TunnelRecord; ttlSeconds: number }> {
+    const rec = await this.o.registry.get(id);
+    if (!rec) throw notFound();
+    const allowed = admin || rec.keyId === keyId || (rec.tcp?.allow ?? []).includes(keyId);
+    if (!allowed) {
+      throw new ApiError(403, "connect_forbidden", `You may not connect to tunnel "${id}": ask its owner to run azhexgate tcp with --allow ${keyId} (your key id or user id).`);
+    }
+    if (!rec.tcp) throw new ApiError(409, "not_tcp_tunnel", `Tunnel "${id}" is an HTTP tunnel; open its public URL instead of azhexgate connect.`);
+    const issueSend = this.o.issuer.issueSend;
+    if (!issueSend) throw new ApiError(501, "connect_unavailable", "This gateway's relay binding cannot sign Send tokens, so azhexgate connect is not available here.");
+    // Short-lived: a quarter of the listener TTL, at most 15 minutes; `connect` renews before expiry.
+    const ttlSeconds = Math.max(5, Math.min(900, Math.floor(this.tokenTtlSeconds / 4)));
+    const { token, expiresAt } = await this.relay("issue", () => issueSend.call(this.o.issuer, rec.hcPath, ttlSeconds));
+    return { token, tokenExpiresAt: expiresAt, tunnel: rec, ttlSeconds };
   }
 
   /** The caller's tunnel (any tunnel for an admin); 404 for an unknown id and for another owner's tunnel alike. */
@@ -218,13 +241,14 @@ export class TunnelService {
   }
 
   /** The owner asks for its name again: new session, stale listeners cut, old tokens dead. */
-  private async reclaim(keyId: string, name: string, sessionId: string, localPort: number | undefined, policy: TunnelPolicy | undefined): Promise<IssuedTunnel> {
+  private async reclaim(keyId: string, name: string, sessionId: string, input: CreateInput): Promise<IssuedTunnel> {
+    const { localPort, policy, tcp } = input;
     const old = await this.o.registry.get(name);
     if (!old || old.keyId !== keyId) {
       throw new ApiError(409, "subdomain_taken", `subdomain "${name}" is in use; try again in a moment.`);
     }
     const now = this.now();
-    const rec = await this.o.registry.update(name, { sessionId, localPort, policy, lastSeenAt: now, expiresAt: now + this.idleTtlMs });
+    const rec = await this.o.registry.update(name, { sessionId, localPort, policy, tcp, lastSeenAt: now, expiresAt: now + this.idleTtlMs });
     if (!rec) throw new ApiError(409, "subdomain_taken", `subdomain "${name}" changed while being reclaimed; try again.`);
     // Remove + ensure: closes the stale listeners (1001) and rotates the Listen rule's key.
     await this.relay("remove", () => this.o.provisioner.remove(rec.hcPath));

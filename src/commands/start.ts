@@ -51,11 +51,16 @@ export default defineCommand({
     } catch (err) {
       usageExit("start", (err as Error).message);
     }
-    if (cfg.proxy) (await import("../net/proxy.ts")).setProcessProxy(cfg.proxy);
-    const { runStart } = await import("../agent/start.ts");
-    const code = await runStart(cfg);
-    // Exit now: nothing left to wait for (a lingering socket or timer must not delay Ctrl+C).
-    await Promise.all([process.stdout, process.stderr].map((s) => new Promise<void>((r) => s.write("", () => r()))));
-    process.exit(code);
+    await runToExit(cfg);
   },
 });
+
+/** Runs `start` (or `tcp`) with a resolved configuration and exits with its code. */
+export async function runToExit(cfg: import("../agent/start-config.ts").StartConfig): Promise<never> {
+  if (cfg.proxy) (await import("../net/proxy.ts")).setProcessProxy(cfg.proxy);
+  const { runStart } = await import("../agent/start.ts");
+  const code = await runStart(cfg);
+  // Exit now: nothing left to wait for (a lingering socket or timer must not delay Ctrl+C).
+  await Promise.all([process.stdout, process.stderr].map((s) => new Promise<void>((r) => s.write("", () => r()))));
+  process.exit(code);
+}

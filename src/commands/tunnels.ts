@@ -44,7 +44,7 @@ const list = defineCommand({
       if (tunnels.length === 0) return console.log("no tunnels");
       console.log(["ID".padEnd(14), "PUBLIC URL".padEnd(44), "PORT".padEnd(6), "IDLE EXPIRY"].join(" "));
       for (const t of tunnels) {
-        console.log([String(t.id).padEnd(14), String(t.public_url).padEnd(44), String(t.local_port ?? "-").padEnd(6), String(t.idle_expires_at), ...(t.owner ? [String(t.owner)] : [])].join(" "));
+        console.log([String(t.id).padEnd(14), (t.kind === "tcp" ? `tcp: azhexgate connect ${t.id}` : String(t.public_url)).padEnd(44), String(t.local_port ?? "-").padEnd(6), String(t.idle_expires_at), ...(t.owner ? [String(t.owner)] : [])].join(" "));
       }
     });
   },

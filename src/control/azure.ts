@@ -20,6 +20,8 @@ import { NO_PROPAGATION, retryWhileRolePropagates, type RolePropagation } from "
 import type { RelaySettings } from "./settings.ts";
 import type { HcInfo, ListenerTokenIssuer, Provisioner, RelayBinding } from "./types.ts";
 
+/** The per-HC SAS rule `azhexgate connect`'s tokens are signed with (Send right only; created on first use). */
+export const SEND_RULE = "azhexgate-send";
 /** The per-HC SAS rule agents' tokens are signed with (Listen right only). */
 export const LISTEN_RULE = "azhexgate-listen";
 
@@ -162,30 +164,43 @@ export async function createAzureBinding(settings: RelaySettings, opts: AzureBin
     return arm;
   };
 
-  const readKey = async (hcPath: string): Promise<ListenKey> => {
-    const a = requireArm(`read the listen key of hybrid connection "${hcPath}"`);
+  /** Reads the key of one of the HC's own rules (ARM `listKeys`), adding the rule when it is missing. */
+  const readRuleKey = (rule: string, right: "Listen" | "Send") => async (hcPath: string): Promise<ListenKey> => {
+    const a = requireArm(`read the ${right.toLowerCase()} key of hybrid connection "${hcPath}"`);
     const hcs = (await armClient()).hybridConnections;
-    const list = () => arm403(() => hcs.listKeys(a.resourceGroup, a.namespace, hcPath, LISTEN_RULE));
+    const list = () => arm403(() => hcs.listKeys(a.resourceGroup, a.namespace, hcPath, rule));
     let keys: Awaited<ReturnType<typeof list>>;
     try {
       keys = await list();
     } catch (err) {
       if (statusOf(err) !== 404) throw fail("listKeys", hcPath, err);
-      // the HC exists without our rule (made by infra / an older version): add it, then read
+      // the HC exists without our rule (made by infra / an older version / before TCP tunnels): add it, then read
       try {
-        await arm403(() => hcs.createOrUpdateAuthorizationRule(a.resourceGroup, a.namespace, hcPath, LISTEN_RULE, { rights: ["Listen"] }));
+        await arm403(() => hcs.createOrUpdateAuthorizationRule(a.resourceGroup, a.namespace, hcPath, rule, { rights: [right] }));
         keys = await list();
       } catch (e) {
         throw fail("listKeys", hcPath, e);
       }
     }
     if (!keys.primaryKey) throw new RelayArmError(`ARM listKeys for hybrid connection "${hcPath}" returned no primary key`, 200, undefined, true);
-    return { keyName: keys.keyName ?? LISTEN_RULE, key: keys.primaryKey };
+    return { keyName: keys.keyName ?? rule, key: keys.primaryKey };
   };
+  const readKey = readRuleKey(LISTEN_RULE, "Listen");
 
   const cached = envKey
     ? undefined
     : cachedKeyIssuer({ endpoint, readKey, refreshMs: opts.keyRefreshMs ?? settings.keyRefreshSeconds * 1000, now, log });
+  /**
+   * Send tokens for `azhexgate connect` (issue 16) are signed with a per-HC Send-only rule
+   * (`azhexgate-send`, created through ARM on first use), never with the namespace key: a SAS
+   * token carries the rights of the rule that signed it, so one signed with the env key (Send +
+   * Listen) would let a connecting user listen on the tunnel's hybrid connection and take its
+   * traffic. Without ARM (env key only) there is no such rule: the connect route answers 501.
+   */
+  const sendCached = envKey
+    ? undefined
+    : cachedKeyIssuer({ endpoint, readKey: readRuleKey(SEND_RULE, "Send"), refreshMs: opts.keyRefreshMs ?? settings.keyRefreshSeconds * 1000, now, log });
+  if (cached && sendCached) (cached as ListenerTokenIssuer).issueSend = (hcPath, ttl) => sendCached.issue(hcPath, ttl);
   const issuer: ListenerTokenIssuer = cached ?? envKeyIssuer(endpoint, envKey as ListenKey, now, log);
 
   const provisioner: Provisioner = {
@@ -202,6 +217,7 @@ export async function createAzureBinding(settings: RelaySettings, opts: AzureBin
     async remove(hcPath) {
       const a = requireArm(`delete hybrid connection "${hcPath}"`);
       cached?.forget(hcPath);
+      sendCached?.forget(hcPath);
       const hcs = (await armClient()).hybridConnections;
       try {
         await arm403(() => hcs.delete(a.resourceGroup, a.namespace, hcPath));
@@ -252,6 +268,7 @@ export async function createAzureBinding(settings: RelaySettings, opts: AzureBin
     senderToken,
     async close() {
       cached?.clear();
+      sendCached?.clear();
     },
   };
 }

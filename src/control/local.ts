@@ -14,6 +14,12 @@ import type { ListenerTokenIssuer, Provisioner, RelayBinding } from "./types.ts"
 
 /** The per-HC SAS rule agents' tokens are signed with: Listen only. */
 export const LISTEN_RULE = "azhexgate-listen";
+/**
+ * The per-HC SAS rule `azhexgate connect`'s tokens are signed with: Send only. A token signed with
+ * the namespace's root rule would carry Listen too (the rule's rights, not the token's scope, decide),
+ * so a connecting user could listen on the tunnel's hybrid connection and take its traffic.
+ */
+export const SEND_RULE = "azhexgate-send";
 /** The namespace rule the gateway signs its sender tokens with in local mode. */
 export const ROOT_RULE = "RootManageSharedAccessKey";
 
@@ -26,8 +32,10 @@ export function createLocalBinding(emulator: EmulatorHandle, opts: { now?: () =>
       const hc = entities.get(hcPath);
       // upsert() re-mints the keys of every rule it is given: only add the rule when missing,
       // so ensure() stays idempotent and live tokens stay valid.
-      if (hc?.rules.has(LISTEN_RULE)) return;
-      entities.upsert({ path: hcPath, rules: [{ name: LISTEN_RULE, rights: ["Listen"] }] });
+      const rules = [];
+      if (!hc?.rules.has(LISTEN_RULE)) rules.push({ name: LISTEN_RULE, rights: ["Listen" as const] });
+      if (!hc?.rules.has(SEND_RULE)) rules.push({ name: SEND_RULE, rights: ["Send" as const] });
+      if (rules.length > 0) entities.upsert({ path: hcPath, rules });
     },
     async remove(hcPath) {
       entities.delete(hcPath);
@@ -37,14 +45,22 @@ export function createLocalBinding(emulator: EmulatorHandle, opts: { now?: () =>
     },
   };
 
+  const sign = (hcPath: string, ruleName: string, ttlSeconds: number) => {
+    const hc = entities.get(hcPath);
+    const rule = hc?.rules.get(ruleName);
+    if (!hc || !rule) throw new Error(`hybrid connection "${hcPath}" has no "${ruleName}" rule; ensure it first`);
+    const expiresAt = Math.floor(now() / 1000) + ttlSeconds;
+    const token = createSasToken(resourceUri(emulator.endpoint, hc.path), ruleName, rule.primaryKey, expiresAt);
+    return { token, expiresAt: expiresAt * 1000 };
+  };
   const issuer: ListenerTokenIssuer = {
     async issue(hcPath, ttlSeconds) {
-      const hc = entities.get(hcPath);
-      const rule = hc?.rules.get(LISTEN_RULE);
-      if (!hc || !rule) throw new Error(`hybrid connection "${hcPath}" has no "${LISTEN_RULE}" rule; ensure it first`);
-      const expiresAt = Math.floor(now() / 1000) + ttlSeconds;
-      const token = createSasToken(resourceUri(emulator.endpoint, hc.path), LISTEN_RULE, rule.primaryKey, expiresAt);
-      return { token, expiresAt: expiresAt * 1000 };
+      return sign(hcPath, LISTEN_RULE, ttlSeconds);
+    },
+    async issueSend(hcPath, ttlSeconds) {
+      // Tunnels created before issue 16 have no Send rule yet: add it (the Listen rule's key stays).
+      if (!entities.get(hcPath)?.rules.has(SEND_RULE)) await provisioner.ensure(hcPath);
+      return sign(hcPath, SEND_RULE, ttlSeconds);
     },
     invalidate() {
       // Keys are read from the entity store on every issue(): nothing is cached.

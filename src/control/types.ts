@@ -28,6 +28,11 @@ export interface ListenerTokenIssuer {
    * Secrets stay in memory; the token is the only thing that leaves.
    */
   issue(hcPath: string, ttlSeconds: number): Promise<{ token: string; expiresAt: number }>;
+  /**
+   * A SAS token scoped to one hybrid connection with the Send right only (issue 16: `azhexgate
+   * connect` dials the relay as a sender). Absent when the binding cannot sign one.
+   */
+  issueSend?(hcPath: string, ttlSeconds: number): Promise<{ token: string; expiresAt: number }>;
   /** The relay rejected a token signed with the current key (rotation): re-read keys now. */
   invalidate(hcPath?: string): void;
 }

@@ -22,7 +22,7 @@ export interface RedisRegistryOptions {
 
 type Patch = Partial<Omit<TunnelRecord, "id">>;
 
-const PATCHABLE = new Set(["keyId", "hcPath", "reserved", "sessionId", "localPort", "createdAt", "lastSeenAt", "expiresAt", "policy"]);
+const PATCHABLE = new Set(["keyId", "hcPath", "reserved", "sessionId", "localPort", "createdAt", "lastSeenAt", "expiresAt", "policy", "tcp"]);
 
 const CREATE = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -86,6 +86,7 @@ function fields(rec: TunnelRecord): string[] {
   ];
   if (rec.localPort !== undefined) out.push("localPort", String(rec.localPort));
   if (rec.policy !== undefined) out.push("policy", JSON.stringify(rec.policy));
+  if (rec.tcp !== undefined) out.push("tcp", JSON.stringify(rec.tcp));
   return out;
 }
 
@@ -112,6 +113,7 @@ function fromHash(h: Record<string, string>, key: string): TunnelRecord {
   };
   if (h.localPort !== undefined) rec.localPort = num("localPort");
   if (h.policy !== undefined) rec.policy = JSON.parse(h.policy) as TunnelRecord["policy"];
+  if (h.tcp !== undefined) rec.tcp = JSON.parse(h.tcp) as TunnelRecord["tcp"];
   return rec;
 }
 
@@ -206,8 +208,8 @@ export async function openRedisRegistry(url: string, opts: RedisRegistryOptions 
       for (const [k, v] of Object.entries(patch)) {
         if (!PATCHABLE.has(k)) continue; // the id, and unknown keys, are never written
         if (v === undefined) {
-          if (k === "localPort" || k === "policy") del.push(k);
-        } else set.push(k, k === "reserved" ? (v ? "1" : "0") : k === "policy" ? JSON.stringify(v) : String(v));
+          if (k === "localPort" || k === "policy" || k === "tcp") del.push(k);
+        } else set.push(k, k === "reserved" ? (v ? "1" : "0") : k === "policy" || k === "tcp" ? JSON.stringify(v) : String(v));
       }
       const r = await run(UPDATE, [tunnelKey(id), expiryKey], [prefix, id, String(set.length / 2), ...set, ...del]);
       return r === null || r === undefined || r === false ? undefined : fromHash(pairsToHash(r), tunnelKey(id));

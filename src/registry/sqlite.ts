@@ -7,7 +7,7 @@
 import { Database } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import type { TunnelPolicy, TunnelRecord, TunnelRegistry } from "./types.ts";
+import type { TcpSettings, TunnelPolicy, TunnelRecord, TunnelRegistry } from "./types.ts";
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS tunnels (
@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS tunnels (
   created_at   INTEGER NOT NULL,
   last_seen_at INTEGER NOT NULL,
   expires_at   INTEGER NOT NULL,
-  policy       TEXT
+  policy       TEXT,
+  tcp          TEXT
 );
 CREATE INDEX IF NOT EXISTS tunnels_key_id ON tunnels (key_id);
 CREATE INDEX IF NOT EXISTS tunnels_expires_at ON tunnels (expires_at);
@@ -42,9 +43,10 @@ interface Row {
   last_seen_at: number;
   expires_at: number;
   policy: string | null;
+  tcp: string | null;
 }
 
-const COLUMNS = "id, key_id, hc_path, reserved, session_id, local_port, created_at, last_seen_at, expires_at, policy";
+const COLUMNS = "id, key_id, hc_path, reserved, session_id, local_port, created_at, last_seen_at, expires_at, policy, tcp";
 const ORDER = "ORDER BY created_at, id";
 
 function toRecord(row: Row): TunnelRecord {
@@ -60,6 +62,7 @@ function toRecord(row: Row): TunnelRecord {
   };
   if (row.local_port !== null) rec.localPort = row.local_port;
   if (row.policy) rec.policy = JSON.parse(row.policy) as TunnelPolicy;
+  if (row.tcp) rec.tcp = JSON.parse(row.tcp) as TcpSettings;
   return rec;
 }
 
@@ -75,6 +78,7 @@ function toParams(rec: TunnelRecord): Row {
     last_seen_at: rec.lastSeenAt,
     expires_at: rec.expiresAt,
     policy: rec.policy ? JSON.stringify(rec.policy) : null,
+    tcp: rec.tcp ? JSON.stringify(rec.tcp) : null,
   };
 }
 
@@ -85,9 +89,9 @@ function toParams(rec: TunnelRecord): Row {
 export function applyPatch(rec: TunnelRecord, patch: Partial<Omit<TunnelRecord, "id">>): TunnelRecord {
   const next: TunnelRecord = { ...rec };
   for (const [k, v] of Object.entries(patch) as [keyof TunnelRecord, unknown][]) {
-    if (k === "id" || !(k in rec || k === "localPort" || k === "policy")) continue; // unknown keys are ignored
+    if (k === "id" || !(k in rec || k === "localPort" || k === "policy" || k === "tcp")) continue; // unknown keys are ignored
     if (v !== undefined) (next as unknown as Record<string, unknown>)[k] = v;
-    else if (k === "localPort" || k === "policy") delete next[k];
+    else if (k === "localPort" || k === "policy" || k === "tcp") delete next[k];
   }
   return next;
 }
@@ -102,16 +106,18 @@ export function openSqliteRegistry(path: string): TunnelRegistry {
   db.run(SCHEMA);
   // Registries created before tunnel policies (issue 14) get the column.
   if (!db.query<{ name: string }, []>("PRAGMA table_info(tunnels)").all().some((c) => c.name === "policy")) db.run("ALTER TABLE tunnels ADD COLUMN policy TEXT");
+  // … and before TCP tunnels (issue 16).
+  if (!db.query<{ name: string }, []>("PRAGMA table_info(tunnels)").all().some((c) => c.name === "tcp")) db.run("ALTER TABLE tunnels ADD COLUMN tcp TEXT");
 
   const p = (row: Row) => row as unknown as Record<string, string | number | null>;
   const insert = db.query<unknown, [Record<string, string | number | null>]>(
     `INSERT INTO tunnels (${COLUMNS}) VALUES ($id, $key_id, $hc_path, $reserved, $session_id, $local_port,
-       $created_at, $last_seen_at, $expires_at, $policy) ON CONFLICT (id) DO NOTHING`,
+       $created_at, $last_seen_at, $expires_at, $policy, $tcp) ON CONFLICT (id) DO NOTHING`,
   );
   const replace = db.query<unknown, [Record<string, string | number | null>]>(
     `UPDATE tunnels SET key_id = $key_id, hc_path = $hc_path, reserved = $reserved, session_id = $session_id,
        local_port = $local_port, created_at = $created_at, last_seen_at = $last_seen_at, expires_at = $expires_at,
-       policy = $policy
+       policy = $policy, tcp = $tcp
      WHERE id = $id`,
   );
   const selectOne = db.query<Row, [string]>(`SELECT ${COLUMNS} FROM tunnels WHERE id = ?1`);

@@ -25,6 +25,13 @@ export interface TunnelRecord {
   expiresAt: number;
   /** Access policy and limits enforced at the gateway (absent: anyone, operator limits). */
   policy?: TunnelPolicy;
+  /** Present on TCP tunnels (issue 16, `azhexgate tcp`): who besides the owner and admins may connect. */
+  tcp?: TcpSettings;
+}
+
+/** A TCP tunnel's settings: the key ids / user ids (besides the owner and admins) that may get a Send token. */
+export interface TcpSettings {
+  allow: string[];
 }
 
 /** A tunnel's access policy and limits (never a plain password: basic-auth entries are scrypt hashes). */

@@ -52,8 +52,10 @@ export interface ApiStack {
   keys: ApiKeyStore;
   /** Injected clock of the service and the failed-auth limiter. */
   clock: { now: number };
-  /** Fault switch: while set, provisioning fails like an unreachable relay. */
+  /** Fault switch: while set, provisioning (and Send tokens) fail like an unreachable relay. */
   relayDown: { on: boolean };
+  /** While set, the binding cannot sign Send tokens (the connect route answers 501). */
+  sendUnsupported: { on: boolean };
   logs: string[];
   seen: Seen[];
   /** Every listener token handed out (to check none reaches a log line). */
@@ -64,6 +66,7 @@ export interface ApiStack {
 
 export function routeOf(pathname: string): string {
   if (/^\/api\/tunnels\/[^/]+\/token$/.test(pathname)) return "/api/tunnels/{id}/token";
+  if (/^\/api\/tunnels\/[^/]+\/connect$/.test(pathname)) return "/api/tunnels/{id}/connect";
   if (/^\/api\/tunnels\/[^/]+$/.test(pathname)) return "/api/tunnels/{id}";
   if (/^\/api\/names\/[^/]+$/.test(pathname)) return "/api/names/{name}";
   return pathname;
@@ -94,7 +97,18 @@ export async function startApiStack(
   const log = createLogger({ format: "json", level: "debug", sink: (line) => logs.push(line) });
   const keys = await loadApiKeys({ env: `${KEY_A},${KEY_B}`, file: o.waitForKeysFile, waitForSources: o.waitForKeysFile !== undefined, retry: { firstMs: 60_000 }, log });
   const access = createAccessPolicy({ ...o.access, now: () => clock.now });
-  const service = new TunnelService({ registry, provisioner, issuer: binding.issuer, now: () => clock.now, log, ...o.service });
+  // Send tokens (`azhexgate connect`): fail like an unreachable relay with relayDown, or absent
+  // (a binding that cannot sign them: 501) with sendUnsupported.
+  const sendUnsupported = { on: false };
+  const issuer = {
+    issue: binding.issuer.issue.bind(binding.issuer),
+    invalidate: binding.issuer.invalidate.bind(binding.issuer),
+    get issueSend() {
+      if (sendUnsupported.on) return undefined;
+      return (p: string, ttl: number) => (relayDown.on ? down() : binding.issuer.issueSend!(p, ttl));
+    },
+  };
+  const service = new TunnelService({ registry, provisioner, issuer, now: () => clock.now, log, ...o.service });
   const api = createManagementApi({
     service,
     keys,
@@ -153,6 +167,7 @@ export async function startApiStack(
     keys,
     clock,
     relayDown,
+    sendUnsupported,
     logs,
     seen,
     issuedTokens,
@@ -169,7 +184,8 @@ export async function startApiStack(
 
 /**
  * Throws when a response or a log line leaks an API key or a SAS signature. Listener tokens are
- * allowed only in the `listener_token` field of a response (handed to their owner).
+ * allowed only in the `listener_token` field of a response (handed to their owner), and Send
+ * tokens only in the connect route's `token` field.
  */
 export function assertNoSecrets(stack: ApiStack, keys: string[] = [KEY_A, KEY_B]): void {
   const sig = /sig(=|%3D)(?!REDACTED)/i;
@@ -178,6 +194,7 @@ export function assertNoSecrets(stack: ApiStack, keys: string[] = [KEY_A, KEY_B]
     try {
       const parsed = JSON.parse(body) as Record<string, unknown>;
       if (parsed && typeof parsed === "object") delete parsed.listener_token;
+      if (parsed && typeof parsed === "object" && s.route === "/api/tunnels/{id}/connect") delete parsed.token;
       body = JSON.stringify(parsed);
     } catch {
       /* not JSON: scan as is */
