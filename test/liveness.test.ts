@@ -9,7 +9,7 @@
  * that runs is the production one.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { retireDelay } from "../src/gateway/pool.ts";
+import { retireDelay } from "../src/tunnel/pool.ts";
 import { KeepAliveMemo } from "../src/hc/listener.ts";
 import { Session, type Transport } from "../src/tunnel/session.ts";
 import { check, type LivenessStack, type Outcome, probeAccept, startLivenessStack } from "./support/liveness-stack.ts";

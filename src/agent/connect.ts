@@ -14,7 +14,7 @@
 import type { Socket } from "bun";
 import { RelayError } from "../hc/errors.ts";
 import { connectSender } from "../hc/sender.ts";
-import { SessionPool } from "../gateway/pool.ts";
+import { SessionPool } from "../tunnel/pool.ts";
 import type { StreamResetError, TunnelStream } from "../tunnel/stream.ts";
 import { ApiClientError, type ApiClient, type ConnectGrant } from "./api-client.ts";
 import { EXIT, terminalExitCode } from "./exit-codes.ts";

@@ -14,7 +14,7 @@ import type { WsConnection } from "../ws/client.ts";
 import type { AccessEntry, AccessLog } from "./access-log.ts";
 import { errorResponse, GatewayError } from "./errors.ts";
 import { gatewayMetrics, type GatewayMetrics } from "./metrics.ts";
-import { SessionPool, type PoolOptions } from "./pool.ts";
+import { SessionPool, type PoolOptions } from "../tunnel/pool.ts";
 import { holdEarlyWs, publicWsClose, publicWsMessage, relayWsToPublic, wsDataFor, type PublicWsData } from "./websocket.ts";
 import { type Throttle, throttled } from "./policy/bandwidth.ts";
 

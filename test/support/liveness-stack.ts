@@ -6,7 +6,7 @@
  * and `probeAccept()`, which proves the control channel still delivers new rendezvous.
  */
 import { superviseAgent, type SupervisorHandle, type SupervisorOptions } from "../../src/agent/supervisor.ts";
-import type { PoolOptions } from "../../src/gateway/pool.ts";
+import type { PoolOptions } from "../../src/tunnel/pool.ts";
 import { startGateway, type GatewayHandle } from "../../src/gateway/server.ts";
 import { resourceUri } from "../../src/hc/address.ts";
 import { createSasToken } from "../../src/hc/sas.ts";
