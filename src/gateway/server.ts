@@ -226,11 +226,20 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
 
   /** Opens a stream for `req` and waits for the response head, within the TTFB limit. */
   const openStream = async (req: Request, server: Server<PublicWsData>, id: string, route: TunnelRoute, kind: "http" | "ws", target: string, host: string, entry: AccessEntry | undefined, throttle?: Throttle, retried = false): Promise<{ stream: TunnelStream; resHead: ResponseHead }> => {
+    // The first-byte limit covers acquiring a session too (an agent that never says hello, a pool
+    // at its session cap): past it the request ends 504 `tunnel_timeout` (issue 12 item 8).
+    const deadline = Date.now() + ttfbMs;
     let session;
+    let acquireTimer: Timer | undefined;
     try {
-      session = await poolFor(id, route.hcPath).acquire();
+      const late = new Promise<never>((_, reject) => {
+        acquireTimer = setTimeout(() => reject(new GatewayError(504, "tunnel_timeout", `The agent of tunnel ${id} did not take the request within ${Math.round(ttfbMs / 1000)} s. Retry; if it persists, restart "azhexgate start".`)), ttfbMs);
+      });
+      session = await Promise.race([poolFor(id, route.hcPath).acquire(deadline), late]);
     } catch (err) {
       throw tunnelError(err, id);
+    } finally {
+      clearTimeout(acquireTimer);
     }
     const peer = server.requestIP(req);
     const client = peer ? (o.client ? o.client(req, peer) : { address: peer.address, port: peer.port }) : undefined;
@@ -253,7 +262,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
       else void pumpBody(req, stream, bodyIdleMs, throttle);
     }
     // the TTFB limit resets the stream, which rejects `stream.response` with ORIGIN_TIMEOUT → 504
-    const timer = setTimeout(() => stream.reset(ResetCode.ORIGIN_TIMEOUT, `The local app did not start answering within ${Math.round(ttfbMs / 1000)} s.`), ttfbMs);
+    const timer = setTimeout(() => stream.reset(ResetCode.ORIGIN_TIMEOUT, `The local app did not start answering within ${Math.round(ttfbMs / 1000)} s.`), Math.max(0, deadline - Date.now()));
     try {
       const resHead = await stream.response;
       if (entry) o.accessLog!.answered(entry, resHead.status);
