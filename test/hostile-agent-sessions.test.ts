@@ -77,10 +77,64 @@ test("an agent that answers every session with GOAWAY: sessions for its tunnel s
   expect(stack.accepted).toBeLessThanOrEqual(burst + Math.ceil(elapsed * rate) + 1);
   // the good tunnel served every request meanwhile
   expect(goodOk).toBe(40);
-  // the hostile sessions are closed by the gateway once drained: none stays open for long
-  for (let i = 0; i < 50 && stack.closed < stack.accepted - 1; i++) await Bun.sleep(100);
-  expect(stack.closed).toBeGreaterThanOrEqual(stack.accepted - 1);
+  // the hostile sessions are closed by the gateway once drained: at most the cap stay open
+  // (until the next request or liveness tick sweeps them), never one per request
+  expect(stack.accepted - stack.closed).toBeLessThanOrEqual(cap);
+  console.log(`GOAWAY agent: ${[...codes].map(([c, n]) => `${n}× ${c}`).join(", ")}; ${stack.accepted} rendezvous in ${elapsed.toFixed(1)} s, at most ${maxSessions} sessions, fds +${maxFds - fds0}`);
 }, 90_000);
+
+test("an agent that keeps one response open per session and sends GOAWAY: the pool stops at its cap, a request past it waits, then 503 tunnel_session_limit; the other tunnel keeps serving", async () => {
+  const cap = 3;
+  h = await startHostileStack(
+    (conn) => {
+      // answers the head, never ends the body (the stream stays open), then goes away
+      const session: Session = new Session(conn, {
+        role: "agent",
+        onStream: (s) => {
+          s.discardBody();
+          s.sendResponse({ status: 200, headers: [["content-type", "text/plain"]] });
+          void s.write(new TextEncoder().encode("x"));
+          session.goAway();
+        },
+      });
+      conn.on("message", (d) => session.handleMessage(d as Uint8Array));
+      conn.on("close", () => session.handleClose("closed"));
+    },
+    { ttfbMs: 2000, pool: { maxSessions: cap, dialBurst: 10, dialsPerSecond: 10 } },
+  );
+  const stack = h;
+  const held: AbortController[] = [];
+  const open: Response[] = []; // kept referenced: a collected Response cancels its body
+  for (let i = 0; i < cap; i++) {
+    const ac = new AbortController();
+    held.push(ac);
+    const r = await fetch(`${stack.badUrl}/held${i}`, { signal: ac.signal });
+    expect(r.status).toBe(200); // its body never ends while the session drains
+    open.push(r);
+  }
+  expect(stack.badSessions()).toBe(cap);
+  const t0 = Date.now();
+  const over = await fetch(`${stack.badUrl}/over`);
+  const waited = Date.now() - t0;
+  const code = `${over.status} ${over.headers.get("x-azhexgate-error")}`;
+  expect(code).toBe("503 tunnel_session_limit");
+  expect(((await over.json()) as { error: { message: string } }).error.message).toContain("at most 3 sessions");
+  expect(waited).toBeGreaterThanOrEqual(1500); // it waited for a slot (the limit is 2 s), it did not dial
+  expect(stack.accepted).toBe(cap);
+  expect(stack.badSessions()).toBeLessThanOrEqual(cap);
+  expect(await (await fetch(`${stack.goodUrl}/meanwhile`)).text()).toBe("good /meanwhile");
+  console.log(`holding agent: ${cap} sessions held, the next request ${code} after ${waited} ms`);
+  // the clients go away: the streams end, the drained sessions are closed, a slot is free again
+  for (const ac of held) ac.abort();
+  open.length = 0;
+  for (let i = 0; i < 50 && stack.closed < cap; i++) await Bun.sleep(100);
+  expect(stack.closed).toBe(cap);
+  expect(stack.gateway.activeStreams).toBe(0);
+  const again = new AbortController();
+  const r = await fetch(`${stack.badUrl}/again`, { signal: again.signal });
+  expect(r.status).toBe(200);
+  again.abort();
+}, 30_000);
 
 test("an agent that never sends its hello: the request ends 504 tunnel_timeout within the first-byte limit, and the session is closed", async () => {
   h = await startHostileStack(() => {}, { ttfbMs: 1500, pool: { helloMs: 4000 } });

@@ -134,13 +134,23 @@ export class SessionPool {
         if ((busy || open < min) && open < max && this.dialWait() === 0) this.dialOne().catch(() => {});
         return best.session;
       }
-      if (this.dialing) return (await this.dialing).session;
+      if (this.dialing) return (await this.beforeDeadline(this.dialing, deadline)).session;
       const wait = this.dialWait();
-      if (wait === 0) return (await this.dialOne()).session;
+      if (wait === 0) return (await this.beforeDeadline(this.dialOne(), deadline)).session;
       const left = deadline - Date.now();
       if (left <= 0 || this.closed) throw this.limitError();
       await this.waitSlot(Math.min(wait, left));
     }
+  }
+
+  /** `p`, or 504 `tunnel_timeout` at `deadline` (the dial goes on and joins the pool if it succeeds). */
+  private beforeDeadline<T>(p: Promise<T>, deadline: number): Promise<T> {
+    if (deadline === Number.POSITIVE_INFINITY) return p;
+    let timer: Timer | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new GatewayError(504, "tunnel_timeout", `The agent did not take a tunnel session within the first-byte limit. Retry; if it persists, restart "azhexgate start".`)), Math.max(0, deadline - Date.now()));
+    });
+    return Promise.race([p, late]).finally(() => clearTimeout(timer));
   }
 
   private limitError(): GatewayError {
@@ -274,6 +284,7 @@ export class SessionPool {
     if (this.pinger) return;
     const maxMissed = this.o.maxMissedPings ?? 2;
     this.pinger = setInterval(() => {
+      this.sweep(); // draining sessions whose GOAWAY came while no request was asking
       for (const e of [...this.entries]) {
         if (e.session.checkAlive(maxMissed)) continue;
         this.remove(e);

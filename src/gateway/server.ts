@@ -226,20 +226,15 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
 
   /** Opens a stream for `req` and waits for the response head, within the TTFB limit. */
   const openStream = async (req: Request, server: Server<PublicWsData>, id: string, route: TunnelRoute, kind: "http" | "ws", target: string, host: string, entry: AccessEntry | undefined, throttle?: Throttle, retried = false): Promise<{ stream: TunnelStream; resHead: ResponseHead }> => {
-    // The first-byte limit covers acquiring a session too (an agent that never says hello, a pool
-    // at its session cap): past it the request ends 504 `tunnel_timeout` (issue 12 item 8).
+    // The first-byte limit covers acquiring a session too (issue 12 item 8): the pool gives up at
+    // the deadline — 504 `tunnel_timeout` (a dial or hello still pending) or 503
+    // `tunnel_session_limit` (no slot came free) — and the app gets what is left of it.
     const deadline = Date.now() + ttfbMs;
     let session;
-    let acquireTimer: Timer | undefined;
     try {
-      const late = new Promise<never>((_, reject) => {
-        acquireTimer = setTimeout(() => reject(new GatewayError(504, "tunnel_timeout", `The agent of tunnel ${id} did not take the request within ${Math.round(ttfbMs / 1000)} s. Retry; if it persists, restart "azhexgate start".`)), ttfbMs);
-      });
-      session = await Promise.race([poolFor(id, route.hcPath).acquire(deadline), late]);
+      session = await poolFor(id, route.hcPath).acquire(deadline);
     } catch (err) {
       throw tunnelError(err, id);
-    } finally {
-      clearTimeout(acquireTimer);
     }
     const peer = server.requestIP(req);
     const client = peer ? (o.client ? o.client(req, peer) : { address: peer.address, port: peer.port }) : undefined;
