@@ -18,6 +18,9 @@ export type GatewayErrorCode =
   | "metrics_forbidden"
   | "invalid_response_header"
   | "tunnel_version_mismatch"
+  | "tunnel_timeout"
+  | "tunnel_handshake_timeout"
+  | "tunnel_session_limit"
   | "request_headers_too_large"
   | "response_headers_too_large"
   | "internal";

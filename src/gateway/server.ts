@@ -226,9 +226,13 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
 
   /** Opens a stream for `req` and waits for the response head, within the TTFB limit. */
   const openStream = async (req: Request, server: Server<PublicWsData>, id: string, route: TunnelRoute, kind: "http" | "ws", target: string, host: string, entry: AccessEntry | undefined, throttle?: Throttle, retried = false): Promise<{ stream: TunnelStream; resHead: ResponseHead }> => {
+    // The first-byte limit covers acquiring a session too (issue 12 item 8): the pool gives up at
+    // the deadline — 504 `tunnel_timeout` (a dial or hello still pending) or 503
+    // `tunnel_session_limit` (no slot came free) — and the app gets what is left of it.
+    const deadline = Date.now() + ttfbMs;
     let session;
     try {
-      session = await poolFor(id, route.hcPath).acquire();
+      session = await poolFor(id, route.hcPath).acquire(deadline);
     } catch (err) {
       throw tunnelError(err, id);
     }
@@ -253,7 +257,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
       else void pumpBody(req, stream, bodyIdleMs, throttle);
     }
     // the TTFB limit resets the stream, which rejects `stream.response` with ORIGIN_TIMEOUT → 504
-    const timer = setTimeout(() => stream.reset(ResetCode.ORIGIN_TIMEOUT, `The local app did not start answering within ${Math.round(ttfbMs / 1000)} s.`), ttfbMs);
+    const timer = setTimeout(() => stream.reset(ResetCode.ORIGIN_TIMEOUT, `The local app did not start answering within ${Math.round(ttfbMs / 1000)} s.`), Math.max(0, deadline - Date.now()));
     try {
       const resHead = await stream.response;
       if (entry) o.accessLog!.answered(entry, resHead.status);

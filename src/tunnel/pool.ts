@@ -16,8 +16,17 @@
  * "Accept handshake"), while another passage says expiry does not affect ongoing connections.
  * Either way we retire a session before its token expires: GOAWAY (no new streams), a fresh
  * session dialed in its place, in-flight streams finish on the old one, which closes when idle.
+ *
+ * Hostile or broken agents (issue 12 items 7, 8): the pool holds at most `maxSessions` in any
+ * state (open, draining after a GOAWAY, dialing), closes a draining session itself once it has
+ * no streams, and dials at most `dialBurst` sessions at once then `dialsPerSecond` per tunnel, so
+ * an agent answering every session with GOAWAY cannot make it spin. A request that finds no slot
+ * waits (up to its deadline) and then fails 503 `tunnel_session_limit`. The agent's hello must
+ * arrive within `helloMs`, else the session is closed and counted as a failed dial (502
+ * `tunnel_handshake_timeout`).
  */
 import { senderTokenExpiry } from "../hc/sender.ts";
+import { GatewayError } from "./errors.ts";
 import type { WsConnection } from "../ws/client.ts";
 import { Session } from "../tunnel/session.ts";
 import type { TunnelStream } from "../tunnel/stream.ts";
@@ -41,8 +50,16 @@ export interface PoolOptions {
   maxMissedPings?: number;
   /** Retire sessions before their sender token expires (default true; false only to show what happens without). */
   retireBeforeExpiry?: boolean;
-  /** A session left the pool early: `evicted` (no answer to PINGs) or `retired` (token about to expire). */
-  onSessionEvent?: (e: "evicted" | "retired") => void;
+  /** A session left the pool early: `evicted` (no answer to PINGs), `retired` (token about to expire), `hello_timeout` (no hello in time). */
+  onSessionEvent?: (e: "evicted" | "retired" | "hello_timeout") => void;
+  /** Sessions held in any state: open, draining after GOAWAY, dialing (default 2 × max). */
+  maxSessions?: number;
+  /** Dials allowed back to back per tunnel (default 8) … */
+  dialBurst?: number;
+  /** … then at most this many per second (default 2). Dials the relay refuses (agent offline) are not counted. */
+  dialsPerSecond?: number;
+  /** The agent's hello must arrive within this many ms of the rendezvous (default 5000). */
+  helloMs?: number;
   /** Tunnel protocol versions spoken (default: all this build speaks). */
   protocolVersions?: readonly number[];
 }
@@ -65,8 +82,24 @@ export class SessionPool {
   private dialing: Promise<Entry> | null = null;
   private pinger: Timer | null = null;
   private closed = false;
+  private tokens: number;
+  private refilledAt = Date.now();
+  private readonly waiters = new Set<() => void>();
+  /** Dials that reached the agent but failed before its hello (no hello in time, version mismatch, closed). */
+  failedDials = 0;
 
-  constructor(private readonly o: PoolOptions) {}
+  constructor(private readonly o: PoolOptions) {
+    this.tokens = o.dialBurst ?? 8;
+  }
+
+  /** Sessions held in any state (open, draining, dialing). */
+  get held(): number {
+    return this.entries.length + (this.dialing ? 1 : 0);
+  }
+
+  private get cap(): number {
+    return this.o.maxSessions ?? 2 * (this.o.max ?? 8);
+  }
 
   get size(): number {
     return this.entries.length;
@@ -79,21 +112,86 @@ export class SessionPool {
     return n;
   }
 
-  /** A session with room for one more stream, dialing one when there is none. */
-  async acquire(): Promise<Session> {
-    let best: Entry | undefined;
-    let open = 0;
-    for (const e of this.entries) {
-      if (!e.session.acceptsStreams) continue;
-      open++;
-      if (!best || e.session.activeStreams < best.session.activeStreams) best = e;
+  /**
+   * A session with room for one more stream, dialing one when there is none. When the pool is at
+   * its cap or its dial rate, waits for a slot until `deadline` (ms since the epoch), then throws
+   * 503 `tunnel_session_limit`.
+   */
+  async acquire(deadline = Number.POSITIVE_INFINITY): Promise<Session> {
+    for (;;) {
+      this.sweep();
+      let best: Entry | undefined;
+      let open = 0;
+      for (const e of this.entries) {
+        if (!e.session.acceptsStreams) continue;
+        open++;
+        if (!best || e.session.activeStreams < best.session.activeStreams) best = e;
+      }
+      const min = this.o.min ?? 2;
+      const max = this.o.max ?? 8;
+      if (best) {
+        const busy = best.session.activeStreams >= (this.o.busyStreams ?? 64);
+        if ((busy || open < min) && open < max && this.dialWait() === 0) this.dialOne().catch(() => {});
+        return best.session;
+      }
+      if (this.dialing) return (await this.beforeDeadline(this.dialing, deadline)).session;
+      const wait = this.dialWait();
+      if (wait === 0) return (await this.beforeDeadline(this.dialOne(), deadline)).session;
+      const left = deadline - Date.now();
+      if (left <= 0 || this.closed) throw this.limitError();
+      await this.waitSlot(Math.min(wait, left));
     }
-    const min = this.o.min ?? 2;
-    const max = this.o.max ?? 8;
-    if (!best) return (await this.dialOne()).session;
-    const busy = best.session.activeStreams >= (this.o.busyStreams ?? 64);
-    if ((busy || open < min) && open < max) this.dialOne().catch(() => {});
-    return best.session;
+  }
+
+  /** `p`, or 504 `tunnel_timeout` at `deadline` (the dial goes on and joins the pool if it succeeds). */
+  private beforeDeadline<T>(p: Promise<T>, deadline: number): Promise<T> {
+    if (deadline === Number.POSITIVE_INFINITY) return p;
+    let timer: Timer | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new GatewayError(504, "tunnel_timeout", `The agent did not take a tunnel session within the first-byte limit. Retry; if it persists, restart "azhexgate start".`)), Math.max(0, deadline - Date.now()));
+    });
+    return Promise.race([p, late]).finally(() => clearTimeout(timer));
+  }
+
+  private limitError(): GatewayError {
+    const rate = this.o.dialsPerSecond ?? 2;
+    return new GatewayError(503, "tunnel_session_limit", `The agent keeps refusing or closing tunnel sessions; the gateway holds at most ${this.cap} sessions and opens at most ${rate} per second for one tunnel. Retry in a moment; if it persists, restart "azhexgate start".`);
+  }
+
+  /** 0 when a dial may start now; else ms until one may (Infinity: wait for a session to go). */
+  private dialWait(): number {
+    if (this.held >= this.cap) return Number.POSITIVE_INFINITY;
+    const rate = this.o.dialsPerSecond ?? 2;
+    const now = Date.now();
+    this.tokens = Math.min(this.o.dialBurst ?? 8, this.tokens + ((now - this.refilledAt) / 1000) * rate);
+    this.refilledAt = now;
+    return this.tokens >= 1 ? 0 : Math.ceil(((1 - this.tokens) / rate) * 1000);
+  }
+
+  private waitSlot(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        this.waiters.delete(done);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      this.waiters.add(done);
+    });
+  }
+
+  private wake(): void {
+    for (const w of [...this.waiters]) w();
+  }
+
+  /** Closes draining sessions (GOAWAY sent or received) that have no streams left. */
+  private sweep(): void {
+    for (const e of [...this.entries]) {
+      if (!e.session.acceptsStreams && e.session.activeStreams === 0) {
+        this.remove(e);
+        e.session.close(1000, e.retired ? "session retired" : "session drained");
+      }
+    }
   }
 
   /** Dials one session (one dial at a time); resolves once the agent's hello arrived. */
@@ -102,6 +200,7 @@ export class SessionPool {
     this.dialing = (async () => {
       if (this.closed) throw new Error("pool closed");
       const conn = await this.o.dial();
+      this.tokens--; // a rendezvous made: counts against the dial rate
       // biome-ignore lint/style/useConst: the session's stream-end hook needs the entry
       let entry: Entry;
       const session = new Session(conn, {
@@ -110,7 +209,10 @@ export class SessionPool {
         versions: this.o.protocolVersions,
         onStreamEnd: (s) => {
           this.o.onStreamEnd?.(s);
-          if (entry.retired && entry.session.activeStreams === 0) entry.session.close(1000, "session retired");
+          if (!entry.session.acceptsStreams && entry.session.activeStreams === 0) {
+            this.remove(entry);
+            entry.session.close(1000, entry.retired ? "session retired" : "session drained");
+          }
         },
       });
       entry = { session, conn, retired: false };
@@ -120,7 +222,21 @@ export class SessionPool {
         this.remove(entry);
       });
       conn.on("error", () => {}); // close follows; the session reports it
-      await session.ready;
+      const helloMs = this.o.helloMs ?? 5000;
+      let helloTimer: Timer | undefined;
+      const noHello = new Promise<never>((_, reject) => {
+        helloTimer = setTimeout(() => reject(new GatewayError(502, "tunnel_handshake_timeout", `The agent accepted the tunnel session but did not complete the handshake within ${helloMs / 1000} s. Restart "azhexgate start"; if it persists, update the agent.`)), helloMs);
+      });
+      try {
+        await Promise.race([session.ready, noHello]);
+      } catch (err) {
+        this.failedDials++;
+        if (err instanceof GatewayError) this.o.onSessionEvent?.("hello_timeout");
+        session.close(1002, "no hello in time");
+        throw err;
+      } finally {
+        clearTimeout(helloTimer);
+      }
       if (this.closed) {
         conn.close(1001, "gateway stopping");
         throw new Error("pool closed");
@@ -136,6 +252,7 @@ export class SessionPool {
       return entry;
     })().finally(() => {
       this.dialing = null;
+      this.wake();
     });
     return this.dialing;
   }
@@ -146,13 +263,17 @@ export class SessionPool {
     e.retired = true;
     this.o.onSessionEvent?.("retired");
     e.session.goAway();
-    if (e.session.activeStreams === 0) e.session.close(1000, "session retired");
-    this.dialOne().catch(() => {});
+    if (e.session.activeStreams === 0) {
+      this.remove(e);
+      e.session.close(1000, "session retired");
+    }
+    if (this.dialWait() === 0) this.dialOne().catch(() => {});
   }
 
   private remove(e: Entry): void {
     clearTimeout(e.retireTimer);
     this.entries = this.entries.filter((x) => x !== e);
+    this.wake();
     if (this.entries.length === 0 && this.pinger) {
       clearInterval(this.pinger);
       this.pinger = null;
@@ -163,6 +284,7 @@ export class SessionPool {
     if (this.pinger) return;
     const maxMissed = this.o.maxMissedPings ?? 2;
     this.pinger = setInterval(() => {
+      this.sweep(); // draining sessions whose GOAWAY came while no request was asking
       for (const e of [...this.entries]) {
         if (e.session.checkAlive(maxMissed)) continue;
         this.remove(e);
@@ -183,5 +305,6 @@ export class SessionPool {
       e.session.close(1001, "gateway stopping");
     }
     this.entries = [];
+    this.wake();
   }
 }
