@@ -14,7 +14,7 @@ import type { WsConnection } from "../ws/client.ts";
 import type { AccessEntry, AccessLog } from "./access-log.ts";
 import { errorResponse, GatewayError } from "./errors.ts";
 import { gatewayMetrics, type GatewayMetrics } from "./metrics.ts";
-import { SessionPool, type PoolOptions } from "../tunnel/pool.ts";
+import { PoolError, SessionPool, type PoolOptions } from "../tunnel/pool.ts";
 import { holdEarlyWs, publicWsClose, publicWsMessage, relayWsToPublic, wsDataFor, type PublicWsData } from "./websocket.ts";
 import { type Throttle, throttled } from "./policy/bandwidth.ts";
 
@@ -165,6 +165,7 @@ export function routeHost(host: string | null, baseDomain: string, localHosts = 
 
 function tunnelError(err: unknown, id: string): GatewayError {
   if (err instanceof GatewayError) return err;
+  if (err instanceof PoolError) return new GatewayError(err.status, err.code, err.message);
   if (err instanceof ProtocolMismatchError) return new GatewayError(502, "tunnel_version_mismatch", err.message);
   if (err instanceof StreamResetError) {
     if (err.code === ResetCode.REQUEST_HEAD_TOO_LARGE)

@@ -26,10 +26,21 @@
  * `tunnel_handshake_timeout`).
  */
 import { senderTokenExpiry } from "../hc/sender.ts";
-import { GatewayError } from "./errors.ts";
 import type { WsConnection } from "../ws/client.ts";
-import { Session } from "../tunnel/session.ts";
-import type { TunnelStream } from "../tunnel/stream.ts";
+import { Session } from "./session.ts";
+import type { TunnelStream } from "./stream.ts";
+
+/** Why the pool could not give a session, with the HTTP status and stable code the gateway answers with. */
+export class PoolError extends Error {
+  override readonly name = "PoolError";
+  constructor(
+    readonly status: 502 | 503 | 504,
+    readonly code: "tunnel_timeout" | "tunnel_session_limit" | "tunnel_handshake_timeout",
+    message: string,
+  ) {
+    super(message);
+  }
+}
 
 export interface PoolOptions {
   /** Opens one HC sender WebSocket to the tunnel's hybrid connection. */
@@ -148,14 +159,14 @@ export class SessionPool {
     if (deadline === Number.POSITIVE_INFINITY) return p;
     let timer: Timer | undefined;
     const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new GatewayError(504, "tunnel_timeout", `The agent did not take a tunnel session within the first-byte limit. Retry; if it persists, restart "azhexgate start".`)), Math.max(0, deadline - Date.now()));
+      timer = setTimeout(() => reject(new PoolError(504, "tunnel_timeout", `The agent did not take a tunnel session within the first-byte limit. Retry; if it persists, restart "azhexgate start".`)), Math.max(0, deadline - Date.now()));
     });
     return Promise.race([p, late]).finally(() => clearTimeout(timer));
   }
 
-  private limitError(): GatewayError {
+  private limitError(): PoolError {
     const rate = this.o.dialsPerSecond ?? 2;
-    return new GatewayError(503, "tunnel_session_limit", `The agent keeps refusing or closing tunnel sessions; the gateway holds at most ${this.cap} sessions and opens at most ${rate} per second for one tunnel. Retry in a moment; if it persists, restart "azhexgate start".`);
+    return new PoolError(503, "tunnel_session_limit", `The agent keeps refusing or closing tunnel sessions; the gateway holds at most ${this.cap} sessions and opens at most ${rate} per second for one tunnel. Retry in a moment; if it persists, restart "azhexgate start".`);
   }
 
   /** 0 when a dial may start now; else ms until one may (Infinity: wait for a session to go). */
@@ -225,13 +236,13 @@ export class SessionPool {
       const helloMs = this.o.helloMs ?? 5000;
       let helloTimer: Timer | undefined;
       const noHello = new Promise<never>((_, reject) => {
-        helloTimer = setTimeout(() => reject(new GatewayError(502, "tunnel_handshake_timeout", `The agent accepted the tunnel session but did not complete the handshake within ${helloMs / 1000} s. Restart "azhexgate start"; if it persists, update the agent.`)), helloMs);
+        helloTimer = setTimeout(() => reject(new PoolError(502, "tunnel_handshake_timeout", `The agent accepted the tunnel session but did not complete the handshake within ${helloMs / 1000} s. Restart "azhexgate start"; if it persists, update the agent.`)), helloMs);
       });
       try {
         await Promise.race([session.ready, noHello]);
       } catch (err) {
         this.failedDials++;
-        if (err instanceof GatewayError) this.o.onSessionEvent?.("hello_timeout");
+        if (err instanceof PoolError) this.o.onSessionEvent?.("hello_timeout");
         session.close(1002, "no hello in time");
         throw err;
       } finally {
