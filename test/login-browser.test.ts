@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { type Browser, chromium } from "playwright-core";
 import { type AccessStack, startAccessStack } from "./support/access-stack.ts";
 import { killAll, spawnCli } from "./support/cli-proc.ts";
-import { AUDIENCE, CLI_CLIENT_ID, type OidcFixture, startOidcProvider, TENANT, USERS } from "./support/oidc.ts";
+import { gatewayOidcEnv, type OidcFixture, startOidcProvider, USERS } from "./support/oidc.ts";
 
 let idp: OidcFixture;
 let s: AccessStack;
@@ -19,13 +19,7 @@ const env = { XDG_CONFIG_HOME: config, AZHEXGATE_API_KEY: "" };
 
 beforeAll(async () => {
   idp = await startOidcProvider();
-  s = await startAccessStack({
-    AZHEXGATE_OIDC_ISSUER: idp.issuer,
-    AZHEXGATE_OIDC_AUDIENCE: AUDIENCE,
-    AZHEXGATE_OIDC_TENANTS: TENANT,
-    AZHEXGATE_OIDC_CLI_CLIENT_ID: CLI_CLIENT_ID,
-    AZHEXGATE_OIDC_CLI_SCOPES: "openid profile email offline_access api",
-  });
+  s = await startAccessStack(gatewayOidcEnv(idp, { cli: true }));
   browser = await chromium.launch({
     executablePath: "/usr/bin/chromium",
     headless: true,

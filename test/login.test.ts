@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type AccessStack, startAccessStack } from "./support/access-stack.ts";
 import { killAll, spawnCli } from "./support/cli-proc.ts";
-import { AUDIENCE, CLI_CLIENT_ID, GROUP_ADMINS, GROUP_DEVS, type OidcFixture, startOidcProvider, TENANT, USERS } from "./support/oidc.ts";
+import { GROUP_ADMINS, GROUP_DEVS, gatewayOidcEnv, type OidcFixture, startOidcProvider, TENANT, USERS } from "./support/oidc.ts";
 
 let idp: OidcFixture;
 let s: AccessStack;
@@ -23,15 +23,7 @@ const entry = () => Object.values(cache().logins)[0] as { access_token: string; 
 
 beforeAll(async () => {
   idp = await startOidcProvider();
-  s = await startAccessStack({
-    AZHEXGATE_OIDC_ISSUER: idp.issuer,
-    AZHEXGATE_OIDC_AUDIENCE: AUDIENCE,
-    AZHEXGATE_OIDC_TENANTS: TENANT,
-    AZHEXGATE_OIDC_GROUPS: GROUP_DEVS,
-    AZHEXGATE_OIDC_ADMIN_GROUP: GROUP_ADMINS,
-    AZHEXGATE_OIDC_CLI_CLIENT_ID: CLI_CLIENT_ID,
-    AZHEXGATE_OIDC_CLI_SCOPES: "openid profile email offline_access api",
-  });
+  s = await startAccessStack(gatewayOidcEnv(idp, { cli: true, extra: { AZHEXGATE_OIDC_GROUPS: GROUP_DEVS, AZHEXGATE_OIDC_ADMIN_GROUP: GROUP_ADMINS } }));
   api = `http://localhost:${s.app.gateway.port}`;
 });
 afterAll(async () => {

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { type Browser, chromium } from "playwright-core";
 import { type AccessStack, startAccessStack } from "./support/access-stack.ts";
-import { AUDIENCE, GROUP_DEVS, type OidcFixture, startOidcProvider, TENANT, USERS, WEB_CLIENT_ID, WEB_CLIENT_SECRET } from "./support/oidc.ts";
+import { GROUP_DEVS, gatewayOidcEnv, type OidcFixture, startOidcProvider, TENANT, USERS, WEB_CLIENT_ID, WEB_CLIENT_SECRET } from "./support/oidc.ts";
 
 let idp: OidcFixture;
 let s: AccessStack;
@@ -17,14 +17,11 @@ let anyone: { id: string; host: string };
 
 beforeAll(async () => {
   idp = await startOidcProvider();
-  s = await startAccessStack({
-    AZHEXGATE_OIDC_ISSUER: idp.issuer,
-    AZHEXGATE_OIDC_AUDIENCE: AUDIENCE,
-    AZHEXGATE_OIDC_TENANTS: TENANT,
+  s = await startAccessStack(gatewayOidcEnv(idp, { extra: {
     AZHEXGATE_VISITOR_CLIENT_ID: WEB_CLIENT_ID,
     AZHEXGATE_VISITOR_CLIENT_SECRET: WEB_CLIENT_SECRET,
     AZHEXGATE_VISITOR_COOKIE_KEY: "visitor-cookie-key-for-tests-0123456789abcdef",
-  });
+  } }));
   await idp.setRedirectUris([`http://localhost:${s.app.gateway.port}/auth/callback`]);
   devsOnly = await s.tunnel({ entra: { groups: [GROUP_DEVS] } });
   anyone = await s.tunnel({ entra: true });

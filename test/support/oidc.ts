@@ -36,6 +36,20 @@ export const USERS: Record<string, TestUser> = {
   stranger: { oid: "eeeeeeee-0000-0000-0000-00000000000e", tid: OTHER_TENANT, email: "stranger@other.test", name: "Stranger", groups: [GROUP_DEVS] },
 };
 
+/**
+ * The gateway settings that make it accept this provider's tokens (issuer, audience, tenant), with
+ * `cli` the public client `azhexgate login` uses, and `extra` (groups, visitor client...) on top.
+ */
+export function gatewayOidcEnv(idp: { issuer: string }, o: { cli?: boolean; extra?: Record<string, string> } = {}): Record<string, string> {
+  return {
+    AZHEXGATE_OIDC_ISSUER: idp.issuer,
+    AZHEXGATE_OIDC_AUDIENCE: AUDIENCE,
+    AZHEXGATE_OIDC_TENANTS: TENANT,
+    ...(o.cli ? { AZHEXGATE_OIDC_CLI_CLIENT_ID: CLI_CLIENT_ID, AZHEXGATE_OIDC_CLI_SCOPES: "openid profile email offline_access api" } : {}),
+    ...o.extra,
+  };
+}
+
 interface SigningKey {
   kid: string;
   privateKey: CryptoKey;
