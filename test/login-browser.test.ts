@@ -6,7 +6,8 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Browser, chromium } from "playwright-core";
+import type { Browser } from "playwright-core";
+import { launchChromium } from "./support/browser.ts";
 import { type AccessStack, startAccessStack } from "./support/access-stack.ts";
 import { killAll, spawnCli } from "./support/cli-proc.ts";
 import { gatewayOidcEnv, type OidcFixture, startOidcProvider, USERS } from "./support/oidc.ts";
@@ -20,11 +21,7 @@ const env = { XDG_CONFIG_HOME: config, AZHEXGATE_API_KEY: "" };
 beforeAll(async () => {
   idp = await startOidcProvider();
   s = await startAccessStack(gatewayOidcEnv(idp, { cli: true }));
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic"],
-  });
+  browser = await launchChromium();
 }, 60_000);
 afterAll(async () => {
   await killAll();

@@ -5,7 +5,8 @@
  * cookie and client-sent identity headers get nowhere; WebSocket upgrades need the session too.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type Browser, chromium } from "playwright-core";
+import type { Browser } from "playwright-core";
+import { launchChromium } from "./support/browser.ts";
 import { type AccessStack, startAccessStack } from "./support/access-stack.ts";
 import { GROUP_DEVS, gatewayOidcEnv, type OidcFixture, startOidcProvider, TENANT, USERS, WEB_CLIENT_ID, WEB_CLIENT_SECRET } from "./support/oidc.ts";
 
@@ -25,12 +26,7 @@ beforeAll(async () => {
   await idp.setRedirectUris([`http://localhost:${s.app.gateway.port}/auth/callback`]);
   devsOnly = await s.tunnel({ entra: { groups: [GROUP_DEVS] } });
   anyone = await s.tunnel({ entra: true });
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    // playwright gives every launch a fresh temporary profile (its own --user-data-dir)
-    args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic"],
-  });
+  browser = await launchChromium();
 }, 60_000);
 afterAll(async () => {
   await browser?.close();

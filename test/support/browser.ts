@@ -6,10 +6,13 @@
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { chromium, type BrowserContext } from "playwright-core";
+import { chromium, type BrowserContext, type Browser as PlainBrowser } from "playwright-core";
 
 export const CHROMIUM = "/usr/bin/chromium";
 export const ARTIFACTS = new URL("../artifacts/", import.meta.url).pathname;
+
+/** Everything that would reach outside the machine (updates, sync, QUIC) off. */
+const ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic"];
 
 export interface Browser {
   context: BrowserContext;
@@ -23,7 +26,7 @@ export async function launchBrowser(): Promise<Browser> {
     executablePath: CHROMIUM,
     headless: true,
     timeout: 60_000,
-    args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic"],
+    args: ARGS,
   });
   context.setDefaultTimeout(20_000);
   return {
@@ -33,6 +36,11 @@ export async function launchBrowser(): Promise<Browser> {
       rmSync(profile, { recursive: true, force: true });
     },
   };
+}
+
+/** Launches Chromium for tests that open their own contexts (playwright gives each launch a fresh temporary profile). */
+export function launchChromium(): Promise<PlainBrowser> {
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
 }
 
 /** Path for a screenshot under test/artifacts/. */
