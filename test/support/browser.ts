@@ -3,6 +3,7 @@
  * `playwright-core`, with a fresh profile directory each launch and everything that would reach
  * outside the machine turned off. Screenshots go under test/artifacts/ (git-ignored).
  */
+import { afterAll, beforeAll } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -34,6 +35,23 @@ export async function launchBrowser(): Promise<Browser> {
     async close() {
       await Promise.race([context.close().catch(() => {}), Bun.sleep(10_000)]);
       rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/** One Chromium for the calling test file: launched before its first test, closed after its last. */
+export function browserPerFile(): { readonly context: BrowserContext } {
+  let browser: Browser | undefined;
+  beforeAll(async () => {
+    browser = await launchBrowser();
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+  return {
+    get context() {
+      if (!browser) throw new Error("the browser did not launch");
+      return browser.context;
     },
   };
 }
