@@ -7,21 +7,17 @@
  * Bob's, not an API key's), deletes it, and her agent reports it and exits 5.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { CONSOLE_CSP, consoleCsp } from "../src/gateway/console/routes.ts";
 import { type AccessStack, startAccessStack } from "./support/access-stack.ts";
 import { artifact, launchBrowser, waitCount, type Browser } from "./support/browser.ts";
 import { killAll, spawnCli } from "./support/cli-proc.ts";
-import { CLI_CLIENT_ID, GROUP_DEVS, gatewayOidcEnv, type OidcFixture, startOidcProvider, USERS } from "./support/oidc.ts";
+import { CLI_CLIENT_ID, GROUP_DEVS, cliLoginConfig, gatewayOidcEnv, type OidcFixture, startOidcProvider, USERS } from "./support/oidc.ts";
 
 let idp: OidcFixture;
 let s: AccessStack;
 let api: string;
 let browser: Browser;
-const config = mkdtempSync(join(tmpdir(), "azhexgate-console-entra-"));
-const env = { XDG_CONFIG_HOME: config, AZHEXGATE_API_KEY: "" };
+const { env } = cliLoginConfig("azhexgate-console-entra-");
 
 beforeAll(async () => {
   idp = await startOidcProvider();

@@ -3,20 +3,18 @@
  * test plays the user's browser (chromium via playwright-core) on the printed URL.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Browser } from "playwright-core";
 import { launchChromium } from "./support/browser.ts";
 import { type AccessStack, startAccessStack } from "./support/access-stack.ts";
 import { killAll, spawnCli } from "./support/cli-proc.ts";
-import { gatewayOidcEnv, type OidcFixture, startOidcProvider, USERS } from "./support/oidc.ts";
+import { cliLoginConfig, gatewayOidcEnv, type OidcFixture, startOidcProvider, USERS } from "./support/oidc.ts";
 
 let idp: OidcFixture;
 let s: AccessStack;
 let browser: Browser;
-const config = mkdtempSync(join(tmpdir(), "azhexgate-login-browser-"));
-const env = { XDG_CONFIG_HOME: config, AZHEXGATE_API_KEY: "" };
+const { config, env } = cliLoginConfig("azhexgate-login-browser-");
 
 beforeAll(async () => {
   idp = await startOidcProvider();

@@ -6,7 +6,10 @@
  * pages where any listed login name signs in (password ignored). `rotate()` rolls the signing key
  * over (the old one leaves the JWKS); `mint()` signs arbitrary claims with the current key.
  */
+import { mkdtempSync } from "node:fs";
 import { createServer, type Server } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { AddressInfo } from "node:net";
 import { exportJWK, generateKeyPair, SignJWT, type JWK, type JWTPayload } from "jose";
 import Provider from "oidc-provider";
@@ -48,6 +51,12 @@ export function gatewayOidcEnv(idp: { issuer: string }, o: { cli?: boolean; extr
     ...(o.cli ? { AZHEXGATE_OIDC_CLI_CLIENT_ID: CLI_CLIENT_ID, AZHEXGATE_OIDC_CLI_SCOPES: "openid profile email offline_access api" } : {}),
     ...o.extra,
   };
+}
+
+/** A fresh config directory for the CLI's token cache, and the CLI environment that uses it (and no API key). */
+export function cliLoginConfig(prefix: string): { config: string; env: Record<string, string> } {
+  const config = mkdtempSync(join(tmpdir(), prefix));
+  return { config, env: { XDG_CONFIG_HOME: config, AZHEXGATE_API_KEY: "" } };
 }
 
 interface SigningKey {
