@@ -8,6 +8,7 @@
  * peak, final after the load and 10 s of rest) as JSON.
  */
 import { rss, sampleRss, spawn, stopAll } from "./lib/proc.ts";
+import { startTunnelProcs } from "./lib/tunnel-procs.ts";
 import { connectWebSocket, type WsConnection } from "../src/ws/client.ts";
 
 const arg = (name: string, def: number) => {
@@ -27,17 +28,8 @@ const hc = "hc-soak";
 const id = "soak";
 try {
   const origin = await spawn("origin", ["bun", "bench/roles/origin.ts", "0"], { cwd: root });
-  const relay = await spawn("relay", ["bun", "bench/roles/relay.ts", "0", hc], { cwd: root });
-  const env = {
-    BENCH_RELAY: String(relay.ready.endpoint),
-    BENCH_KEY_NAME: String(relay.ready.keyName),
-    BENCH_KEY: String(relay.ready.key),
-    BENCH_TUNNEL: id,
-    BENCH_HC: hc,
-    BENCH_ORIGIN: `http://127.0.0.1:${origin.ready.port}`,
-  };
-  const gateway = await spawn("gateway", ["bun", "--max-http-header-size=262144", "bench/roles/gateway.ts", "0"], { cwd: root, env });
-  const agent = await spawn("agent", ["bun", "bench/roles/agent.ts"], { cwd: root, env });
+  const { relay, gateway, startAgent } = await startTunnelProcs({ id, hc, origin: `http://127.0.0.1:${origin.ready.port}` });
+  const agent = await startAgent();
   const base = `http://127.0.0.1:${gateway.ready.port}`;
   const host = String(gateway.ready.host);
   const pids = { gateway: gateway.pid, agent: agent.pid, relay: relay.pid, origin: origin.pid };

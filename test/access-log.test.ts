@@ -9,30 +9,21 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { resolveGatewayConfig } from "../src/config.ts";
 import { API_KEY, get, killAll, spawnCli, startGatewayChild, type Child } from "./support/cli-proc.ts";
+import { startEchoApp, wsEcho } from "./support/echo-app.ts";
 
 afterEach(killAll);
 
 const cwd = () => mkdtempSync(join(tmpdir(), "azhexgate-access-"));
 
-function app() {
-  return Bun.serve<undefined>({
-    hostname: "127.0.0.1",
-    port: 0,
-    async fetch(req, server) {
-      const path = new URL(req.url).pathname;
-      if (path === "/ws" && server.upgrade(req, { data: undefined })) return undefined;
-      if (path === "/missing") return new Response("no such page", { status: 404 });
-      if (path === "/slow") await Bun.sleep(4000);
+const app = () =>
+  startEchoApp({
+    slowMs: 4000,
+    async fetch(req) {
+      if (new URL(req.url).pathname === "/missing") return new Response("no such page", { status: 404 });
       if (req.method === "POST") return new Response(`got ${(await req.arrayBuffer()).byteLength}`);
       return new Response("x".repeat(1000));
     },
-    websocket: {
-      message(ws, msg) {
-        ws.send(msg);
-      },
-    },
   });
-}
 
 type Line = Record<string, unknown>;
 /** The gateway's access-log lines so far. */
@@ -55,20 +46,6 @@ async function stackWith(env: Record<string, string>) {
   return { origin, gw, agent, url: String(ready.public_url), id: String(ready.tunnel_id) };
 }
 
-async function wsEcho(url: string): Promise<void> {
-  const ws = new WebSocket(url);
-  const { promise, resolve, reject } = Promise.withResolvers<void>();
-  const timer = setTimeout(() => reject(new Error("websocket timed out")), 10_000);
-  ws.onopen = () => ws.send("hello");
-  ws.onmessage = () => ws.close(1000);
-  ws.onclose = () => {
-    clearTimeout(timer);
-    resolve();
-  };
-  ws.onerror = () => reject(new Error("websocket failed"));
-  return promise;
-}
-
 test("all (default): every request and WebSocket session is one line with status, bytes, duration, client; no query string", async () => {
   const s = await stackWith({});
   try {
@@ -77,7 +54,7 @@ test("all (default): every request and WebSocket session is one line with status
     const r2 = await get(`${s.url}/upload`, 5000, { method: "POST", body: "y".repeat(300) });
     expect(await r2.text()).toBe("got 300");
     expect((await get(`${s.url}/missing`)).status).toBe(404);
-    await wsEcho(`${s.url.replace(/^http/, "ws")}/ws`);
+    await wsEcho(`${s.url.replace(/^http/, "ws")}/ws`, "hello");
     // the client leaves before the answer: 499
     expect(await get(`${s.url}/slow`, 500).then(() => "answered", () => "aborted")).toBe("aborted");
     await s.gw.child.waitErr((l) => l.includes('"/slow"'), 10_000);

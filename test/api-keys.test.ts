@@ -4,12 +4,12 @@
  * with a real TokenCredential (HttpTokenCredential → the local token server over HTTP).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { createHmac } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KEY_VAULT_SCOPE, keyIdOf, loadApiKeys, readKeyVaultSecret } from "../src/api/keys.ts";
 import { createLogger } from "../src/log.ts";
+import { startVaultStandIn, type VaultStandIn } from "./support/keyvault.ts";
 import { HttpTokenCredential, startTokenServer, type TokenServer } from "./support/token-server.ts";
 
 const K1 = "first-key-aaaaaaaaaaaaaaaaaaaaaa";
@@ -17,53 +17,12 @@ const K2 = "second-key-bbbbbbbbbbbbbbbbbbbbb";
 const K3 = "third-key-cccccccccccccccccccccc";
 const JWT_SECRET = "vault-test-jwt-secret";
 
-interface Vault {
-  url: string;
-  secrets: Map<string, string>;
-  forbidden: Set<string>;
-  hits: number;
-  authHeaders: string[];
-  stop(): void;
-}
-
-function verifyJwt(token: string): Record<string, unknown> | undefined {
-  const [h, b, sig] = token.split(".");
-  if (!h || !b || !sig) return undefined;
-  if (createHmac("sha256", JWT_SECRET).update(`${h}.${b}`).digest("base64url") !== sig) return undefined;
-  return JSON.parse(Buffer.from(b, "base64url").toString("utf8")) as Record<string, unknown>;
-}
-
-function startVault(): Vault {
-  const v: Vault = { url: "", secrets: new Map(), forbidden: new Set(), hits: 0, authHeaders: [], stop: () => server.stop(true) };
-  const server = Bun.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    fetch(req) {
-      const url = new URL(req.url);
-      const m = /^\/secrets\/([\w-]+)$/.exec(url.pathname);
-      if (req.method !== "GET" || !m?.[1] || url.searchParams.get("api-version") !== "7.4") return Response.json({ error: { code: "BadParameter" } }, { status: 400 });
-      v.authHeaders.push(req.headers.get("authorization") ?? "");
-      const claims = verifyJwt((req.headers.get("authorization") ?? "").replace(/^Bearer /, ""));
-      if (!claims || claims.aud !== "https://vault.azure.net" || claims.scp !== KEY_VAULT_SCOPE) {
-        return Response.json({ error: { code: "Unauthorized" } }, { status: 401 });
-      }
-      if (v.forbidden.has(m[1])) return Response.json({ error: { code: "Forbidden" } }, { status: 403 });
-      const value = v.secrets.get(m[1]);
-      if (value === undefined) return Response.json({ error: { code: "SecretNotFound" } }, { status: 404 });
-      v.hits++;
-      return Response.json({ value, id: `${v.url}/secrets/${m[1]}/1`, attributes: { enabled: true } });
-    },
-  });
-  v.url = `http://127.0.0.1:${server.port}`;
-  return v;
-}
-
 let tokens: TokenServer;
-let vault: Vault;
+let vault: VaultStandIn;
 let dir: string;
 beforeAll(() => {
   tokens = startTokenServer({ jwtSecret: JWT_SECRET, aud: "https://vault.azure.net" });
-  vault = startVault();
+  vault = startVaultStandIn(JWT_SECRET, { scope: KEY_VAULT_SCOPE });
   dir = mkdtempSync(join(tmpdir(), "azhexgate-keys-"));
 });
 afterAll(async () => {

@@ -28,24 +28,41 @@ const proxies: Array<ReturnType<typeof Bun.serve>> = [];
 const seen: Array<Record<string, string>> = [];
 const logs: string[] = [];
 
-/** A front end on 127.0.0.1 that knows its client as `clientIp` and forwards to the gateway. */
-function frontEnd(clientIp: string): string {
+/** A proxy on 127.0.0.1 to the gateway on `port` that sets the request's headers with `edit`. */
+function proxyTo(port: number, edit: (headers: Headers) => void): string {
   const p = Bun.serve({
     hostname: "127.0.0.1",
     port: 0,
     async fetch(req) {
       const url = new URL(req.url);
       const headers = new Headers(req.headers);
-      const prior = req.headers.get("x-forwarded-for");
-      headers.set("x-forwarded-for", prior ? `${prior}, ${clientIp}` : clientIp);
-      headers.set("x-forwarded-proto", "https");
-      const res = await fetch(`http://127.0.0.1:${app.gateway.port}${url.pathname}${url.search}`, { method: req.method, headers, body: req.body });
+      edit(headers);
+      const res = await fetch(`http://127.0.0.1:${port}${url.pathname}${url.search}`, { method: req.method, headers, body: req.body });
       return new Response(res.body, { status: res.status, headers: res.headers });
     },
   });
   proxies.push(p);
   return `http://127.0.0.1:${p.port}`;
 }
+
+/** A front end that knows its client as `clientIp` and forwards to the gateway. */
+function frontEnd(clientIp: string): string {
+  return proxyTo(app.gateway.port, (headers) => {
+    const prior = headers.get("x-forwarded-for");
+    headers.set("x-forwarded-for", prior ? `${prior}, ${clientIp}` : clientIp);
+    headers.set("x-forwarded-proto", "https");
+  });
+}
+
+/** The agent of a tunnel the API created, forwarding to the test's origin. */
+const agentFor = (t: Record<string, string>) =>
+  startAgent({
+    endpoint: resolveNamespace(t.relay_endpoint!),
+    hcPath: t.hybrid_connection_name!,
+    token: t.listener_token!,
+    origin: `http://127.0.0.1:${origin.port}`,
+    hostHeader: "rewrite",
+  });
 
 beforeAll(async () => {
   relay = await startEmulator();
@@ -84,13 +101,7 @@ beforeAll(async () => {
   expect(created.status).toBe(201);
   const t = (await created.json()) as Record<string, string>;
   tunnelHost = `${t.id}.localhost:${app.gateway.port}`;
-  agent = await startAgent({
-    endpoint: resolveNamespace(t.relay_endpoint!),
-    hcPath: t.hybrid_connection_name!,
-    token: t.listener_token!,
-    origin: `http://127.0.0.1:${origin.port}`,
-    hostHeader: "rewrite",
-  });
+  agent = await agentFor(t);
 });
 
 afterAll(async () => {
@@ -159,23 +170,12 @@ describe("the management API", () => {
 
 describe("routing on X-Forwarded-Host (AZHEXGATE_TRUST_FORWARDED_HOST)", () => {
   /** A front end that, like Front Door with an origin host header, sends its origin's own name as Host. */
-  function rewritingFrontEnd(port: number, publicHost: string): string {
-    const p = Bun.serve({
-      hostname: "127.0.0.1",
-      port: 0,
-      async fetch(req) {
-        const url = new URL(req.url);
-        const headers = new Headers(req.headers);
-        headers.set("host", "gateway-origin.internal");
-        headers.set("x-forwarded-host", publicHost);
-        headers.set("x-forwarded-for", CLIENT_A);
-        const res = await fetch(`http://127.0.0.1:${port}${url.pathname}`, { headers });
-        return new Response(res.body, { status: res.status, headers: res.headers });
-      },
+  const rewritingFrontEnd = (port: number, publicHost: string): string =>
+    proxyTo(port, (headers) => {
+      headers.set("host", "gateway-origin.internal");
+      headers.set("x-forwarded-host", publicHost);
+      headers.set("x-forwarded-for", CLIENT_A);
     });
-    proxies.push(p);
-    return `http://127.0.0.1:${p.port}`;
-  }
 
   test("off by default: the Host header routes, X-Forwarded-Host is ignored even from a trusted proxy", async () => {
     const res = await fetch(`${rewritingFrontEnd(app.gateway.port, tunnelHost)}/via-fwd-host`);
@@ -196,13 +196,7 @@ describe("routing on X-Forwarded-Host (AZHEXGATE_TRUST_FORWARDED_HOST)", () => {
     let agent2: Awaited<ReturnType<typeof startAgent>> | undefined;
     try {
       const t = (await (await fetch(`http://localhost:${second.gateway.port}/api/tunnels`, { method: "POST", headers: { "x-azhexgate-apikey": KEY } })).json()) as Record<string, string>;
-      agent2 = await startAgent({
-        endpoint: resolveNamespace(t.relay_endpoint!),
-        hcPath: t.hybrid_connection_name!,
-        token: t.listener_token!,
-        origin: `http://127.0.0.1:${origin.port}`,
-        hostHeader: "rewrite",
-      });
+      agent2 = await agentFor(t);
       const publicHost = `${t.id}.localhost:${second.gateway.port}`;
       const res = await fetch(`${rewritingFrontEnd(second.gateway.port, publicHost)}/via-fwd-host`);
       expect(res.status).toBe(200);

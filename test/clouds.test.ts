@@ -12,7 +12,8 @@ import { type EmulatorHandle, startEmulator } from "../src/emulator/server.ts";
 import { senderDialer } from "../src/gateway/credential.ts";
 import { CLOUD_SUFFIXES, resolveNamespace } from "../src/hc/address.ts";
 import { type Cloud, CLOUD_NAMES, CLOUDS, keyVaultScopeFor } from "../src/hc/clouds.ts";
-import { createListener, type HybridConnectionListener } from "../src/hc/listener.ts";
+import type { HybridConnectionListener } from "../src/hc/listener.ts";
+import { echoListener } from "./support/emulator-fixture.ts";
 import { RELAY_SCOPE } from "../src/hc/tokens.ts";
 import { HttpTokenCredential, startTokenServer } from "./support/token-server.ts";
 
@@ -107,13 +108,7 @@ beforeAll(async () => {
   });
   const b = await createAzureBinding(settingsFor("public"));
   const { token } = await b.issuer.issue(HC, 600);
-  listener = await createListener({ endpoint: emu.endpoint, hcPath: HC, token });
-  listener.on("accept", (msg) => {
-    listener.accept(msg).then(
-      (ws) => ws.on("message", (d) => ws.send(d)),
-      () => {},
-    );
-  });
+  listener = await echoListener({ endpoint: emu.endpoint, hcPath: HC, token });
 });
 
 afterAll(async () => {

@@ -4,23 +4,17 @@
  * tunnel and watch the agent report it and exit 5. Another key's tunnels never appear, a wrong
  * key is refused, no cookie is set, and the page runs under a strict Content-Security-Policy.
  */
-import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
+import { afterEach, expect, test } from "bun:test";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CONSOLE_CSP } from "../src/gateway/console/routes.ts";
-import { artifact, launchBrowser, waitCount, type Browser } from "./support/browser.ts";
+import { artifact, browserPerFile, waitCount } from "./support/browser.ts";
 import { API_KEY, get, killAll, spawnCli, startGatewayChild, startOrigin } from "./support/cli-proc.ts";
 
 const OTHER_KEY = "console-other-key-abcdef0123456789";
 
-let browser: Browser;
-beforeAll(async () => {
-  browser = await launchBrowser();
-});
-afterAll(async () => {
-  await browser?.close();
-});
+const browser = browserPerFile();
 afterEach(killAll);
 
 test("sign in, see the agent's tunnel and its counters, reserve a name, delete the tunnel: the agent exits 5", async () => {

@@ -7,32 +7,21 @@
  * Bob's, not an API key's), deletes it, and her agent reports it and exits 5.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { CONSOLE_CSP, consoleCsp } from "../src/gateway/console/routes.ts";
 import { type AccessStack, startAccessStack } from "./support/access-stack.ts";
 import { artifact, launchBrowser, waitCount, type Browser } from "./support/browser.ts";
 import { killAll, spawnCli } from "./support/cli-proc.ts";
-import { AUDIENCE, CLI_CLIENT_ID, GROUP_DEVS, type OidcFixture, startOidcProvider, TENANT, USERS } from "./support/oidc.ts";
+import { CLI_CLIENT_ID, GROUP_DEVS, cliLoginConfig, gatewayOidcEnv, type OidcFixture, startOidcProvider, USERS } from "./support/oidc.ts";
 
 let idp: OidcFixture;
 let s: AccessStack;
 let api: string;
 let browser: Browser;
-const config = mkdtempSync(join(tmpdir(), "azhexgate-console-entra-"));
-const env = { XDG_CONFIG_HOME: config, AZHEXGATE_API_KEY: "" };
+const { env } = cliLoginConfig("azhexgate-console-entra-");
 
 beforeAll(async () => {
   idp = await startOidcProvider();
-  s = await startAccessStack({
-    AZHEXGATE_OIDC_ISSUER: idp.issuer,
-    AZHEXGATE_OIDC_AUDIENCE: AUDIENCE,
-    AZHEXGATE_OIDC_TENANTS: TENANT,
-    AZHEXGATE_OIDC_GROUPS: GROUP_DEVS,
-    AZHEXGATE_OIDC_CLI_CLIENT_ID: CLI_CLIENT_ID,
-    AZHEXGATE_OIDC_CLI_SCOPES: "openid profile email offline_access api",
-  });
+  s = await startAccessStack(gatewayOidcEnv(idp, { cli: true, extra: { AZHEXGATE_OIDC_GROUPS: GROUP_DEVS } }));
   api = `http://localhost:${s.app.gateway.port}`;
   // what docs/access.md tells operators to register: {api host}/console/ on the public client
   await idp.setCliRedirectUris([`${api}/console/`]);

@@ -11,7 +11,8 @@ import type { RelayBinding } from "../src/control/types.ts";
 import { type EmulatorHandle, startEmulator } from "../src/emulator/server.ts";
 import { senderDialer } from "../src/gateway/credential.ts";
 import { RelayError } from "../src/hc/errors.ts";
-import { createListener, type HybridConnectionListener } from "../src/hc/listener.ts";
+import type { HybridConnectionListener } from "../src/hc/listener.ts";
+import { echoListener } from "./support/emulator-fixture.ts";
 import type { WsConnection } from "../src/ws/client.ts";
 import { HttpTokenCredential, startTokenServer, type TokenServer, type TokenServerConfig } from "./support/token-server.ts";
 
@@ -57,13 +58,7 @@ beforeAll(async () => {
   emu = await startEmulator({ entra: { secret: JWT_SECRET }, hybridConnections: [{ path: HC }] });
   const b = await createAzureBinding(settings());
   const { token } = await b.issuer.issue(HC, 600);
-  listener = await createListener({ endpoint: emu.endpoint, hcPath: HC, token });
-  listener.on("accept", (msg) => {
-    listener.accept(msg).then(
-      (ws) => ws.on("message", (d) => ws.send(d)),
-      () => {},
-    );
-  });
+  listener = await echoListener({ endpoint: emu.endpoint, hcPath: HC, token });
 });
 
 afterAll(async () => {

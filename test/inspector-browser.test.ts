@@ -5,20 +5,14 @@
  * filters narrow the list, and copy-as-curl gives a command that works. A screenshot is written
  * to test/artifacts/inspector.png.
  */
-import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
+import { afterEach, expect, test } from "bun:test";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { artifact, launchBrowser, waitCount, type Browser } from "./support/browser.ts";
+import { artifact, browserPerFile, waitCount } from "./support/browser.ts";
 import { get, killAll, spawnCli } from "./support/cli-proc.ts";
 
-let browser: Browser;
-beforeAll(async () => {
-  browser = await launchBrowser();
-});
-afterAll(async () => {
-  await browser?.close();
-});
+const browser = browserPerFile();
 afterEach(killAll);
 
 test("requests appear live; one is opened, replayed and replayed with an edited body", async () => {

@@ -3,34 +3,23 @@
  * test plays the user's browser (chromium via playwright-core) on the printed URL.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { type Browser, chromium } from "playwright-core";
+import type { Browser } from "playwright-core";
+import { launchChromium } from "./support/browser.ts";
 import { type AccessStack, startAccessStack } from "./support/access-stack.ts";
 import { killAll, spawnCli } from "./support/cli-proc.ts";
-import { AUDIENCE, CLI_CLIENT_ID, type OidcFixture, startOidcProvider, TENANT, USERS } from "./support/oidc.ts";
+import { cliLoginConfig, gatewayOidcEnv, type OidcFixture, startOidcProvider, USERS } from "./support/oidc.ts";
 
 let idp: OidcFixture;
 let s: AccessStack;
 let browser: Browser;
-const config = mkdtempSync(join(tmpdir(), "azhexgate-login-browser-"));
-const env = { XDG_CONFIG_HOME: config, AZHEXGATE_API_KEY: "" };
+const { config, env } = cliLoginConfig("azhexgate-login-browser-");
 
 beforeAll(async () => {
   idp = await startOidcProvider();
-  s = await startAccessStack({
-    AZHEXGATE_OIDC_ISSUER: idp.issuer,
-    AZHEXGATE_OIDC_AUDIENCE: AUDIENCE,
-    AZHEXGATE_OIDC_TENANTS: TENANT,
-    AZHEXGATE_OIDC_CLI_CLIENT_ID: CLI_CLIENT_ID,
-    AZHEXGATE_OIDC_CLI_SCOPES: "openid profile email offline_access api",
-  });
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic"],
-  });
+  s = await startAccessStack(gatewayOidcEnv(idp, { cli: true }));
+  browser = await launchChromium();
 }, 60_000);
 afterAll(async () => {
   await killAll();

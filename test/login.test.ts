@@ -5,33 +5,23 @@
  * no token ever reaches stdout / stderr.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type AccessStack, startAccessStack } from "./support/access-stack.ts";
 import { killAll, spawnCli } from "./support/cli-proc.ts";
-import { AUDIENCE, CLI_CLIENT_ID, GROUP_ADMINS, GROUP_DEVS, type OidcFixture, startOidcProvider, TENANT, USERS } from "./support/oidc.ts";
+import { GROUP_ADMINS, GROUP_DEVS, cliLoginConfig, gatewayOidcEnv, type OidcFixture, startOidcProvider, TENANT, USERS } from "./support/oidc.ts";
 
 let idp: OidcFixture;
 let s: AccessStack;
 let api: string;
-const config = mkdtempSync(join(tmpdir(), "azhexgate-login-"));
-const env = { XDG_CONFIG_HOME: config, AZHEXGATE_API_KEY: "" };
+const { config, env } = cliLoginConfig("azhexgate-login-");
 const cacheFile = join(config, "azhexgate", "credentials.json");
 const cache = () => JSON.parse(readFileSync(cacheFile, "utf8"));
 const entry = () => Object.values(cache().logins)[0] as { access_token: string; refresh_token: string; expires_at: number };
 
 beforeAll(async () => {
   idp = await startOidcProvider();
-  s = await startAccessStack({
-    AZHEXGATE_OIDC_ISSUER: idp.issuer,
-    AZHEXGATE_OIDC_AUDIENCE: AUDIENCE,
-    AZHEXGATE_OIDC_TENANTS: TENANT,
-    AZHEXGATE_OIDC_GROUPS: GROUP_DEVS,
-    AZHEXGATE_OIDC_ADMIN_GROUP: GROUP_ADMINS,
-    AZHEXGATE_OIDC_CLI_CLIENT_ID: CLI_CLIENT_ID,
-    AZHEXGATE_OIDC_CLI_SCOPES: "openid profile email offline_access api",
-  });
+  s = await startAccessStack(gatewayOidcEnv(idp, { cli: true, extra: { AZHEXGATE_OIDC_GROUPS: GROUP_DEVS, AZHEXGATE_OIDC_ADMIN_GROUP: GROUP_ADMINS } }));
   api = `http://localhost:${s.app.gateway.port}`;
 });
 afterAll(async () => {

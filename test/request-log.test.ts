@@ -8,45 +8,13 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { API_KEY, freePort, get, killAll, spawnCli, startGatewayChild } from "./support/cli-proc.ts";
+import { startEchoApp, wsEcho } from "./support/echo-app.ts";
 
 afterEach(killAll);
 
 const cwd = () => mkdtempSync(join(tmpdir(), "azhexgate-reqlog-"));
 
-function appWithWebSocket() {
-  return Bun.serve<undefined>({
-    hostname: "127.0.0.1",
-    port: 0,
-    async fetch(req, server) {
-      const path = new URL(req.url).pathname;
-      if (path === "/ws" && server.upgrade(req, { data: undefined })) return undefined;
-      if (path === "/slow") await Bun.sleep(5000);
-      return new Response(`hello ${path}`);
-    },
-    websocket: {
-      message(ws, msg) {
-        ws.send(msg);
-      },
-    },
-  });
-}
-
-async function wsRoundTrip(url: string): Promise<void> {
-  const ws = new WebSocket(url);
-  const { promise, resolve, reject } = Promise.withResolvers<void>();
-  const timer = setTimeout(() => reject(new Error("websocket round trip timed out")), 10_000);
-  ws.onopen = () => ws.send("ping");
-  ws.onmessage = (e) => {
-    expect(String(e.data)).toBe("ping");
-    ws.close(1000, "bye");
-  };
-  ws.onclose = () => {
-    clearTimeout(timer);
-    resolve();
-  };
-  ws.onerror = () => reject(new Error("websocket failed"));
-  return promise;
-}
+const appWithWebSocket = () => startEchoApp({ slowMs: 5000, fetch: (req) => new Response(`hello ${new URL(req.url).pathname}`) });
 
 test("--json: a 502 (app down), a client that left (499) and a WebSocket session each get a request event", async () => {
   const app = appWithWebSocket();
@@ -61,7 +29,7 @@ test("--json: a 502 (app down), a client that left (499) and a WebSocket session
     const e502 = await cli.waitEvent((e) => e.event === "request" && e.path === "/nothing-here");
     expect(e502).toMatchObject({ kind: "http", method: "GET", status: 502, error: "origin_unreachable", tunnel_id: down.tunnel_id });
 
-    await wsRoundTrip(`${String(up.public_url).replace(/^http/, "ws")}/ws`);
+    await wsEcho(`${String(up.public_url).replace(/^http/, "ws")}/ws`);
     const ews = await cli.waitEvent((e) => e.event === "request" && e.path === "/ws");
     expect(ews).toMatchObject({ kind: "ws", method: "GET", status: 101, close_code: 1000, tunnel_id: up.tunnel_id });
     expect(Number(ews.bytes)).toBeGreaterThanOrEqual(8); // "ping" both ways
@@ -94,7 +62,7 @@ test("human output: the 502 and the WebSocket session each get one line saying w
 
     expect((await get(`${downUrl}/down`)).status).toBe(502);
     expect(await cli.waitOut(/^GET\s+\/down\s/)).toMatch(/^GET\s+\/down\s+502\s+\d+ ms\s+0 B {2}origin_unreachable$/);
-    await wsRoundTrip(`${upUrl.replace(/^http/, "ws")}/ws`);
+    await wsEcho(`${upUrl.replace(/^http/, "ws")}/ws`);
     expect(await cli.waitOut(/^WS\s+\/ws\s/)).toMatch(/^WS\s+\/ws\s+101\s+\d+ ms\s+\d+ B {2}closed 1000$/);
   } finally {
     app.stop(true);

@@ -5,9 +5,10 @@
  * cookie and client-sent identity headers get nowhere; WebSocket upgrades need the session too.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type Browser, chromium } from "playwright-core";
+import type { Browser } from "playwright-core";
+import { launchChromium } from "./support/browser.ts";
 import { type AccessStack, startAccessStack } from "./support/access-stack.ts";
-import { AUDIENCE, GROUP_DEVS, type OidcFixture, startOidcProvider, TENANT, USERS, WEB_CLIENT_ID, WEB_CLIENT_SECRET } from "./support/oidc.ts";
+import { GROUP_DEVS, gatewayOidcEnv, type OidcFixture, startOidcProvider, TENANT, USERS, WEB_CLIENT_ID, WEB_CLIENT_SECRET } from "./support/oidc.ts";
 
 let idp: OidcFixture;
 let s: AccessStack;
@@ -17,23 +18,15 @@ let anyone: { id: string; host: string };
 
 beforeAll(async () => {
   idp = await startOidcProvider();
-  s = await startAccessStack({
-    AZHEXGATE_OIDC_ISSUER: idp.issuer,
-    AZHEXGATE_OIDC_AUDIENCE: AUDIENCE,
-    AZHEXGATE_OIDC_TENANTS: TENANT,
+  s = await startAccessStack(gatewayOidcEnv(idp, { extra: {
     AZHEXGATE_VISITOR_CLIENT_ID: WEB_CLIENT_ID,
     AZHEXGATE_VISITOR_CLIENT_SECRET: WEB_CLIENT_SECRET,
     AZHEXGATE_VISITOR_COOKIE_KEY: "visitor-cookie-key-for-tests-0123456789abcdef",
-  });
+  } }));
   await idp.setRedirectUris([`http://localhost:${s.app.gateway.port}/auth/callback`]);
   devsOnly = await s.tunnel({ entra: { groups: [GROUP_DEVS] } });
   anyone = await s.tunnel({ entra: true });
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    // playwright gives every launch a fresh temporary profile (its own --user-data-dir)
-    args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic"],
-  });
+  browser = await launchChromium();
 }, 60_000);
 afterAll(async () => {
   await browser?.close();

@@ -6,6 +6,7 @@ import { mkdirSync, writeFileSync, existsSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, portOpen, run, spawn, type Child } from "./proc.ts";
+import { startTunnelProcs } from "./tunnel-procs.ts";
 
 export interface RowHandle {
   /** http://127.0.0.1:PORT */
@@ -27,7 +28,6 @@ export interface Row {
 }
 
 const ROOT = join(import.meta.dir, "..", "..");
-const BENCH = join(ROOT, "bench");
 const NM = join(ROOT, "node_modules");
 /** os.userInfo() says "unknown" under Bun here; ask id(1). */
 const USER = Bun.spawnSync(["id", "-un"]).stdout.toString().trim() || "root";
@@ -127,17 +127,7 @@ export const azhexgate: Row = {
   async start(originPort) {
     const id = String(10_000_000 + Math.floor(Math.random() * 89_999_999));
     const hc = `hc-${id}`;
-    const relay = await spawn("relay", ["bun", ...bunArgs("relay"), join(BENCH, "roles/relay.ts"), "0", hc]);
-    const env = {
-      BENCH_RELAY: String(relay.ready.endpoint),
-      BENCH_KEY_NAME: String(relay.ready.keyName),
-      BENCH_KEY: String(relay.ready.key),
-      BENCH_TUNNEL: id,
-      BENCH_HC: hc,
-      BENCH_ORIGIN: `http://127.0.0.1:${originPort}`,
-    };
-    const gateway = await spawn("gateway", ["bun", "--max-http-header-size=262144", ...bunArgs("gateway"), join(BENCH, "roles/gateway.ts"), "0"], { env });
-    const startAgent = () => spawn("agent", ["bun", ...bunArgs("agent"), join(BENCH, "roles/agent.ts")], { env });
+    const { relay, gateway, startAgent } = await startTunnelProcs({ id, hc, origin: `http://127.0.0.1:${originPort}`, bunFlags: bunArgs });
     let agent = await startAgent();
     const base = `http://127.0.0.1:${gateway.ready.port}`;
     const host = `${id}.localhost`;

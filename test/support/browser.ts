@@ -3,13 +3,17 @@
  * `playwright-core`, with a fresh profile directory each launch and everything that would reach
  * outside the machine turned off. Screenshots go under test/artifacts/ (git-ignored).
  */
+import { afterAll, beforeAll } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { chromium, type BrowserContext } from "playwright-core";
+import { chromium, type BrowserContext, type Browser as PlainBrowser } from "playwright-core";
 
 export const CHROMIUM = "/usr/bin/chromium";
 export const ARTIFACTS = new URL("../artifacts/", import.meta.url).pathname;
+
+/** Everything that would reach outside the machine (updates, sync, QUIC) off. */
+const ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic"];
 
 export interface Browser {
   context: BrowserContext;
@@ -23,7 +27,7 @@ export async function launchBrowser(): Promise<Browser> {
     executablePath: CHROMIUM,
     headless: true,
     timeout: 60_000,
-    args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic"],
+    args: ARGS,
   });
   context.setDefaultTimeout(20_000);
   return {
@@ -33,6 +37,28 @@ export async function launchBrowser(): Promise<Browser> {
       rmSync(profile, { recursive: true, force: true });
     },
   };
+}
+
+/** One Chromium for the calling test file: launched before its first test, closed after its last. */
+export function browserPerFile(): { readonly context: BrowserContext } {
+  let browser: Browser | undefined;
+  beforeAll(async () => {
+    browser = await launchBrowser();
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+  return {
+    get context() {
+      if (!browser) throw new Error("the browser did not launch");
+      return browser.context;
+    },
+  };
+}
+
+/** Launches Chromium for tests that open their own contexts (playwright gives each launch a fresh temporary profile). */
+export function launchChromium(): Promise<PlainBrowser> {
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
 }
 
 /** Path for a screenshot under test/artifacts/. */

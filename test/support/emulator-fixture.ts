@@ -3,6 +3,7 @@
  * sockets closed after each test, and SAS tokens signed with the emulator's keys.
  */
 import { afterEach } from "bun:test";
+import { createListener, type HybridConnectionListener } from "../../src/hc/listener.ts";
 import { createSasToken } from "../../src/hc/sas.ts";
 import { type EmulatorHandle, type EmulatorOptions, startEmulator } from "../../src/emulator/server.ts";
 
@@ -36,4 +37,16 @@ export function ruleKey(e: EmulatorHandle, rule = ROOT): string {
 export function sasFor(e: EmulatorHandle, path = "hc", o: { rule?: string; ttl?: number; key?: string } = {}): string {
   const rule = o.rule ?? ROOT;
   return createSasToken(`http://127.0.0.1:${e.port}/${path}`, rule, o.key ?? ruleKey(e, rule), Math.floor(Date.now() / 1000) + (o.ttl ?? 60));
+}
+
+/** A listener on `hcPath` that accepts every rendezvous and echoes each message back. */
+export async function echoListener(o: Parameters<typeof createListener>[0]): Promise<HybridConnectionListener> {
+  const listener = await createListener(o);
+  listener.on("accept", (msg) => {
+    listener.accept(msg).then(
+      (ws) => ws.on("message", (d) => ws.send(d)),
+      () => {},
+    );
+  });
+  return listener;
 }

@@ -17,6 +17,8 @@ export interface VaultStandIn {
   denyNext: number;
   /** Status of every secret read, in order. */
   statuses: number[];
+  /** The Authorization header of every well-formed secret read, in order. */
+  authHeaders: string[];
   stop(): void;
 }
 
@@ -27,8 +29,9 @@ function verifyJwt(token: string, secret: string): Record<string, unknown> | und
   return JSON.parse(Buffer.from(b, "base64url").toString("utf8")) as Record<string, unknown>;
 }
 
-export function startVaultStandIn(jwtSecret: string): VaultStandIn {
-  const v: VaultStandIn = { url: "", secrets: new Map(), forbidden: new Set(), firewalled: new Set(), denyNext: 0, statuses: [], stop: () => server.stop(true) };
+/** `o.scope`: also require the token's `scp` claim to be that scope. */
+export function startVaultStandIn(jwtSecret: string, o: { scope?: string } = {}): VaultStandIn {
+  const v: VaultStandIn = { url: "", secrets: new Map(), forbidden: new Set(), firewalled: new Set(), denyNext: 0, statuses: [], authHeaders: [], stop: () => server.stop(true) };
   const answer = (status: number, body: unknown) => {
     v.statuses.push(status);
     return Response.json(body, { status });
@@ -40,8 +43,9 @@ export function startVaultStandIn(jwtSecret: string): VaultStandIn {
       const url = new URL(req.url);
       const m = /^\/secrets\/([\w-]+)$/.exec(url.pathname);
       if (req.method !== "GET" || !m?.[1] || url.searchParams.get("api-version") !== "7.4") return answer(400, { error: { code: "BadParameter" } });
+      v.authHeaders.push(req.headers.get("authorization") ?? "");
       const claims = verifyJwt((req.headers.get("authorization") ?? "").replace(/^Bearer /, ""), jwtSecret);
-      if (!claims || claims.aud !== "https://vault.azure.net") return answer(401, { error: { code: "Unauthorized", message: "AKV10022: Invalid audience." } });
+      if (!claims || claims.aud !== "https://vault.azure.net" || (o.scope !== undefined && claims.scp !== o.scope)) return answer(401, { error: { code: "Unauthorized", message: "AKV10022: Invalid audience." } });
       if (v.firewalled.has(m[1])) {
         return answer(403, { error: { code: "Forbidden", message: "Client address is not authorized and caller is not a trusted service.", innererror: { code: "ForbiddenByFirewall" } } });
       }

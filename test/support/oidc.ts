@@ -6,7 +6,10 @@
  * pages where any listed login name signs in (password ignored). `rotate()` rolls the signing key
  * over (the old one leaves the JWKS); `mint()` signs arbitrary claims with the current key.
  */
+import { mkdtempSync } from "node:fs";
 import { createServer, type Server } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { AddressInfo } from "node:net";
 import { exportJWK, generateKeyPair, SignJWT, type JWK, type JWTPayload } from "jose";
 import Provider from "oidc-provider";
@@ -35,6 +38,26 @@ export const USERS: Record<string, TestUser> = {
   outsider: { oid: "dddddddd-0000-0000-0000-00000000000d", tid: TENANT, email: "outsider@example.test", name: "Outsider", groups: [] },
   stranger: { oid: "eeeeeeee-0000-0000-0000-00000000000e", tid: OTHER_TENANT, email: "stranger@other.test", name: "Stranger", groups: [GROUP_DEVS] },
 };
+
+/**
+ * The gateway settings that make it accept this provider's tokens (issuer, audience, tenant), with
+ * `cli` the public client `azhexgate login` uses, and `extra` (groups, visitor client...) on top.
+ */
+export function gatewayOidcEnv(idp: { issuer: string }, o: { cli?: boolean; extra?: Record<string, string> } = {}): Record<string, string> {
+  return {
+    AZHEXGATE_OIDC_ISSUER: idp.issuer,
+    AZHEXGATE_OIDC_AUDIENCE: AUDIENCE,
+    AZHEXGATE_OIDC_TENANTS: TENANT,
+    ...(o.cli ? { AZHEXGATE_OIDC_CLI_CLIENT_ID: CLI_CLIENT_ID, AZHEXGATE_OIDC_CLI_SCOPES: "openid profile email offline_access api" } : {}),
+    ...o.extra,
+  };
+}
+
+/** A fresh config directory for the CLI's token cache, and the CLI environment that uses it (and no API key). */
+export function cliLoginConfig(prefix: string): { config: string; env: Record<string, string> } {
+  const config = mkdtempSync(join(tmpdir(), prefix));
+  return { config, env: { XDG_CONFIG_HOME: config, AZHEXGATE_API_KEY: "" } };
+}
 
 interface SigningKey {
   kid: string;

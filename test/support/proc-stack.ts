@@ -3,6 +3,7 @@
  * test can read each one's memory from /proc: the hardening tests' memory bounds.
  */
 import { rss, spawn, type Child } from "../../bench/lib/proc.ts";
+import { startTunnelProcs } from "../../bench/lib/tunnel-procs.ts";
 
 export interface ProcStack {
   relay: Child;
@@ -31,20 +32,8 @@ export async function startProcStack(): Promise<ProcStack> {
   try {
     const origin = await spawn("origin", ["bun", "test/support/roles/ws-origin.ts"], { cwd: root });
     started.push(origin);
-    const relay = await spawn("relay", ["bun", "bench/roles/relay.ts", "0", hc], { cwd: root });
-    started.push(relay);
-    const env = {
-      BENCH_RELAY: String(relay.ready.endpoint),
-      BENCH_KEY_NAME: String(relay.ready.keyName),
-      BENCH_KEY: String(relay.ready.key),
-      BENCH_TUNNEL: id,
-      BENCH_HC: hc,
-      BENCH_ORIGIN: `http://127.0.0.1:${origin.ready.port}`,
-    };
-    const gateway = await spawn("gateway", ["bun", "--max-http-header-size=262144", "bench/roles/gateway.ts", "0"], { cwd: root, env });
-    started.push(gateway);
-    const agent = await spawn("agent", ["bun", "test/support/roles/agent.ts"], { cwd: root, env });
-    started.push(agent);
+    const { relay, gateway, startAgent } = await startTunnelProcs({ id, hc, origin: `http://127.0.0.1:${origin.ready.port}`, onStart: (c) => started.push(c) });
+    const agent = await startAgent(`${root}test/support/roles/agent.ts`);
     const port = Number(gateway.ready.port);
     const host = String(gateway.ready.host);
     return {
