@@ -46,6 +46,9 @@ export function createLogger(o: LoggerOptions = {}): Logger {
   const sink = o.sink ?? ((line: string) => process.stderr.write(`${line}\n`));
   const consola: ConsolaInstance = createConsola({
     level: LEVELS[o.level ?? "info"],
+    // consola folds a line repeated within 1 s after the 5th into "(repeated N times)", late and
+    // without its fields: identical access-log lines (same path, status, size) would be lost.
+    throttle: 0,
     reporters: json
       ? [
           {

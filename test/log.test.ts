@@ -16,3 +16,11 @@ test("JSON lines with tag, event and fields; secrets never reach a line", () => 
   expect(lines[0]).not.toContain(encodeURIComponent(sig));
   expect(lines[0]).not.toContain("k-123");
 });
+
+test("identical lines in quick succession are all written, each with its fields (an access log of repeated requests loses none)", () => {
+  const lines: string[] = [];
+  const log = createLogger({ format: "json", sink: (l) => lines.push(l) }).child("access");
+  for (let i = 0; i < 20; i++) log.info("request", { tunnel: "abc", method: "GET", path: "/same", status: 200 });
+  expect(lines).toHaveLength(20);
+  for (const l of lines) expect(JSON.parse(l)).toMatchObject({ event: "request", path: "/same", status: 200 });
+});
