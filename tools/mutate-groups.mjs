@@ -1,0 +1,28 @@
+// Module groups for mutation testing: the modules mutated and the fast test files that cover them.
+// `floor`: the score below which `stryker run` fails (used by the CI sample).
+export const groups = {
+  codec: {
+    mutate: ["src/tunnel/frame.ts", "src/tunnel/head.ts", "src/tunnel/head-binary.ts"],
+    tests: ["test/tunnel-frame.test.ts", "test/tunnel-v2-vectors.test.ts"],
+  },
+  session: {
+    mutate: ["src/tunnel/stream.ts", "src/tunnel/session.ts", "src/tunnel/inbound.ts", "src/tunnel/credit.ts", "src/tunnel/deliver.ts", "src/tunnel/liveness.ts"],
+    tests: ["test/tunnel-session.test.ts", "test/tunnel-v2-session.test.ts", "test/tunnel-v2-flow.test.ts", "test/tunnel-frame.test.ts"],
+  },
+  hc: {
+    mutate: ["src/hc/sas.ts", "src/hc/address.ts", "src/hc/messages.ts"],
+    tests: ["test/sas.test.ts", "test/address.test.ts"],
+  },
+  routing: {
+    mutate: ["src/gateway/server.ts:150-164"],
+    tests: ["test/address.test.ts"],
+  },
+  agent: {
+    mutate: ["src/agent/policy.ts", "src/agent/backoff.ts", "src/agent/supervisor.ts"],
+    tests: ["test/backoff.test.ts", "test/supervisor.test.ts"],
+  },
+  api: {
+    mutate: ["src/api/keys.ts", "src/api/access.ts"],
+    tests: ["test/api-keys.test.ts", "test/api-keys-refresh.test.ts", "test/api-access.test.ts"],
+  },
+};
