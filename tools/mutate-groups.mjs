@@ -15,7 +15,7 @@ export const groups = {
   },
   routing: {
     mutate: ["src/gateway/server.ts:150-164"],
-    tests: ["test/address.test.ts"],
+    tests: ["test/route-host.test.ts"],
   },
   agent: {
     mutate: ["src/agent/policy.ts", "src/agent/backoff.ts", "src/agent/supervisor.ts"],

@@ -124,7 +124,8 @@ export interface TunnelListener {
 }
 
 const utf8 = new TextEncoder();
-const HOST_RE = /^([a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?|\[[0-9a-f:.]+\])(?::(\d{1,5}))?$/i;
+// A fully qualified name may end in one dot (RFC 3986 reg-name; `curl https://demo.example.com./`).
+const HOST_RE = /^([a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?\.?|\[[0-9a-f:.]+\])(?::(\d{1,5}))?$/i;
 const LABEL_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 
 /** The raw origin-form target of a request (path and query as the client sent them). */
