@@ -11,7 +11,7 @@ export const groups = {
   },
   hc: {
     mutate: ["src/hc/sas.ts", "src/hc/address.ts", "src/hc/messages.ts"],
-    tests: ["test/sas.test.ts", "test/address.test.ts"],
+    tests: ["test/sas.test.ts", "test/address.test.ts", "test/hc-messages.test.ts"],
   },
   routing: {
     mutate: ["src/gateway/server.ts:150-164"],
