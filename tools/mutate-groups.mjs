@@ -3,7 +3,7 @@
 export const groups = {
   codec: {
     mutate: ["src/tunnel/frame.ts", "src/tunnel/head.ts", "src/tunnel/head-binary.ts"],
-    tests: ["test/tunnel-frame.test.ts", "test/tunnel-v2-vectors.test.ts"],
+    tests: ["test/tunnel-frame.test.ts", "test/tunnel-v2-vectors.test.ts", "test/tunnel-varint.test.ts"],
   },
   session: {
     mutate: ["src/tunnel/stream.ts", "src/tunnel/session.ts", "src/tunnel/inbound.ts", "src/tunnel/credit.ts", "src/tunnel/deliver.ts", "src/tunnel/liveness.ts"],
