@@ -156,3 +156,25 @@ describe("payload codecs", () => {
     expect(parseJsonPayload(bytes("22ff22"))).toBeUndefined();
   });
 });
+
+describe("property: a message cut anywhere inside its last frame is an error", () => {
+  test("never fewer or shorter frames", async () => {
+    const fc = (await import("fast-check")).default;
+    const frame = fc.record({
+      type: fc.constantFrom(FrameType.DATA, FrameType.END, FrameType.WINDOW, FrameType.RESET),
+      stream: fc.oneof(fc.integer({ min: 0, max: 70 }), fc.integer({ min: 0, max: 2 ** 40 })),
+      payload: fc.uint8Array({ maxLength: 300 }),
+    });
+    fc.assert(
+      fc.property(fc.array(frame, { minLength: 1, maxLength: 4 }), fc.nat(), (frames, k) => {
+        const enc = encodeFrames(frames);
+        const last = frames[frames.length - 1]!;
+        const cut = 1 + (k % (frameSize(last.stream, last.payload.length) - 1)); // a frame is at least 3 bytes
+        const whole = decodeFrames(enc);
+        expect("frames" in whole && whole.frames.length).toBe(frames.length);
+        expect("error" in decodeFrames(enc.subarray(0, enc.length - cut))).toBe(true);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
