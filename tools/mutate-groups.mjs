@@ -19,7 +19,7 @@ export const groups = {
   },
   agent: {
     mutate: ["src/agent/policy.ts", "src/agent/backoff.ts", "src/agent/supervisor.ts"],
-    tests: ["test/backoff.test.ts", "test/supervisor.test.ts"],
+    tests: ["test/backoff.test.ts", "test/supervisor.test.ts", "test/supervisor-attempt.test.ts"],
   },
   api: {
     mutate: ["src/api/keys.ts", "src/api/access.ts"],
