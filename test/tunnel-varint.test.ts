@@ -36,7 +36,7 @@ const VECTORS: [number, string][] = [
 describe("varint vectors at every length", () => {
   for (const [v, h] of VECTORS) {
     test(`${v} ⇄ ${h}`, () => {
-      expect(varintSize(v)).toBe(h.length / 2);
+      expect(varintSize(v) as number).toBe(h.length / 2);
       const buf = new Uint8Array(10).fill(0xee);
       expect(writeVarint(buf, 1, v)).toBe(1 + h.length / 2);
       expect(hex(buf.subarray(1, 1 + h.length / 2))).toBe(h);

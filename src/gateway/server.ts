@@ -9,7 +9,7 @@ import { ResetCode } from "../tunnel/frame.ts";
 import type { ResponseHead } from "../tunnel/head.ts";
 import { methodHasNoBody, publicResponseHeaders, requestHeadFrom, statusHasNoBody } from "../tunnel/http.ts";
 import { ProtocolMismatchError } from "../tunnel/session.ts";
-import { StreamResetError, type TunnelStream } from "../tunnel/stream.ts";
+import { SessionLostError, StreamResetError, type TunnelStream } from "../tunnel/stream.ts";
 import type { WsConnection } from "../ws/client.ts";
 import type { AccessEntry, AccessLog } from "./access-log.ts";
 import { errorResponse, GatewayError } from "./errors.ts";
@@ -174,7 +174,7 @@ function tunnelError(err: unknown, id: string): GatewayError {
       return new GatewayError(502, "response_headers_too_large", "The local app's response headers are larger than the tunnel carries (128 KiB in all, at most 256 headers).");
     if (err.code === ResetCode.ORIGIN_UNREACHABLE) return new GatewayError(502, "origin_unreachable", err.reason);
     if (err.code === ResetCode.ORIGIN_TIMEOUT) return new GatewayError(504, "origin_timeout", err.reason);
-    if (err.reason.startsWith("tunnel session lost"))
+    if (err instanceof SessionLostError)
       return new GatewayError(502, "tunnel_offline", `The agent of tunnel ${id} disconnected before answering. Retry; if it persists, restart "azhexgate start".`);
     if (err.code === ResetCode.REFUSED) return new GatewayError(502, "tunnel_offline", `The agent of tunnel ${id} is not accepting requests (${err.reason}).`);
     return new GatewayError(502, "tunnel_error", `The tunnel failed: ${err.reason}`);
