@@ -11,7 +11,7 @@ const base = "azhexgate.com";
 
 function outcome(host: string | null, b = base, local = false): string {
   try {
-    return `tunnel:${routeHost(host, b, local)}`;
+    return `tunnel:${local ? routeHost(host, b, true) : routeHost(host, b)}`; // the default is not local
   } catch (e) {
     if (!(e instanceof GatewayError)) throw e;
     return `${e.status} ${e.code}`;
@@ -70,6 +70,11 @@ describe("routeHost", () => {
     expect(outcome("demo.azhexgate.com", base, true)).toBe("tunnel:demo");
     expect(outcome("a.b.azhexgate.com", base, true)).toBe("404 tunnel_not_found");
     expect(outcome("bad host", base, true)).toBe("400 bad_host");
+  });
+
+  test("each refusal says why", () => {
+    expect(() => routeHost("bad host", base)).toThrow("The request's Host header is missing or malformed.");
+    expect(() => routeHost("evilazhexgate.com", base)).toThrow("No tunnel is served at evilazhexgate.com.");
   });
 
   test("the 404 names the host the visitor asked for, normalised", () => {

@@ -11,10 +11,10 @@ export const groups = {
   },
   hc: {
     mutate: ["src/hc/sas.ts", "src/hc/address.ts", "src/hc/messages.ts"],
-    tests: ["test/sas.test.ts", "test/address.test.ts", "test/hc-messages.test.ts"],
+    tests: ["test/sas.test.ts", "test/address.test.ts", "test/hc-messages.test.ts", "test/hc-edges.test.ts"],
   },
   routing: {
-    mutate: ["src/gateway/server.ts:150-164"],
+    mutate: ["src/gateway/server.ts:128-129", "src/gateway/server.ts:151-165"],
     tests: ["test/route-host.test.ts"],
   },
   agent: {
