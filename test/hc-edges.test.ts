@@ -13,6 +13,7 @@ describe("parseSasToken", () => {
     expect(parseSasToken(good)).not.toBeNull();
     expect(parseSasToken(good.slice("SharedAccessSignature ".length))).toBeNull();
     expect(parseSasToken(`Bearer ${good.slice("SharedAccessSignature ".length)}`)).toBeNull();
+    expect(parseSasToken(`SharedAccessSignatureX${good.slice("SharedAccessSignature ".length)}`)).toBeNull(); // same length, wrong prefix
   });
   test("trailing whitespace after the fields is tolerated (copied from a terminal)", () => {
     expect(parseSasToken(`${good}  `)?.skn).toBe("rule");
@@ -62,5 +63,6 @@ describe("address", () => {
     const cs = parseConnectionString(" Endpoint = sb://ns.servicebus.windows.net/ ; =junk; SharedAccessKeyName = rule ;SharedAccessKey= k= ;EntityPath=hc");
     expect(cs).toEqual({ endpoint: { scheme: "wss", host: "ns.servicebus.windows.net" }, keyName: "rule", key: "k=", sharedAccessSignature: undefined, entityPath: "hc" });
     expect(() => parseConnectionString("=sb://x;SharedAccessKey=k")).toThrow(/no Endpoint/);
+    expect(parseConnectionString("Endpoint=sb://ns.servicebus.windows.net/;EntityPathX").entityPath).toBeUndefined(); // a segment without "="
   });
 });

@@ -29,6 +29,7 @@ describe("routeHost", () => {
     ["AZHEXGATE.COM.", "tunnel:"],
     ["azhexgate.com:80", "tunnel:"],
     ["a.azhexgate.com", "tunnel:a"], // one-character label
+    ["a", "404 tunnel_not_found"], // a one-character host is well formed, just not ours
     ["a1-b2.azhexgate.com", "tunnel:a1-b2"],
     [`${"x".repeat(63)}.azhexgate.com`, `tunnel:${"x".repeat(63)}`], // the longest DNS label
     [`${"x".repeat(64)}.azhexgate.com`, "404 tunnel_not_found"],
