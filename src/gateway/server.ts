@@ -498,5 +498,5 @@ function upgradePublic(req: Request, server: Server<PublicWsData>, stream: Tunne
   const data = wsDataFor(stream); // with what the origin said before `open` (holdEarlyWs)
   if (server.upgrade(req, { headers, data })) return undefined;
   stream.reset(ResetCode.CANCEL, "public upgrade failed");
-  throw new GatewayError(400, "bad_host", "The WebSocket upgrade request was invalid.");
+  throw new GatewayError(400, "bad_websocket_upgrade", "The WebSocket upgrade request was invalid: it needs Connection: Upgrade, Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key.");
 }
