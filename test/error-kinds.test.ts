@@ -31,3 +31,13 @@ test("a peer RESET whose reason reads 'tunnel session lost' is an ordinary reset
   expect(err).not.toBeInstanceOf(SessionLostError);
   expect((err as StreamResetError).reason).toBe("tunnel session lost: forged by the peer");
 });
+
+test("a request waiting on a closed pool fails with the PoolClosedError kind (the gateway answers tunnel_offline 'was closed', not 'not connected')", async () => {
+  const { PoolClosedError, SessionPool } = await import("../src/gateway/pool.ts");
+  let dials = 0;
+  const pool = new SessionPool({ dial: async () => (dials++, Promise.reject(new Error("must not dial"))) });
+  pool.close();
+  const err = await pool.acquire().then(() => null, (e: unknown) => e);
+  expect(err).toBeInstanceOf(PoolClosedError);
+  expect(dials).toBe(0);
+});

@@ -14,7 +14,7 @@ import type { WsConnection } from "../ws/client.ts";
 import type { AccessEntry, AccessLog } from "./access-log.ts";
 import { errorResponse, GatewayError } from "./errors.ts";
 import { gatewayMetrics, type GatewayMetrics } from "./metrics.ts";
-import { SessionPool, type PoolOptions } from "./pool.ts";
+import { PoolClosedError, SessionPool, type PoolOptions } from "./pool.ts";
 import { holdEarlyWs, publicWsClose, publicWsMessage, relayWsToPublic, wsDataFor, type PublicWsData } from "./websocket.ts";
 import { type Throttle, throttled } from "./policy/bandwidth.ts";
 
@@ -167,6 +167,7 @@ export function routeHost(host: string | null, baseDomain: string, localHosts = 
 function tunnelError(err: unknown, id: string): GatewayError {
   if (err instanceof GatewayError) return err;
   if (err instanceof ProtocolMismatchError) return new GatewayError(502, "tunnel_version_mismatch", err.message);
+  if (err instanceof PoolClosedError) return new GatewayError(502, "tunnel_offline", `Tunnel ${id} was closed on this gateway (deleted, or the gateway is stopping); retry in a moment.`);
   if (err instanceof StreamResetError) {
     if (err.code === ResetCode.REQUEST_HEAD_TOO_LARGE)
       return new GatewayError(431, "request_headers_too_large", "The request's headers are larger than the tunnel carries (128 KiB in all, at most 256 headers).");
