@@ -25,6 +25,6 @@ export const groups = {
   },
   api: {
     mutate: ["src/api/keys.ts", "src/api/access.ts"],
-    tests: ["test/api-keys.test.ts", "test/api-keys-refresh.test.ts", "test/api-access.test.ts"],
+    tests: ["test/api-keys.test.ts", "test/api-keys-refresh.test.ts", "test/api-access.test.ts", "test/api-keyvault-errors.test.ts"],
   },
 };
