@@ -76,6 +76,7 @@ describe("routeHost", () => {
   test("each refusal says why", () => {
     expect(() => routeHost("bad host", base)).toThrow("The request's Host header is missing or malformed.");
     expect(() => routeHost("evilazhexgate.com", base)).toThrow("No tunnel is served at evilazhexgate.com.");
+    expect(() => routeHost("[::1]:8080", base)).toThrow("No tunnel is served at [::1]."); // only the port is cut
   });
 
   test("the 404 names the host the visitor asked for, normalised", () => {
