@@ -51,6 +51,7 @@ describe("address", () => {
   test("ports are stripped only at the end of the host", () => {
     expect(cloudOf("ns.servicebus.windows.net:443")).toBe("public");
     expect(resourceUri({ scheme: "ws", host: "127.0.0.1:9000" }, "hc")).toBe("http://127.0.0.1/hc");
+    expect(resourceUri({ scheme: "ws", host: "[::1]:9000" }, "hc")).toBe("http://[::1]/hc"); // an emulator on the IPv6 loopback
   });
   test("all leading and trailing slashes of a path and suffix go", () => {
     expect(connectUrl({ scheme: "wss", host: "h" }, "//a/b//", { suffix: "//s" })).toBe("wss://h/$hc/a/b/s?sb-hc-action=connect");

@@ -6,7 +6,7 @@ export const groups = {
     tests: ["test/tunnel-frame.test.ts", "test/tunnel-v2-vectors.test.ts", "test/tunnel-varint.test.ts"],
   },
   session: {
-    mutate: ["src/tunnel/stream.ts", "src/tunnel/session.ts", "src/tunnel/credit.ts"],
+    mutate: ["src/tunnel/stream.ts", "src/tunnel/credit.ts"], // session.ts: add when time allows (not measured yet)
     tests: ["test/tunnel-session.test.ts", "test/tunnel-v2-session.test.ts", "test/tunnel-v2-flow.test.ts", "test/tunnel-frame.test.ts"],
   },
   hc: {
