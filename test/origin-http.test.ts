@@ -451,6 +451,21 @@ describe("response framing", () => {
     expect(pool.idleCount).toBe(0);
   });
 
+  test("only the last transfer coding counts (RFC 9112 §6.3): `chunked, gzip` is read until close, `gzip, chunked` is chunked", async () => {
+    const notLast = rawOrigin({
+      onRequest: async (c) => {
+        await c.send("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+        c.socket.end();
+      },
+    });
+    const pool = newPool();
+    expect(await text(await pool.request(notLast.ep, get()))).toBe("3\r\nabc\r\n0\r\n\r\n"); // the bytes as sent: not de-chunked
+    expect(pool.idleCount).toBe(0);
+    const last = answering(() => "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip,chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    expect(await text(await pool.request(last.ep, get()))).toBe("abc");
+    expect(pool.idleCount).toBe(1); // framed: the socket is kept
+  });
+
   test("HEAD, 204 and 304 responses have no body even with a Content-Length; the socket stays in use", async () => {
     const o = answering((req) => {
       if (req.method === "HEAD") return "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nContent-Type: text/html\r\n\r\n";
