@@ -17,7 +17,7 @@ export default {
   coverageAnalysis: "off",
   concurrency: Number(process.env.MUTATE_CONCURRENCY ?? 2),
   // A mutant that loops is stopped after the dry run's time × 1.5 + 5 s and counts as killed (Timeout).
-  timeoutMS: 5000,
+  timeoutMS: Number(process.env.MUTATE_TIMEOUT_MS ?? 5000),
   timeoutFactor: 1.5,
   reporters: ["clear-text", "json", "progress"],
   jsonReporter: { fileName: `reports/mutation/${name}.json` },

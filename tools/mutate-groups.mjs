@@ -2,8 +2,13 @@
 // `floor`: the score below which `stryker run` fails (used by the CI sample).
 export const groups = {
   codec: {
-    mutate: ["src/tunnel/frame.ts", "src/tunnel/head.ts", "src/tunnel/head-binary.ts"],
-    tests: ["test/tunnel-frame.test.ts", "test/tunnel-v2-vectors.test.ts", "test/tunnel-varint.test.ts"],
+    mutate: ["src/tunnel/frame.ts"],
+    tests: ["test/tunnel-frame.test.ts", "test/tunnel-varint.test.ts"],
+  },
+  // The head codecs: ~650 mutants at ~2.4 s a run (the golden vectors) — about 15 min on 2 cores.
+  heads: {
+    mutate: ["src/tunnel/head.ts", "src/tunnel/head-binary.ts"],
+    tests: ["test/tunnel-frame.test.ts", "test/tunnel-v2-vectors.test.ts"],
   },
   session: {
     mutate: ["src/tunnel/stream.ts", "src/tunnel/credit.ts"], // session.ts: add when time allows (not measured yet)
@@ -21,7 +26,7 @@ export const groups = {
   },
   agent: {
     mutate: ["src/agent/policy.ts", "src/agent/backoff.ts", "src/agent/supervisor.ts"],
-    tests: ["test/backoff.test.ts", "test/supervisor.test.ts", "test/supervisor-attempt.test.ts"],
+    tests: ["test/backoff.test.ts", "test/supervisor.test.ts", "test/supervisor-attempt.test.ts", "test/agent-policy.test.ts"],
   },
   api: {
     mutate: ["src/api/keys.ts", "src/api/access.ts"],
