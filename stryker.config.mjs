@@ -11,7 +11,7 @@ export default {
   testRunner: "command",
   // MUTATE_TESTS (space-separated files) overrides the group's tests, e.g. to measure a "before" score.
   commandRunner: { command: `bun test --timeout 10000 ${process.env.MUTATE_TESTS ?? group.tests.join(" ")}` },
-  mutate: group.mutate,
+  mutate: process.env.MUTATE_FILES ? process.env.MUTATE_FILES.split(" ") : group.mutate, // MUTATE_FILES: a subset
   // The sandbox needs only what the tests import.
   ignorePatterns: ["bench", "docs", "infra", "test/interop", "test/artifacts", "reports", ".azhexgate", "*.sqlite*"],
   coverageAnalysis: "off",

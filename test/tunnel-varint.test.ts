@@ -107,7 +107,7 @@ describe("decodeFrames", () => {
     const enc = encodeFrame(FrameType.DATA, 1, max);
     const d = decodeFrames(enc);
     expect("frames" in d && d.frames[0]!.payload.length).toBe(MAX_FRAME_PAYLOAD);
-    expect(() => encodeFrame(FrameType.DATA, 1, new Uint8Array(MAX_FRAME_PAYLOAD + 1))).toThrow(RangeError);
+    expect(() => encodeFrame(FrameType.DATA, 1, new Uint8Array(MAX_FRAME_PAYLOAD + 1))).toThrow(new RangeError("frame payload 1048577 exceeds 1048576"));
     // a header claiming 1 MiB + 1 is refused before looking for the bytes
     const over = new Uint8Array([FrameType.DATA, 1, 0x80, 0x10, 0x00, 0x01]);
     expect(decodeFrames(over)).toEqual({ error: `frame payload ${MAX_FRAME_PAYLOAD + 1} exceeds the limit ${MAX_FRAME_PAYLOAD}` });
