@@ -67,3 +67,12 @@ describe("renewDelay", () => {
     expect(renewDelay(1_000, 500, 0)).toBe(100); // expired at issue: never negative
   });
 });
+
+describe("Backoff settings", () => {
+  test("a base of 0 or a cap below the base is refused with a sentence saying the rule", async () => {
+    const { Backoff } = await import("../src/agent/backoff.ts");
+    expect(() => new Backoff({ baseMs: 0 })).toThrow(new RangeError("backoff needs 0 < baseMs <= capMs"));
+    expect(() => new Backoff({ baseMs: 2000, capMs: 1000 })).toThrow(new RangeError("backoff needs 0 < baseMs <= capMs"));
+    expect(() => new Backoff({ baseMs: 1000, capMs: 1000 })).not.toThrow();
+  });
+});
