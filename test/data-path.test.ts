@@ -171,8 +171,10 @@ describe("HTTP through the tunnel", () => {
       for (const _ of events) arrivals.push(performance.now() - t0);
     }
     expect(arrivals.length).toBe(5);
-    expect(arrivals[0]!).toBeLessThan(300); // first event well before the last is written (~800 ms)
-    expect(arrivals[4]! - arrivals[0]!).toBeGreaterThan(600);
+    // Streamed, not batched: the events arrive spread out over the ~800 ms the app takes to write
+    // them (batched, they would arrive together). No bound on absolute arrival times: the box may be loaded.
+    expect(arrivals[4]! - arrivals[0]!).toBeGreaterThan(400);
+    expect(arrivals.every((t, i) => i === 0 || t >= arrivals[i - 1]!)).toBe(true);
   });
 
   test("200 concurrent requests through one tunnel are all correct", async () => {

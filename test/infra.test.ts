@@ -406,7 +406,7 @@ function evalRegistryUrl(template: string, key: string, host: string, port: numb
 
 const tools = Bun.which("redis-server") && Bun.which("openssl");
 describe("the registry URL the Bicep builds works with Bun's Redis client over TLS", () => {
-  test.skipIf(!tools)("rediss:// with the URL-encoded key opens the registry; a wrong key is refused", async () => {
+  test.skipIf(!tools)(`rediss:// with the URL-encoded key opens the registry; a wrong key is refused${tools ? "" : " (skipped: redis-server or openssl not on PATH; .ci/run installs both)"}`, async () => {
     const dir = mkdtempSync(join(tmpdir(), "azhexgate-infra-tls-"));
     let server: Bun.Subprocess | undefined;
     try {

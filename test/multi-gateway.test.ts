@@ -37,7 +37,7 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-test.skipIf(!redisServerPath)("a tunnel created on gateway A is served by gateway B (shared Redis registry); B's delete is seen by A", async () => {
+test.skipIf(!redisServerPath)(`a tunnel created on gateway A is served by gateway B (shared Redis registry); B's delete is seen by A${redisServerPath ? "" : " (skipped: redis-server not on PATH; .ci/run installs it)"}`, async () => {
   const [a, b] = apps as [GatewayApp, GatewayApp];
   const origin = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (req) => new Response(`origin saw ${new URL(req.url).pathname}`) });
   const created = await fetch(`http://localhost:${a.gateway.port}/api/tunnels`, {

@@ -188,7 +188,7 @@ describe("Azure binding: ARM listByNamespace through @azure/arm-relay", () => {
 });
 
 describe("two gateway processes' worth of apps on one Redis registry", () => {
-  test.skipIf(!redisServerPath)("each app's reconciler keeps the other's tunnels and removes the orphan (settings from the environment)", async () => {
+  test.skipIf(!redisServerPath)(`each app's reconciler keeps the other's tunnels and removes the orphan (settings from the environment)${redisServerPath ? "" : " (skipped: redis-server not on PATH; .ci/run installs it)"}`, async () => {
     const redis = await startRedis();
     const relay = await startEmulator();
     const binding = createLocalBinding(relay);

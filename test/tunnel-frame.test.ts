@@ -89,15 +89,18 @@ describe("frames: malformed input is an error value", () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 512 }), (bytes) => {
         const r = decodeFrames(bytes);
-        if ("frames" in r) {
-          let total = 0;
-          for (const f of r.frames) {
-            expect(f.payload.length).toBeLessThanOrEqual(MAX_FRAME_PAYLOAD);
-            expect(f.payload.buffer).toBe(bytes.buffer);
-            total += f.payload.length;
-          }
-          expect(total).toBeLessThanOrEqual(bytes.length);
+        // Either an error string or frames laid out exactly over the input: each payload a view
+        // after a header of at least 3 bytes, the last one ending at the input's end (a bare
+        // "total <= input" check could not fail: subarray clamps an overrun silently).
+        expect("error" in r ? typeof r.error : "frames").toBe("error" in r ? "string" : "frames");
+        let end = bytes.byteOffset;
+        for (const f of "frames" in r ? r.frames : []) {
+          expect(f.payload.length).toBeLessThanOrEqual(MAX_FRAME_PAYLOAD);
+          expect(f.payload.buffer).toBe(bytes.buffer);
+          expect(f.payload.byteOffset).toBeGreaterThanOrEqual(end + 3);
+          end = f.payload.byteOffset + f.payload.length;
         }
+        if ("frames" in r && r.frames.length) expect(end).toBe(bytes.byteOffset + bytes.length);
         parseReset(bytes);
         parseWsClose(bytes);
         parseVarints(bytes, 2);

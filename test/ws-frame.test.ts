@@ -183,18 +183,27 @@ describe("property: arbitrary bytes", () => {
     );
   });
   test("declared lengths over the limit fail with 1009 before any payload is buffered", () => {
+    const seen = { over: 0, under: 0 };
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: 2 ** 31 }), fc.uint8Array({ maxLength: 64 }), (len, tail) => {
+      fc.property(fc.oneof(fc.integer({ min: 65, max: 1 << 20 }), fc.integer({ min: (1 << 20) + 1, max: 2 ** 31 })), fc.uint8Array({ maxLength: 64 }), (len, tail) => {
         const d = new FrameDecoder({ maxMessageSize: 1 << 20 });
         const head = new Uint8Array(10);
         head[0] = 0x82;
         head[1] = 127;
         new DataView(head.buffer).setUint32(6, len);
         const ev = [...d.push(head), ...d.push(tail)];
-        if (len > 1 << 20) expect(ev).toEqual([{ type: "error", code: 1009, message: expect.any(String) }]);
+        if (len > 1 << 20) {
+          seen.over++;
+          expect(ev).toEqual([{ type: "error", code: 1009, message: expect.any(String) }]);
+        } else {
+          seen.under++;
+          expect(ev).toEqual([]); // at or under the limit (and longer than the tail): waits for the payload, no error
+        }
       }),
       { numRuns: 500 },
     );
+    expect(seen.over).toBeGreaterThan(50); // both sides of the limit were exercised
+    expect(seen.under).toBeGreaterThan(50);
   });
   test("encode → random split → decode round-trips", () => {
     fc.assert(

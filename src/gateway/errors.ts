@@ -5,6 +5,7 @@
 
 export type GatewayErrorCode =
   | "bad_host"
+  | "bad_websocket_upgrade"
   | "method_not_allowed"
   | "tunnel_not_found"
   | "tunnel_offline"

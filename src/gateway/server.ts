@@ -9,12 +9,12 @@ import { ResetCode } from "../tunnel/frame.ts";
 import type { ResponseHead } from "../tunnel/head.ts";
 import { methodHasNoBody, publicResponseHeaders, requestHeadFrom, statusHasNoBody } from "../tunnel/http.ts";
 import { ProtocolMismatchError } from "../tunnel/session.ts";
-import { StreamResetError, type TunnelStream } from "../tunnel/stream.ts";
+import { SessionLostError, StreamResetError, type TunnelStream } from "../tunnel/stream.ts";
 import type { WsConnection } from "../ws/client.ts";
 import type { AccessEntry, AccessLog } from "./access-log.ts";
 import { errorResponse, GatewayError } from "./errors.ts";
 import { gatewayMetrics, type GatewayMetrics } from "./metrics.ts";
-import { PoolError, SessionPool, type PoolOptions } from "../tunnel/pool.ts";
+import { PoolClosedError, PoolError, SessionPool, type PoolOptions } from "../tunnel/pool.ts";
 import { holdEarlyWs, publicWsClose, publicWsMessage, relayWsToPublic, wsDataFor, type PublicWsData } from "./websocket.ts";
 import { type Throttle, throttled } from "./policy/bandwidth.ts";
 
@@ -124,7 +124,8 @@ export interface TunnelListener {
 }
 
 const utf8 = new TextEncoder();
-const HOST_RE = /^([a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?|\[[0-9a-f:.]+\])(?::(\d{1,5}))?$/i;
+// A fully qualified name may end in one dot (RFC 3986 reg-name; `curl https://demo.example.com./`).
+const HOST_RE = /^([a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?\.?|\[[0-9a-f:.]+\])(?::(\d{1,5}))?$/i;
 const LABEL_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 
 /** The raw origin-form target of a request (path and query as the client sent them). */
@@ -167,6 +168,7 @@ function tunnelError(err: unknown, id: string): GatewayError {
   if (err instanceof GatewayError) return err;
   if (err instanceof PoolError) return new GatewayError(err.status, err.code, err.message);
   if (err instanceof ProtocolMismatchError) return new GatewayError(502, "tunnel_version_mismatch", err.message);
+  if (err instanceof PoolClosedError) return new GatewayError(502, "tunnel_offline", `Tunnel ${id} was closed on this gateway (deleted, or the gateway is stopping); retry in a moment.`);
   if (err instanceof StreamResetError) {
     if (err.code === ResetCode.REQUEST_HEAD_TOO_LARGE)
       return new GatewayError(431, "request_headers_too_large", "The request's headers are larger than the tunnel carries (128 KiB in all, at most 256 headers).");
@@ -174,7 +176,7 @@ function tunnelError(err: unknown, id: string): GatewayError {
       return new GatewayError(502, "response_headers_too_large", "The local app's response headers are larger than the tunnel carries (128 KiB in all, at most 256 headers).");
     if (err.code === ResetCode.ORIGIN_UNREACHABLE) return new GatewayError(502, "origin_unreachable", err.reason);
     if (err.code === ResetCode.ORIGIN_TIMEOUT) return new GatewayError(504, "origin_timeout", err.reason);
-    if (err.reason.startsWith("tunnel session lost"))
+    if (err instanceof SessionLostError)
       return new GatewayError(502, "tunnel_offline", `The agent of tunnel ${id} disconnected before answering. Retry; if it persists, restart "azhexgate start".`);
     if (err.code === ResetCode.REFUSED) return new GatewayError(502, "tunnel_offline", `The agent of tunnel ${id} is not accepting requests (${err.reason}).`);
     return new GatewayError(502, "tunnel_error", `The tunnel failed: ${err.reason}`);
@@ -502,5 +504,5 @@ function upgradePublic(req: Request, server: Server<PublicWsData>, stream: Tunne
   const data = wsDataFor(stream); // with what the origin said before `open` (holdEarlyWs)
   if (server.upgrade(req, { headers, data })) return undefined;
   stream.reset(ResetCode.CANCEL, "public upgrade failed");
-  throw new GatewayError(400, "bad_host", "The WebSocket upgrade request was invalid.");
+  throw new GatewayError(400, "bad_websocket_upgrade", "The WebSocket upgrade request was invalid: it needs Connection: Upgrade, Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key.");
 }

@@ -88,6 +88,14 @@ export function retireDelay(at: number, exp: number): number {
   return Math.max(1000, left - Math.min(left * 0.2, 5 * 60_000));
 }
 
+/** The pool was closed (its tunnel deleted, or the gateway stopping) while a request waited for a session. */
+export class PoolClosedError extends Error {
+  override readonly name = "PoolClosedError";
+  constructor() {
+    super("pool closed");
+  }
+}
+
 export class SessionPool {
   private entries: Entry[] = [];
   private dialing: Promise<Entry> | null = null;
@@ -209,7 +217,7 @@ export class SessionPool {
   private dialOne(): Promise<Entry> {
     if (this.dialing) return this.dialing;
     this.dialing = (async () => {
-      if (this.closed) throw new Error("pool closed");
+      if (this.closed) throw new PoolClosedError();
       const conn = await this.o.dial();
       this.tokens--; // a rendezvous made: counts against the dial rate
       // biome-ignore lint/style/useConst: the session's stream-end hook needs the entry
@@ -250,7 +258,7 @@ export class SessionPool {
       }
       if (this.closed) {
         conn.close(1001, "gateway stopping");
-        throw new Error("pool closed");
+        throw new PoolClosedError();
       }
       this.entries.push(entry);
       const exp = senderTokenExpiry(conn);

@@ -19,7 +19,7 @@ import {
 import { SessionCredit } from "./credit.ts";
 import { deliverToStream } from "./deliver.ts";
 import { Liveness } from "./liveness.ts";
-import { StreamResetError, TunnelStream, type StreamHost } from "./stream.ts";
+import { SessionLostError, StreamResetError, TunnelStream, type StreamHost } from "./stream.ts";
 
 /** The message transport under a session (our WebSocket client or a Bun server socket). */
 export interface Transport {
@@ -279,7 +279,7 @@ export class Session implements StreamHost {
     if (this.closed) return;
     this.closed = reason;
     this.readyReject(new Error(reason));
-    const err = new StreamResetError(ResetCode.INTERNAL, `tunnel session lost: ${reason}`);
+    const err = new SessionLostError(reason);
     for (const s of [...this.streams.values()]) s.fail(err);
     this.streams.clear();
     this.credit.wake();

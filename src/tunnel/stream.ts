@@ -39,6 +39,13 @@ export class StreamResetError extends Error {
   }
 }
 
+/** Every stream of a session that closed fails with this (a kind, so no one matches the reason text). */
+export class SessionLostError extends StreamResetError {
+  constructor(reason: string) {
+    super(ResetCode.INTERNAL, `tunnel session lost: ${reason}`);
+  }
+}
+
 const EMPTY = new Uint8Array(0);
 /** Largest WebSocket message a stream reassembles (Bun's server default is 16 MiB; we allow more). */
 export const MAX_WS_MESSAGE = 64 << 20;
