@@ -7,16 +7,19 @@
 import type { Server, ServerWebSocket } from "bun";
 import { ResetCode } from "../tunnel/frame.ts";
 import type { ResponseHead } from "../tunnel/head.ts";
-import { methodHasNoBody, publicResponseHeaders, requestHeadFrom, statusHasNoBody } from "../tunnel/http.ts";
-import { ProtocolMismatchError } from "../tunnel/session.ts";
-import { SessionLostError, StreamResetError, type TunnelStream } from "../tunnel/stream.ts";
+import { methodHasNoBody, requestHeadFrom } from "../tunnel/http.ts";
+import { StreamResetError, type TunnelStream } from "../tunnel/stream.ts";
 import type { WsConnection } from "../ws/client.ts";
 import type { AccessEntry, AccessLog } from "./access-log.ts";
 import { errorResponse, GatewayError } from "./errors.ts";
 import { gatewayMetrics, type GatewayMetrics } from "./metrics.ts";
-import { PoolClosedError, PoolError, SessionPool, type PoolOptions } from "../tunnel/pool.ts";
-import { holdEarlyWs, publicWsClose, publicWsMessage, relayWsToPublic, wsDataFor, type PublicWsData } from "./websocket.ts";
-import { type Throttle, throttled } from "./policy/bandwidth.ts";
+import { SessionPool, type PoolOptions } from "../tunnel/pool.ts";
+import { holdEarlyWs, publicWsClose, publicWsMessage, relayWsToPublic, type PublicWsData } from "./websocket.ts";
+import type { Throttle } from "./policy/bandwidth.ts";
+import { httpResponse, pumpBody, tunnelError, upgradePublic } from "./proxy.ts";
+import { rawTarget, routeHost, SERVICE_PATHS, serviceHost } from "./routing.ts";
+
+export { rawTarget, routeHost } from "./routing.ts";
 
 export interface TunnelRoute {
   /** Hybrid connection the tunnel's agent listens on. */
@@ -92,8 +95,6 @@ export interface PublicClient {
   proto?: "http" | "https";
 }
 
-/** Served on the apex and on hosts that are not tunnels (probes use an IP or localhost), never on a tunnel's host. */
-const SERVICE_PATHS = new Set(["/healthz", "/readyz", "/metrics"]);
 
 export interface GatewayHandle {
   readonly url: string;
@@ -124,66 +125,6 @@ export interface TunnelListener {
 }
 
 const utf8 = new TextEncoder();
-// A fully qualified name may end in one dot (RFC 3986 reg-name; `curl https://demo.example.com./`).
-const HOST_RE = /^([a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?\.?|\[[0-9a-f:.]+\])(?::(\d{1,5}))?$/i;
-const LABEL_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
-
-/** The raw origin-form target of a request (path and query as the client sent them). */
-export function rawTarget(url: string): string {
-  const i = url.indexOf("/", url.indexOf("//") + 2);
-  return i < 0 ? "/" : url.slice(i);
-}
-
-/** True for the apex, `api.{base}` and hosts outside the base domain (IPs, localhost): never a tunnel. */
-function serviceHost(host: string | null, baseDomain: string): boolean {
-  try {
-    const id = routeHost(host, baseDomain, true);
-    return id === "" || id === "api";
-  } catch {
-    return true;
-  }
-}
-
-/**
- * Splits a Host header into a tunnel id (or "" for the apex) — or throws a 400 / 404.
- * `localHosts`: a host outside the base domain is the apex too (a local gateway), not a 404.
- */
-export function routeHost(host: string | null, baseDomain: string, localHosts = false): string {
-  if (!host || host.includes(",") || !HOST_RE.test(host)) {
-    throw new GatewayError(400, "bad_host", "The request's Host header is missing or malformed.");
-  }
-  const name = host.replace(/:\d+$/, "").toLowerCase().replace(/\.$/, "");
-  const base = baseDomain.toLowerCase();
-  if (name === base) return "";
-  if (!name.endsWith(`.${base}`)) {
-    if (localHosts) return "";
-    throw new GatewayError(404, "tunnel_not_found", `No tunnel is served at ${name}.`);
-  }
-  const label = name.slice(0, -(base.length + 1));
-  if (!LABEL_RE.test(label)) throw new GatewayError(404, "tunnel_not_found", `No tunnel is served at ${name}.`);
-  return label;
-}
-
-function tunnelError(err: unknown, id: string): GatewayError {
-  if (err instanceof GatewayError) return err;
-  if (err instanceof PoolError) return new GatewayError(err.status, err.code, err.message);
-  if (err instanceof ProtocolMismatchError) return new GatewayError(502, "tunnel_version_mismatch", err.message);
-  if (err instanceof PoolClosedError) return new GatewayError(502, "tunnel_offline", `Tunnel ${id} was closed on this gateway (deleted, or the gateway is stopping); retry in a moment.`);
-  if (err instanceof StreamResetError) {
-    if (err.code === ResetCode.REQUEST_HEAD_TOO_LARGE)
-      return new GatewayError(431, "request_headers_too_large", "The request's headers are larger than the tunnel carries (128 KiB in all, at most 256 headers).");
-    if (err.code === ResetCode.RESPONSE_HEAD_TOO_LARGE)
-      return new GatewayError(502, "response_headers_too_large", "The local app's response headers are larger than the tunnel carries (128 KiB in all, at most 256 headers).");
-    if (err.code === ResetCode.ORIGIN_UNREACHABLE) return new GatewayError(502, "origin_unreachable", err.reason);
-    if (err.code === ResetCode.ORIGIN_TIMEOUT) return new GatewayError(504, "origin_timeout", err.reason);
-    if (err instanceof SessionLostError)
-      return new GatewayError(502, "tunnel_offline", `The agent of tunnel ${id} disconnected before answering. Retry; if it persists, restart "azhexgate start".`);
-    if (err.code === ResetCode.REFUSED) return new GatewayError(502, "tunnel_offline", `The agent of tunnel ${id} is not accepting requests (${err.reason}).`);
-    return new GatewayError(502, "tunnel_error", `The tunnel failed: ${err.reason}`);
-  }
-  return new GatewayError(502, "tunnel_offline", `The agent of tunnel ${id} is not connected. Start it with "azhexgate start" and retry.`);
-}
-
 export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
   const pools = new Map<string, SessionPool>();
   const metrics = o.metrics ?? gatewayMetrics();
@@ -435,74 +376,4 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     [Symbol.asyncDispose]: () => handle.stop(),
   };
   return handle;
-}
-
-/** Request body → stream (through the tunnel's bandwidth cap, if any); a client that stops sending for `idleMs` has the stream reset (and the request fails). */
-async function pumpBody(req: Request, stream: TunnelStream, idleMs: number, throttle?: Throttle): Promise<void> {
-  const reader = req.body?.getReader();
-  let timer: Timer | undefined;
-  try {
-    if (reader) {
-      for (;;) {
-        const idle = new Promise<never>((_, rej) => {
-          timer = setTimeout(() => rej(new Error("idle")), idleMs);
-        });
-        const r = await Promise.race([reader.read(), idle]);
-        clearTimeout(timer);
-        if (r.done) break;
-        if (throttle) await throttle.in(r.value.byteLength);
-        await stream.write(r.value);
-      }
-    }
-    stream.end();
-  } catch (err) {
-    clearTimeout(timer);
-    const idle = (err as Error)?.message === "idle";
-    if (idle) void reader?.cancel().catch(() => {});
-    stream.reset(ResetCode.CANCEL, idle ? `the request body stalled for ${Math.round(idleMs / 1000)} s` : "request body failed");
-  }
-}
-
-function httpResponse(req: Request, stream: TunnelStream, head: ResponseHead, throttle?: Throttle): Response {
-  if (head.status < 200) {
-    stream.reset(ResetCode.PROTOCOL, "unexpected informational status");
-    throw new GatewayError(502, "tunnel_error", `The local app answered with status ${head.status}.`);
-  }
-  const headers = publicResponseHeaders(head);
-  // A header value outside Latin-1 cannot go on the wire (Response would throw): a broken or
-  // hostile agent gets a 502 with a code, the stream is reset (released), no stack trace.
-  for (const [n, v] of headers) {
-    if (!/^[\x00-\xff]*$/.test(v) || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(n)) {
-      stream.reset(ResetCode.PROTOCOL, "invalid response header");
-      throw new GatewayError(502, "invalid_response_header", "The tunnel's agent sent a response header that is not valid HTTP; the request was not answered.");
-    }
-  }
-  if (statusHasNoBody(head.status, req.method)) {
-    stream.discardBody();
-    return new Response(null, { status: head.status, headers });
-  }
-  if (throttle) return new Response(throttled(stream.body, throttle.out), { status: head.status, headers });
-  const whole = stream.takeCompleteBody();
-  if (whole) {
-    if (headers.some(([n]) => n === "content-type")) return new Response(whole as Uint8Array<ArrayBuffer>, { status: head.status, headers });
-    // Bun adds `application/octet-stream` to a byte body; the app sent no Content-Type, so neither
-    // do we: a one-chunk stream with its length (Bun keeps an explicit Content-Length on a stream).
-    return new Response(new ReadableStream({ start: (c) => (c.enqueue(whole), c.close()) }), { status: head.status, headers: [...headers, ["content-length", String(whole.length)]] });
-  }
-  return new Response(stream.body, { status: head.status, headers });
-}
-
-function upgradePublic(req: Request, server: Server<PublicWsData>, stream: TunnelStream, head: ResponseHead): Response | undefined {
-  if (head.status !== 101) {
-    // The origin refused the WebSocket: show its answer as a plain HTTP response. There is no
-    // request body to send: END our side so the stream is released once the answer is through.
-    stream.end();
-    return httpResponse(req, stream, head);
-  }
-  const headers: Record<string, string> = {};
-  if (head.protocol) headers["Sec-WebSocket-Protocol"] = head.protocol;
-  const data = wsDataFor(stream); // with what the origin said before `open` (holdEarlyWs)
-  if (server.upgrade(req, { headers, data })) return undefined;
-  stream.reset(ResetCode.CANCEL, "public upgrade failed");
-  throw new GatewayError(400, "bad_websocket_upgrade", "The WebSocket upgrade request was invalid: it needs Connection: Upgrade, Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key.");
 }

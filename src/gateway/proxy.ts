@@ -1,0 +1,106 @@
+/**
+ * The proxying half of a public request once its stream is open: the request body pumped into
+ * the stream, the app's answer turned into a Response or a public WebSocket upgrade, and every
+ * tunnel-side failure mapped to the gateway's public error (one table).
+ */
+import type { Server } from "bun";
+import { ResetCode } from "../tunnel/frame.ts";
+import type { ResponseHead } from "../tunnel/head.ts";
+import { publicResponseHeaders, statusHasNoBody } from "../tunnel/http.ts";
+import { PoolClosedError, PoolError } from "../tunnel/pool.ts";
+import { ProtocolMismatchError } from "../tunnel/session.ts";
+import { SessionLostError, StreamResetError, type TunnelStream } from "../tunnel/stream.ts";
+import { GatewayError } from "./errors.ts";
+import { type Throttle, throttled } from "./policy/bandwidth.ts";
+import { wsDataFor, type PublicWsData } from "./websocket.ts";
+
+/** A failure on the tunnel side of request `id` as the public error the client gets. */
+export function tunnelError(err: unknown, id: string): GatewayError {
+  if (err instanceof GatewayError) return err;
+  if (err instanceof PoolError) return new GatewayError(err.status, err.code, err.message);
+  if (err instanceof ProtocolMismatchError) return new GatewayError(502, "tunnel_version_mismatch", err.message);
+  if (err instanceof PoolClosedError) return new GatewayError(502, "tunnel_offline", `Tunnel ${id} was closed on this gateway (deleted, or the gateway is stopping); retry in a moment.`);
+  if (err instanceof StreamResetError) {
+    if (err.code === ResetCode.REQUEST_HEAD_TOO_LARGE)
+      return new GatewayError(431, "request_headers_too_large", "The request's headers are larger than the tunnel carries (128 KiB in all, at most 256 headers).");
+    if (err.code === ResetCode.RESPONSE_HEAD_TOO_LARGE)
+      return new GatewayError(502, "response_headers_too_large", "The local app's response headers are larger than the tunnel carries (128 KiB in all, at most 256 headers).");
+    if (err.code === ResetCode.ORIGIN_UNREACHABLE) return new GatewayError(502, "origin_unreachable", err.reason);
+    if (err.code === ResetCode.ORIGIN_TIMEOUT) return new GatewayError(504, "origin_timeout", err.reason);
+    if (err instanceof SessionLostError)
+      return new GatewayError(502, "tunnel_offline", `The agent of tunnel ${id} disconnected before answering. Retry; if it persists, restart "azhexgate start".`);
+    if (err.code === ResetCode.REFUSED) return new GatewayError(502, "tunnel_offline", `The agent of tunnel ${id} is not accepting requests (${err.reason}).`);
+    return new GatewayError(502, "tunnel_error", `The tunnel failed: ${err.reason}`);
+  }
+  return new GatewayError(502, "tunnel_offline", `The agent of tunnel ${id} is not connected. Start it with "azhexgate start" and retry.`);
+}
+
+/** Request body → stream (through the tunnel's bandwidth cap, if any); a client that stops sending for `idleMs` has the stream reset (and the request fails). */
+export async function pumpBody(req: Request, stream: TunnelStream, idleMs: number, throttle?: Throttle): Promise<void> {
+  const reader = req.body?.getReader();
+  let timer: Timer | undefined;
+  try {
+    if (reader) {
+      for (;;) {
+        const idle = new Promise<never>((_, rej) => {
+          timer = setTimeout(() => rej(new Error("idle")), idleMs);
+        });
+        const r = await Promise.race([reader.read(), idle]);
+        clearTimeout(timer);
+        if (r.done) break;
+        if (throttle) await throttle.in(r.value.byteLength);
+        await stream.write(r.value);
+      }
+    }
+    stream.end();
+  } catch (err) {
+    clearTimeout(timer);
+    const idle = (err as Error)?.message === "idle";
+    if (idle) void reader?.cancel().catch(() => {});
+    stream.reset(ResetCode.CANCEL, idle ? `the request body stalled for ${Math.round(idleMs / 1000)} s` : "request body failed");
+  }
+}
+
+export function httpResponse(req: Request, stream: TunnelStream, head: ResponseHead, throttle?: Throttle): Response {
+  if (head.status < 200) {
+    stream.reset(ResetCode.PROTOCOL, "unexpected informational status");
+    throw new GatewayError(502, "tunnel_error", `The local app answered with status ${head.status}.`);
+  }
+  const headers = publicResponseHeaders(head);
+  // A header value outside Latin-1 cannot go on the wire (Response would throw): a broken or
+  // hostile agent gets a 502 with a code, the stream is reset (released), no stack trace.
+  for (const [n, v] of headers) {
+    if (!/^[\x00-\xff]*$/.test(v) || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(n)) {
+      stream.reset(ResetCode.PROTOCOL, "invalid response header");
+      throw new GatewayError(502, "invalid_response_header", "The tunnel's agent sent a response header that is not valid HTTP; the request was not answered.");
+    }
+  }
+  if (statusHasNoBody(head.status, req.method)) {
+    stream.discardBody();
+    return new Response(null, { status: head.status, headers });
+  }
+  if (throttle) return new Response(throttled(stream.body, throttle.out), { status: head.status, headers });
+  const whole = stream.takeCompleteBody();
+  if (whole) {
+    if (headers.some(([n]) => n === "content-type")) return new Response(whole as Uint8Array<ArrayBuffer>, { status: head.status, headers });
+    // Bun adds `application/octet-stream` to a byte body; the app sent no Content-Type, so neither
+    // do we: a one-chunk stream with its length (Bun keeps an explicit Content-Length on a stream).
+    return new Response(new ReadableStream({ start: (c) => (c.enqueue(whole), c.close()) }), { status: head.status, headers: [...headers, ["content-length", String(whole.length)]] });
+  }
+  return new Response(stream.body, { status: head.status, headers });
+}
+
+export function upgradePublic(req: Request, server: Server<PublicWsData>, stream: TunnelStream, head: ResponseHead): Response | undefined {
+  if (head.status !== 101) {
+    // The origin refused the WebSocket: show its answer as a plain HTTP response. There is no
+    // request body to send: END our side so the stream is released once the answer is through.
+    stream.end();
+    return httpResponse(req, stream, head);
+  }
+  const headers: Record<string, string> = {};
+  if (head.protocol) headers["Sec-WebSocket-Protocol"] = head.protocol;
+  const data = wsDataFor(stream); // with what the origin said before `open` (holdEarlyWs)
+  if (server.upgrade(req, { headers, data })) return undefined;
+  stream.reset(ResetCode.CANCEL, "public upgrade failed");
+  throw new GatewayError(400, "bad_websocket_upgrade", "The WebSocket upgrade request was invalid: it needs Connection: Upgrade, Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key.");
+}

@@ -1,0 +1,48 @@
+/**
+ * Public host routing: which tunnel (or the apex) a Host header names, and the raw request target.
+ * Pure: no I/O. Used by the gateway's request handler (src/gateway/server.ts).
+ */
+import { GatewayError } from "./errors.ts";
+
+/** Served on the apex and on hosts that are not tunnels (probes use an IP or localhost), never on a tunnel's host. */
+export const SERVICE_PATHS = new Set(["/healthz", "/readyz", "/metrics"]);
+
+// A fully qualified name may end in one dot (RFC 3986 reg-name; `curl https://demo.example.com./`).
+const HOST_RE = /^([a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?\.?|\[[0-9a-f:.]+\])(?::(\d{1,5}))?$/i;
+const LABEL_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** The raw origin-form target of a request (path and query as the client sent them). */
+export function rawTarget(url: string): string {
+  const i = url.indexOf("/", url.indexOf("//") + 2);
+  return i < 0 ? "/" : url.slice(i);
+}
+
+/** True for the apex, `api.{base}` and hosts outside the base domain (IPs, localhost): never a tunnel. */
+export function serviceHost(host: string | null, baseDomain: string): boolean {
+  try {
+    const id = routeHost(host, baseDomain, true);
+    return id === "" || id === "api";
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * Splits a Host header into a tunnel id (or "" for the apex) — or throws a 400 / 404.
+ * `localHosts`: a host outside the base domain is the apex too (a local gateway), not a 404.
+ */
+export function routeHost(host: string | null, baseDomain: string, localHosts = false): string {
+  if (!host || host.includes(",") || !HOST_RE.test(host)) {
+    throw new GatewayError(400, "bad_host", "The request's Host header is missing or malformed.");
+  }
+  const name = host.replace(/:\d+$/, "").toLowerCase().replace(/\.$/, "");
+  const base = baseDomain.toLowerCase();
+  if (name === base) return "";
+  if (!name.endsWith(`.${base}`)) {
+    if (localHosts) return "";
+    throw new GatewayError(404, "tunnel_not_found", `No tunnel is served at ${name}.`);
+  }
+  const label = name.slice(0, -(base.length + 1));
+  if (!LABEL_RE.test(label)) throw new GatewayError(404, "tunnel_not_found", `No tunnel is served at ${name}.`);
+  return label;
+}
