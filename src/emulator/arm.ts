@@ -18,12 +18,10 @@
  * Connection strings name the emulator as the client reached it: `Endpoint=sb://{Host}/` over TLS,
  * `Endpoint=ws://{Host}/` over plain HTTP (sb:// would send clients to wss).
  *
- * Test fault `denyArmCalls`: ARM answers 403 AuthorizationFailed — what a caller whose role
- * assignment has not propagated yet gets ("... If access was recently granted, please refresh your
- * credentials.", https://learn.microsoft.com/en-us/azure/role-based-access-control/troubleshooting)
- * — for the next N calls and / or for a while.
+ * Test fault `denyArmCalls` (arm-faults.ts): 403 AuthorizationFailed while a role "propagates".
  */
 import { randomUUID } from "node:crypto";
+import { deniedArmCall } from "./arm-faults.ts";
 import { type AuthRule, type EntityStore, type HybridConnection, makeRule, type Right } from "./entities.ts";
 
 export interface ArmContext {
@@ -39,7 +37,7 @@ const HC_TYPE = "Microsoft.Relay/namespaces/hybridConnections";
 const RIGHTS: readonly Right[] = ["Listen", "Send", "Manage"];
 const RULE_NAME = /^[A-Za-z0-9._-]{1,256}$/;
 
-class ArmError extends Error {
+export class ArmError extends Error {
   constructor(
     readonly status: number,
     readonly code: string,
@@ -59,27 +57,6 @@ function json(status: number, body: unknown, headers: Record<string, string> = {
       ...headers,
     },
   });
-}
-
-/** Per emulator (entity store): how many more calls, and until when, ARM refuses with 403. */
-const denials = new WeakMap<EntityStore, { calls: number; untilMs: number }>();
-
-/** Test fault: the next `calls` ARM calls and / or every call for `forMs` get 403 AuthorizationFailed; `false` clears. */
-export function denyArmCalls(entities: EntityStore, o: { calls?: number; forMs?: number } | false): void {
-  if (o === false) denials.delete(entities);
-  else denials.set(entities, { calls: Math.max(0, o.calls ?? 0), untilMs: o.forMs ? Date.now() + o.forMs : 0 });
-}
-
-function denied(ctx: ArmContext, req: Request, path: string): ArmError | undefined {
-  const d = denials.get(ctx.entities);
-  if (!d || (d.calls <= 0 && Date.now() >= d.untilMs)) return undefined;
-  if (d.calls > 0) d.calls--;
-  const verb = req.method === "GET" ? "read" : req.method === "DELETE" ? "delete" : req.method === "PUT" ? "write" : "action";
-  return new ArmError(
-    403,
-    "AuthorizationFailed",
-    `The client 'azhexgate-gateway' with object id '00000000-0000-0000-0000-000000000000' does not have authorization to perform action 'Microsoft.Relay/namespaces/hybridConnections/${verb}' over scope '${path}' or the scope is invalid. If access was recently granted, please refresh your credentials.`,
-  );
 }
 
 const eq = (a: string | undefined, b: string): boolean => a !== undefined && a.toLowerCase() === b.toLowerCase();
@@ -115,7 +92,7 @@ export async function handleArm(req: Request, url: URL, ctx: ArmContext): Promis
     if (!/^\d{4}-\d{2}-\d{2}(-preview)?$/.test(apiVersion)) {
       throw new ArmError(400, "InvalidApiVersionParameter", `The api-version '${apiVersion}' is invalid.`);
     }
-    const refused = denied(ctx, req, url.pathname);
+    const refused = deniedArmCall(ctx.entities, req, url.pathname);
     if (refused) throw refused;
     if (!eq(sub, ctx.subscriptionId)) throw new ArmError(404, "SubscriptionNotFound", `The subscription '${sub}' could not be found.`);
     if (!eq(rg, ctx.resourceGroup)) throw new ArmError(404, "ResourceGroupNotFound", `Resource group '${rg}' could not be found.`);
@@ -407,3 +384,5 @@ function regenerate(entities: EntityStore, rule: AuthRule, b: Record<string, unk
   }
   return entities.regenerate(rule, keyType, typeof key === "string" ? key : undefined);
 }
+
+export { denyArmCalls } from "./arm-faults.ts";
