@@ -218,27 +218,45 @@ describe("tunnel session", () => {
   });
 });
 
+/**
+ * A WebSocket stream over a pipe pair whose agent-side consumer reports itself congested (holds
+ * credit) until `uncongest()`; `received()` counts the bytes it got.
+ */
+async function congestedWsPair(window: number) {
+  const pair = pipePair();
+  let agentStream!: TunnelStream;
+  let received = 0;
+  let congested = true;
+  let seen!: () => void;
+  const opened = new Promise<void>((r) => (seen = r));
+  const { gateway } = pair.connect((s) => {
+    agentStream = s;
+    s.onWsMessage = (d) => {
+      received += d.length;
+      return !congested; // the consumer's socket is over its high-water mark
+    };
+    s.sendResponse({ status: 101, headers: [] });
+    seen();
+  }, window);
+  const ws = await gateway.open({ kind: "ws", method: "GET", target: "/", headers: [] });
+  await opened;
+  await ws.response;
+  return {
+    ws,
+    agentStream: () => agentStream,
+    received: () => received,
+    uncongest: () => {
+      congested = false;
+      agentStream.resumeWs();
+    },
+  };
+}
+
 describe("WebSocket credit follows the consumer", () => {
   test("a congested consumer holds credit: the sender stops after one window and resumes on resumeWs()", async () => {
-    const pair = pipePair();
     const window = 64 * 1024;
-    let agentStream!: TunnelStream;
-    let received = 0;
-    let congested = true;
-    let seen!: () => void;
-    const opened = new Promise<void>((r) => (seen = r));
-    const { gateway } = pair.connect((s) => {
-      agentStream = s;
-      s.onWsMessage = (d) => {
-        received += d.length;
-        return !congested; // the consumer's socket is over its high-water mark
-      };
-      s.sendResponse({ status: 101, headers: [] });
-      seen();
-    }, window);
-    const ws = await gateway.open({ kind: "ws", method: "GET", target: "/", headers: [] });
-    await opened;
-    await ws.response;
+    const c = await congestedWsPair(window);
+    const ws = c.ws;
     let sent = 0;
     const sending = (async () => {
       for (let i = 0; i < 16; i++) {
@@ -248,48 +266,30 @@ describe("WebSocket credit follows the consumer", () => {
     })();
     for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r));
     // one window (64 KiB = 4 messages) got through, then the sender waits for credit
-    expect(received).toBeLessThanOrEqual(window + 16 * 1024);
+    expect(c.received()).toBeLessThanOrEqual(window + 16 * 1024);
     expect(sent).toBeLessThan(16);
-    congested = false;
-    agentStream.resumeWs();
+    c.uncongest();
     await sending;
-    for (let i = 0; i < 50 && received < 16 * 16 * 1024; i++) await new Promise((r) => setImmediate(r));
-    expect(received).toBe(16 * 16 * 1024);
+    for (let i = 0; i < 50 && c.received() < 16 * 16 * 1024; i++) await new Promise((r) => setImmediate(r));
+    expect(c.received()).toBe(16 * 16 * 1024);
   });
 
   test("the production send path (wsSendQueued, used by the gateway and the agent) charges credit too", async () => {
-    const pair = pipePair();
     const window = 64 * 1024;
-    let agentStream!: TunnelStream;
-    let received = 0;
-    let congested = true;
-    let seen!: () => void;
-    const opened = new Promise<void>((r) => (seen = r));
-    const { gateway } = pair.connect((s) => {
-      agentStream = s;
-      s.onWsMessage = (d) => {
-        received += d.length;
-        return !congested;
-      };
-      s.sendResponse({ status: 101, headers: [] });
-      seen();
-    }, window);
-    const ws = await gateway.open({ kind: "ws", method: "GET", target: "/", headers: [] });
-    await opened;
-    await ws.response;
+    const c = await congestedWsPair(window);
+    const ws = c.ws;
     let failed = 0;
     for (let i = 0; i < 16; i++) ws.wsSendQueued(new Uint8Array(16 * 1024).fill(i), true, () => failed++);
     for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r));
     // one window got through; the rest waits (the caller sees wsBusy) instead of overrunning the peer
-    expect(agentStream.isReset).toBe(false);
-    expect(received).toBeGreaterThanOrEqual(window);
-    expect(received).toBeLessThanOrEqual(window + 16 * 1024); // as the wsSend test: one message may be in flight when credit is held
+    expect(c.agentStream().isReset).toBe(false);
+    expect(c.received()).toBeGreaterThanOrEqual(window);
+    expect(c.received()).toBeLessThanOrEqual(window + 16 * 1024); // as the wsSend test: one message may be in flight when credit is held
     expect(ws.wsBusy).toBe(true);
-    congested = false;
-    agentStream.resumeWs();
+    c.uncongest();
     await ws.wsFlushed();
-    for (let i = 0; i < 50 && received < 16 * 16 * 1024; i++) await new Promise((r) => setImmediate(r));
-    expect(received).toBe(16 * 16 * 1024);
+    for (let i = 0; i < 50 && c.received() < 16 * 16 * 1024; i++) await new Promise((r) => setImmediate(r));
+    expect(c.received()).toBe(16 * 16 * 1024);
     expect(failed).toBe(0);
     expect(ws.wsBusy).toBe(false);
   });
