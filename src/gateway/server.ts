@@ -266,7 +266,8 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
         if (draining) throw new GatewayError(502, "tunnel_offline", "The gateway is restarting; retry in a moment.");
         server.timeout(req, 0); // our own TTFB limit applies; long responses and SSE must not be cut
         if (req.headers.get("upgrade")?.toLowerCase() === "websocket") kind = "ws";
-        const refused = o.admit && (await admit(req, server, id, route, kind, host as string));
+        let refused = o.admit ? admit(req, server, id, route, kind, host as string) : undefined;
+        if (refused instanceof Promise) refused = await refused; // only for visitor sign-in
         if (refused) {
           countRequest(id, kind, refused.status);
           return refused;

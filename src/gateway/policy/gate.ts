@@ -39,7 +39,11 @@ export interface PolicyGateOptions {
   now?: () => number;
 }
 
-export type Admit = (req: Request, ctx: AdmitContext) => Promise<Response | undefined>;
+/**
+ * Admission of one request: a Response refuses it, undefined lets it through. Synchronous unless
+ * the tunnel needs visitor sign-in (no promise per request on the common path).
+ */
+export type Admit = (req: Request, ctx: AdmitContext) => Response | undefined | Promise<Response | undefined>;
 
 function refuse(req: Request, status: number, code: GatewayErrorCode, message: string, headers: Record<string, string> = {}): Response {
   const res = errorResponse(new GatewayError(status, code, message), req.headers.get("accept"), req.method);
@@ -73,7 +77,7 @@ export function createPolicyGate(o: PolicyGateOptions): Admit {
     const n = v ?? dflt;
     return max > 0 && (n === 0 || n > max) ? max : n;
   };
-  return async (req, ctx) => {
+  return (req, ctx) => {
     for (const h of IDENTITY_HEADERS) req.headers.delete(h);
     const p = ctx.policy;
     const count = (reason: string) => o.refusals.inc({ tunnel: ctx.id, reason });
@@ -110,12 +114,14 @@ export function createPolicyGate(o: PolicyGateOptions): Admit {
         count("entra");
         return refuse(req, 503, "access_denied", "This tunnel needs sign-in, but the gateway has no visitor sign-in configured.");
       }
-      const r = await o.visitor.admit(req, ctx, p.entra);
-      if (r instanceof Response) {
-        if (r.status >= 400) count("entra");
-        return r;
-      }
-      for (const [k, v] of Object.entries(r)) req.headers.set(k, v);
+      return o.visitor.admit(req, ctx, p.entra).then((r) => {
+        if (r instanceof Response) {
+          if (r.status >= 400) count("entra");
+          return r;
+        }
+        for (const [k, v] of Object.entries(r)) req.headers.set(k, v);
+        return undefined;
+      });
     }
     return undefined;
   };
