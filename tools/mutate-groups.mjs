@@ -20,7 +20,7 @@ export const groups = {
     floor: 85, // CI sample (.ci/run)
   },
   routing: {
-    mutate: ["src/gateway/server.ts:128-129", "src/gateway/server.ts:151-165"],
+    mutate: ["src/gateway/routing.ts:11-12", "src/gateway/routing.ts:34-47"],
     tests: ["test/route-host.test.ts"],
     floor: 85, // CI sample (.ci/run)
   },
