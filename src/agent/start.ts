@@ -5,13 +5,26 @@
  */
 import { createLogger } from "../log.ts";
 import { ApiClientError, createApiClient, type ApiClient, type ClaimedTunnel } from "./api-client.ts";
-import { serveTunnelOnLoopback, startEmbeddedGateway, type Embedded } from "./embedded.ts";
 import { EXIT, terminalExitCode } from "./exit-codes.ts";
 import { originPool } from "./forward.ts";
 import type { Inspector } from "./inspect/capture.ts";
 import { createOutput, outputFor, type Output } from "./output.ts";
 import type { StartConfig, TunnelSpec } from "./start-config.ts";
 import { superviseAgent, type SupervisorHandle } from "./supervisor.ts";
+
+/**
+ * A gateway running in this process on loopback (the embedded default, composed at the top:
+ * src/embedded.ts). The agent talks to it over the management API and the relay like any other.
+ */
+export interface LocalGateway {
+  apiUrl: string;
+  apiKey: string;
+  /** A loopback port serving tunnel `id` whatever the Host (for clients without *.localhost). */
+  serveTunnelOnLoopback(id: string): { url: string; stop(): void };
+  /** Waits up to `ms` for replies still being written to clients. */
+  drain(ms: number): Promise<unknown>;
+  stop(): Promise<void>;
+}
 
 /** True when something accepts TCP connections on host:port. */
 async function accepts(host: string, port: number): Promise<boolean> {
@@ -54,7 +67,7 @@ async function startInspector(cfg: StartConfig, out: Output) {
   }
 }
 
-function runTunnel(spec: TunnelSpec, client: ApiClient, cfg: StartConfig, out: Output, log: ReturnType<typeof createLogger>, onFatal: () => void, embedded?: Embedded, insp?: { inspector: Inspector; url: string }) {
+function runTunnel(spec: TunnelSpec, client: ApiClient, cfg: StartConfig, out: Output, log: ReturnType<typeof createLogger>, onFatal: () => void, embedded?: LocalGateway, insp?: { inspector: Inspector; url: string }) {
   const localUrl = `${cfg.tcp ? "tcp" : spec.localHttps ? "https" : "http"}://${spec.localHost}:${spec.port}`;
   let claimed: ClaimedTunnel | undefined;
   /** Embedded only: the loopback port serving this tunnel whatever the Host (for clients without *.localhost). */
@@ -64,7 +77,7 @@ function runTunnel(spec: TunnelSpec, client: ApiClient, cfg: StartConfig, out: O
     if (loopback?.id !== claimed.id) {
       loopback?.stop();
       try {
-        loopback = { id: claimed.id, ...serveTunnelOnLoopback(embedded, claimed.id) };
+        loopback = { id: claimed.id, ...embedded.serveTunnelOnLoopback(claimed.id) };
       } catch (err) {
         loopback = undefined;
         out.warn("loopback_port_failed", `No loopback port for tunnel ${claimed.id}: ${(err as Error).message}`, { tunnel_id: claimed.id });
@@ -167,14 +180,16 @@ async function printQr(url: string, out: Output): Promise<void> {
   }
 }
 
-export async function runStart(cfg: StartConfig): Promise<number> {
+/** `startLocalGateway`: how to run the embedded default when no gateway is configured. */
+export async function runStart(cfg: StartConfig, startLocalGateway?: (log: ReturnType<typeof createLogger>) => Promise<LocalGateway>): Promise<number> {
   const out = cfg.tcp ? createOutput(cfg.json) : await outputFor(cfg.json);
   const log = createLogger({ level: cfg.logLevel, format: cfg.json ? "json" : undefined }).child("agent");
-  let embedded: Embedded | undefined;
+  let embedded: LocalGateway | undefined;
   let apiUrl = cfg.apiUrl;
   let apiKey = cfg.apiKey;
   if (!apiUrl) {
-    embedded = await startEmbeddedGateway(log.child("embedded"));
+    if (!startLocalGateway) throw new Error("no gateway configured and no embedded gateway to start");
+    embedded = await startLocalGateway(log.child("embedded"));
     apiUrl = embedded.apiUrl;
     apiKey = embedded.apiKey;
   }
@@ -195,7 +210,7 @@ export async function runStart(cfg: StartConfig): Promise<number> {
     await Promise.all(tunnels.map((t) => t.handle.stop(immediate ? { graceMs: 0 } : { graceMs: cfg.graceMs })));
     // Embedded: the agent's streams ended, but the gateway may still be writing their replies'
     // tails to the clients; let it finish them within what is left of the grace.
-    if (embedded && !immediate) await embedded.app.gateway.drain(Math.max(0, cfg.graceMs - (Date.now() - t0)));
+    if (embedded && !immediate) await embedded.drain(Math.max(0, cfg.graceMs - (Date.now() - t0)));
   };
   const done = new Promise<number>((resolve) => {
     const onSignal = () => {
@@ -218,7 +233,7 @@ export async function runStart(cfg: StartConfig): Promise<number> {
         ]);
         originPool.close(); // idle keep-alive sockets to the app would hold the process open for up to 4 s
         await insp?.server.stop();
-        await embedded?.app.stop();
+        await embedded?.stop();
         resolve(EXIT.ok);
       })();
     };
@@ -229,7 +244,7 @@ export async function runStart(cfg: StartConfig): Promise<number> {
       if (signals > 0 || !tunnels.every((t) => t.fatal())) return;
       void (async () => {
         await insp?.server.stop();
-        await embedded?.app.stop();
+        await embedded?.stop();
         resolve(tunnels[0]!.fatal()!.exitCode);
       })();
     };
@@ -237,7 +252,7 @@ export async function runStart(cfg: StartConfig): Promise<number> {
     void Promise.all(tunnels.map((t) => t.handle.closed)).then(async (errs) => {
       if (signals === 0 && errs.some((e) => e) && !tunnels.some((t) => t.fatal())) {
         await insp?.server.stop();
-        await embedded?.app.stop();
+        await embedded?.stop();
         resolve(EXIT.failed);
       }
     });

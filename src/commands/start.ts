@@ -59,7 +59,8 @@ export default defineCommand({
 export async function runToExit(cfg: import("../agent/start-config.ts").StartConfig): Promise<never> {
   if (cfg.proxy) (await import("../net/proxy.ts")).setProcessProxy(cfg.proxy);
   const { runStart } = await import("../agent/start.ts");
-  const code = await runStart(cfg);
+  // The embedded default is composed here, at the top: the agent never imports the gateway.
+  const code = await runStart(cfg, async (log) => (await import("../embedded.ts")).startEmbeddedGateway(log));
   // Exit now: nothing left to wait for (a lingering socket or timer must not delay Ctrl+C).
   await Promise.all([process.stdout, process.stderr].map((s) => new Promise<void>((r) => s.write("", () => r()))));
   process.exit(code);

@@ -1,22 +1,36 @@
 /**
- * The embedded default of `azhexgate start`: with no gateway configured, a gateway and a relay
- * emulator run in this process on loopback, and the agent talks to them exactly as it would to a
- * deployed gateway (over the management API and the relay protocol).
+ * The embedded default of `azhexgate start` (composition, next to the commands): with no gateway
+ * configured, a gateway and a relay emulator run in this process on loopback, and the agent talks
+ * to them exactly as it would to a deployed gateway (over the management API and the relay
+ * protocol). The agent sees it only as a `LocalGateway` (src/agent/start.ts): it never imports the
+ * gateway.
  */
 import { randomBytes } from "node:crypto";
-import { resolveGatewayConfig } from "../config.ts";
-import { startGatewayApp, type GatewayApp } from "../gateway/app.ts";
-import type { TunnelListener } from "../gateway/server.ts";
-import type { Logger } from "../log.ts";
+import type { LocalGateway } from "./agent/start.ts";
+import { resolveGatewayConfig } from "./config.ts";
+import { startGatewayApp, type GatewayApp } from "./gateway/app.ts";
+import type { TunnelListener } from "./gateway/server.ts";
+import type { Logger } from "./log.ts";
 
-export interface Embedded {
+interface Embedded {
   app: GatewayApp;
   apiUrl: string;
   apiKey: string;
 }
 
 /** Starts on `port` (default 8080), or on any free port when that one is taken. */
-export async function startEmbeddedGateway(log: Logger, port = 8080): Promise<Embedded> {
+export async function startEmbeddedGateway(log: Logger, port = 8080): Promise<LocalGateway> {
+  const e = await startEmbedded(log, port);
+  return {
+    apiUrl: e.apiUrl,
+    apiKey: e.apiKey,
+    serveTunnelOnLoopback: (id) => serveTunnelOnLoopback(e, id),
+    drain: (ms) => e.app.gateway.drain(ms),
+    stop: () => e.app.stop(),
+  };
+}
+
+async function startEmbedded(log: Logger, port: number): Promise<Embedded> {
   const apiKey = randomBytes(24).toString("base64url");
   const start = (p: number) =>
     startGatewayApp({
@@ -43,7 +57,7 @@ export async function startEmbeddedGateway(log: Logger, port = 8080): Promise<Em
  * clients that cannot resolve `*.localhost` (Node's fetch, Python, wget) can use it too. The first
  * free port from just above the gateway's (8081, 8082, … when the gateway has 8080), else any.
  */
-export function serveTunnelOnLoopback(e: Embedded, id: string, tries = 10): TunnelListener {
+function serveTunnelOnLoopback(e: Embedded, id: string, tries = 10): TunnelListener {
   const gw = e.app.gateway;
   for (let p = gw.port + 1; p <= Math.min(gw.port + tries, 65535); p++) {
     try {
