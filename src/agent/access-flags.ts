@@ -1,9 +1,9 @@
 /**
  * `start`'s access-policy flags → the API's `access` object, checked here with the gateway's own
- * rules (src/gateway/policy/spec.ts) so a malformed policy stops `start` with exit 2 before any
+ * rules (src/policy/spec.ts) so a malformed policy stops `start` with exit 2 before any
  * request; the gateway checks again (its maxima, whether it has visitor sign-in) and answers 400.
  */
-import { type AccessInput, parseAccess } from "../gateway/policy/spec.ts";
+import { type AccessInput, parseAccess } from "../policy/spec.ts";
 
 type AllValues = (raw: readonly string[], name: string) => string[];
 

@@ -3,7 +3,7 @@
  * (azhexgate.json / azhexgate.toml, several tunnels) > defaults. Validated; errors are one
  * sentence naming the setting.
  */
-import type { AccessInput } from "../gateway/policy/spec.ts";
+import type { AccessInput } from "../policy/spec.ts";
 import { accessFromFlags } from "./access-flags.ts";
 import { readStartFile } from "./config-file.ts";
 import { proxyRouting, type ProxyRouting } from "../net/proxy.ts";

@@ -13,7 +13,7 @@ import type { ApiKeyStore } from "./keys.ts";
 import { looksLikeJwt, type OidcVerifier, TokenRejected } from "./oidc.ts";
 import { openApiDocument } from "./openapi.ts";
 import { hashBasicAuth } from "../gateway/policy/basic-auth.ts";
-import { parseAccess, PolicyError } from "../gateway/policy/spec.ts";
+import { parseAccess, PolicyError } from "../policy/spec.ts";
 import { policyView } from "../gateway/policy/types.ts";
 import type { LimitsConfig } from "../identity-settings.ts";
 import type { TunnelService } from "./tunnels.ts";

@@ -32,7 +32,7 @@ export interface TunnelServiceOptions {
 export interface CreateInput {
   subdomain?: string;
   localPort?: number;
-  /** Access policy and limits (already validated and hashed: src/gateway/policy/spec.ts). */
+  /** Access policy and limits (already validated and hashed: src/policy/spec.ts). */
   policy?: TunnelPolicy;
   /** A TCP tunnel (`azhexgate tcp`): who else may connect. */
   tcp?: TcpSettings;

@@ -4,6 +4,9 @@
  * milliseconds since the epoch. Keys are never stored: owners are identified by `keyId`, a
  * one-way hash of the API key.
  */
+import type { TunnelPolicy } from "../policy/types.ts";
+
+export type { BasicAuthEntry, TunnelPolicy } from "../policy/types.ts";
 
 export interface TunnelRecord {
   /** The subdomain label: 13 random base32 characters (a-z, 2-7), or a reserved name `[a-z0-9-]{3,40}`. */
@@ -33,30 +36,6 @@ export interface TunnelRecord {
 export interface TcpSettings {
   allow: string[];
 }
-
-/** A tunnel's access policy and limits (never a plain password: basic-auth entries are scrypt hashes). */
-export interface BasicAuthEntry {
-  user: string;
-  /** base64url salt and scrypt(user:password) */
-  salt: string;
-  hash: string;
-}
-
-export interface TunnelPolicy {
-  basicAuth?: BasicAuthEntry[];
-  /** CIDRs; when set, only these clients (after denyIps) get through. */
-  allowIps?: string[];
-  denyIps?: string[];
-  /** Visitors sign in at the identity provider; optionally restricted to tenants / groups. */
-  entra?: { tenants: string[]; groups: string[] };
-  /** Requests per second (token bucket, burst = max(1, rate) unless given). */
-  rateLimit?: { perSecond: number; burst: number };
-  /** Concurrent streams (HTTP requests in flight + open WebSockets). */
-  maxStreams?: number;
-  /** Bytes per second per direction. */
-  bandwidth?: number;
-}
-
 
 export interface TunnelRegistry {
   /** Inserts a tunnel; false when the id is taken (atomic). */

@@ -5,7 +5,7 @@
  * Retry-After); concurrent streams (429); basic auth (401 + WWW-Authenticate); visitor sign-in.
  * Each refusal is counted in `azhexgate_access_refusals_total{tunnel,reason}`.
  */
-import { parseCidr, parseIp } from "../../api/access.ts";
+import { parseCidr, parseIp } from "../../net/cidr.ts";
 import type { LimitsConfig } from "../../identity-settings.ts";
 import { errorResponse, GatewayError, type GatewayErrorCode } from "../errors.ts";
 import { BasicAuthChecker } from "./basic-auth.ts";

@@ -3,8 +3,8 @@
  * flags) → the stored `TunnelPolicy`, or a `PolicyError` naming the field and the fix. The same
  * checks run in the CLI (exit 2 before anything is sent) and in the API (400 invalid_request).
  */
-import { parseCidr } from "../../api/access.ts";
-import { parseBandwidth, parseRate, type LimitsConfig } from "../../identity-settings.ts";
+import { parseCidr } from "../net/cidr.ts";
+import { parseBandwidth, parseRate, type LimitsConfig } from "../identity-settings.ts";
 import type { BasicAuthEntry, TunnelPolicy } from "./types.ts";
 
 export class PolicyError extends Error {
