@@ -13,7 +13,8 @@ import type { WsConnection } from "../ws/client.ts";
 import type { AccessEntry, AccessLog } from "./access-log.ts";
 import { errorResponse, GatewayError, publicError } from "./errors.ts";
 import { gatewayMetrics, type GatewayMetrics } from "./metrics.ts";
-import { SessionPool, type PoolOptions } from "../tunnel/pool.ts";
+import type { PoolOptions } from "../tunnel/pool.ts";
+import { TunnelPools } from "./tunnel-pools.ts";
 import { holdEarlyWs, publicWsClose, publicWsMessage, relayWsToPublic, type PublicWsData } from "./websocket.ts";
 import type { Throttle } from "./policy/bandwidth.ts";
 import { httpResponse, pumpBody, tunnelError, upgradePublic } from "./proxy.ts";
@@ -51,6 +52,8 @@ export interface GatewayOptions {
   /** A request body that sends nothing for this long is abandoned (stream reset); default 60 s. */
   bodyIdleMs?: number;
   pool?: Omit<PoolOptions, "dial">;
+  /** How often pools with no session, stream or waiting request are dropped (default 60 s). */
+  poolSweepMs?: number;
   /** Requests to the base domain itself (management API). Default: 404. */
   apex?: (req: Request, server: Server<PublicWsData>) => Response | Promise<Response>;
   /** Readiness beyond "the server is up" (registry and relay reachable). Default: ready. A reason is shown as JSON. */
@@ -99,6 +102,8 @@ export interface GatewayHandle {
   readonly metrics: GatewayMetrics;
   /** Streams in flight across all tunnels. */
   readonly activeStreams: number;
+  /** Tunnels with a session pool on this gateway (empty, idle pools are dropped every `poolSweepMs`). */
+  readonly tunnelPools: number;
   /**
    * An extra listener on which every request goes to tunnel `id`, whatever its Host (clients that
    * cannot resolve `*.localhost`). Bound to 127.0.0.1 on `port` (0 = any); stopped with the gateway.
@@ -131,34 +136,12 @@ interface Routed {
 }
 
 export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
-  const pools = new Map<string, SessionPool>();
   const metrics = o.metrics ?? gatewayMetrics();
-  metrics.registry.collect(() => {
-    for (const [id, p] of pools) {
-      metrics.sessions.set({ tunnel: id }, p.size);
-      metrics.streams.set({ tunnel: id }, p.activeStreams);
-    }
-  });
+  const pools = new TunnelPools({ dial: o.dial, pool: o.pool, metrics, accessLog: o.accessLog, sweepMs: o.poolSweepMs });
   let draining = false;
   const ttfbMs = o.ttfbMs ?? 120_000;
   const bodyIdleMs = o.bodyIdleMs ?? 60_000;
   const scheme = o.publicScheme ?? "http";
-
-  const poolFor = (id: string, hcPath: string): SessionPool => {
-    let p = pools.get(id);
-    if (!p) {
-      const bytesIn = metrics.bytes.counterFor({ tunnel: id, direction: "in" });
-      const bytesOut = metrics.bytes.counterFor({ tunnel: id, direction: "out" });
-      const access = o.accessLog;
-      const onStreamEnd = (s: TunnelStream) => {
-        if (s.bytesSent) bytesIn(s.bytesSent);
-        if (s.bytesReceived) bytesOut(s.bytesReceived);
-        access?.streamEnded(s);
-      };
-      pools.set(id, (p = new SessionPool({ ...o.pool, dial: () => o.dial(hcPath), onStreamEnd })));
-    }
-    return p;
-  };
 
   /** Per tunnel: request counters by kind and status class, label keys built once. */
   const requestCounters = new Map<string, Array<(by?: number) => void>>();
@@ -181,7 +164,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     const deadline = Date.now() + ttfbMs;
     let session;
     try {
-      session = await poolFor(id, route.hcPath).acquire(deadline);
+      session = await pools.acquire(id, route.hcPath, deadline);
     } catch (err) {
       throw tunnelError(err, id);
     }
@@ -301,8 +284,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     const route = await o.resolveTunnel(id);
     if (!route) {
       // A deleted or expired tunnel: drop its pool (sessions and warm connections) too.
-      pools.get(id)?.close();
-      pools.delete(id);
+      pools.drop(id);
       throw publicError("tunnel_unknown", id);
     }
     return route;
@@ -347,7 +329,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
   function admit(req: Request, server: Server<PublicWsData>, id: string, route: TunnelRoute, kind: "http" | "ws", host: string) {
     const peer = server.requestIP(req);
     const client = peer ? (o.client ? o.client(req, peer) : { address: peer.address, port: peer.port }) : { address: "", port: 0 };
-    const activeStreams = pools.get(id)?.activeStreams ?? 0;
+    const activeStreams = pools.activeStreamsOf(id);
     return o.admit!(req, { id, host, kind, client: client.address, proto: client.proto ?? scheme, policy: route.policy, activeStreams });
   }
 
@@ -358,9 +340,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     tunnelUrl: (id) => `${scheme}://${id}.${o.baseDomain}${scheme === "http" && port !== 80 ? `:${port}` : ""}`,
     metrics,
     get activeStreams() {
-      let n = 0;
-      for (const p of pools.values()) n += p.activeStreams;
-      return n;
+      return pools.activeStreams;
     },
     serveTunnel(id, p = 0) {
       const extra = Bun.serve<PublicWsData>({ ...serveOptions, hostname: "127.0.0.1", port: p });
@@ -388,9 +368,11 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
       await handle.stop();
       return cut;
     },
+    get tunnelPools() {
+      return pools.size;
+    },
     async stop() {
-      for (const p of pools.values()) p.close();
-      pools.clear();
+      pools.close();
       for (const extra of fixed.keys()) void extra.stop(true);
       fixed.clear();
       await server.stop(true);
