@@ -45,7 +45,7 @@ async function startEmbedded(log: Logger, port: number): Promise<Embedded> {
   try {
     app = await start(port);
   } catch (err) {
-    if (!/EADDRINUSE|in use|Failed to start server/i.test(String((err as Error)?.message ?? err)) || port === 0) throw err;
+    if (!addressInUse(err) || port === 0) throw err;
     log.info("port busy, using another", { port });
     app = await start(0);
   }
@@ -67,4 +67,10 @@ function serveTunnelOnLoopback(e: Embedded, id: string, tries = 10): TunnelListe
     }
   }
   return gw.serveTunnel(id, 0);
+}
+
+/** The port is taken: Bun.serve's error carries code EADDRINUSE (also as the cause of a wrapping error). */
+function addressInUse(err: unknown): boolean {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0; e && i < 5; e = e.cause as typeof e, i++) if (e.code === "EADDRINUSE") return true;
+  return false;
 }

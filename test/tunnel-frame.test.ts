@@ -13,7 +13,7 @@ describe("wire constants are pinned", () => {
   test("frame types, reset codes, flags, limits", () => {
     expect(PROTOCOL_VERSION).toBe(1);
     expect(FrameType).toEqual({ OPEN: 1, RESPONSE: 2, DATA: 3, END: 4, RESET: 5, WINDOW: 6, WS_MESSAGE: 7, WS_CLOSE: 8, PING: 9, PONG: 10, GOAWAY: 11 });
-    expect(ResetCode).toEqual({ CANCEL: 0, REFUSED: 1, ORIGIN_UNREACHABLE: 2, ORIGIN_TIMEOUT: 3, PROTOCOL: 4, FLOW_CONTROL: 5, INTERNAL: 6, REQUEST_HEAD_TOO_LARGE: 7, CONNECTION_RESET: 8, RESPONSE_HEAD_TOO_LARGE: 9 });
+    expect(ResetCode).toEqual({ CANCEL: 0, REFUSED: 1, ORIGIN_UNREACHABLE: 2, ORIGIN_TIMEOUT: 3, PROTOCOL: 4, FLOW_CONTROL: 5, INTERNAL: 6, REQUEST_HEAD_TOO_LARGE: 7, CONNECTION_RESET: 8, RESPONSE_HEAD_TOO_LARGE: 9, ORIGIN_INVALID_RESPONSE: 10 });
     expect(WsFlags).toEqual({ BINARY: 1, FIN: 2 });
     expect(MAX_FRAME_PAYLOAD).toBe(1048576);
     expect(MAX_HEAD_PAYLOAD).toBe(262144);

@@ -34,6 +34,7 @@ const VECTORS: Array<[string, number, number, Uint8Array, string]> = [
   ["DATA 'PING\\r\\n' on tcp stream 5", T.DATA, 5, utf8("PING\r\n"), "03050650494e470d0a"],
   ["END (TCP FIN) on stream 5", T.END, 5, new Uint8Array(0), "040500"],
   ["RESET REQUEST_HEAD_TOO_LARGE 'head too large'", T.RESET, 1, resetPayload(ResetCode.REQUEST_HEAD_TOO_LARGE, "head too large"), "05010f076865616420746f6f206c61726765"],
+  ["RESET ORIGIN_INVALID_RESPONSE 'not http'", T.RESET, 1, resetPayload(ResetCode.ORIGIN_INVALID_RESPONSE, "not http"), "0501090a6e6f742068747470"],
   ["WINDOW +16 MiB on stream 0 (session)", T.WINDOW, 0, varintPayload(16 << 20), "06000481000000"],
   ["WINDOW +64 KiB on stream 3", T.WINDOW, 3, varintPayload(65536), "06030480010000"],
   ["WS_MESSAGE text FIN 'hi'", T.WS_MESSAGE, 3, new Uint8Array([2, 0x68, 0x69]), "070303026869"],

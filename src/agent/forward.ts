@@ -6,8 +6,9 @@
 import { ResetCode } from "../tunnel/frame.ts";
 import type { ResponseHead } from "../tunnel/head.ts";
 import { methodHasNoBody, originRequestHeaderList, originRequestHeaders, responseHeadFromList, type OriginOptions } from "../tunnel/http.ts";
-import type { StreamResetError, TunnelStream } from "../tunnel/stream.ts";
+import { SessionLostError, type StreamResetError, type TunnelStream } from "../tunnel/stream.ts";
 import { connectWebSocket, WsHandshakeError } from "../ws/client.ts";
+import { WsConnectError } from "../ws/errors.ts";
 import type { Inspector } from "./inspect/capture.ts";
 import { AbortHook, OriginPool, OriginProtocolError, type OriginEndpoint, type OriginResponse } from "./origin-http.ts";
 
@@ -39,21 +40,31 @@ export interface ForwardOptions extends OriginOptions {
   inspect?: Inspector;
 }
 
-/** What the public client got when the gateway reset the stream before an answer. */
+/** What the public client got when the gateway reset the stream (or the session was lost) before an answer: by kind, not text. */
 function peerReset(err: StreamResetError | undefined): { status: number; error: string } {
   if (err?.code === ResetCode.ORIGIN_TIMEOUT) return { status: 504, error: "origin_timeout" };
   if (err?.code === ResetCode.CANCEL) return { status: 499, error: "client_gone" };
-  return { status: 502, error: err && /session lost|relay connection closed/.test(err.reason) ? "tunnel_lost" : "reset" };
+  return { status: 502, error: err instanceof SessionLostError ? "tunnel_lost" : "reset" };
 }
 
+/** Nothing listens on the port: Bun sets `code` ECONNREFUSED on a failed Bun.connect (our WebSocket client keeps it as the cause). */
 function refused(err: unknown): boolean {
-  const code = (err as { code?: string })?.code ?? "";
-  return code === "ConnectionRefused" || code === "ECONNREFUSED" || /refused|Unable to connect/i.test(String((err as Error)?.message));
+  const code = (e: unknown) => (e as { code?: unknown } | undefined)?.code;
+  const c = code(err) ?? (err instanceof WsConnectError ? code(err.cause) : undefined);
+  return c === "ECONNREFUSED" || c === "ConnectionRefused";
 }
 
-/** Resets the stream (the gateway answers 502 origin_unreachable); returns the event's error code. */
+/**
+ * Resets the stream for an app that could not be reached (RESET ORIGIN_UNREACHABLE, 502
+ * origin_unreachable at the gateway) or that answered something that is not HTTP (RESET
+ * ORIGIN_INVALID_RESPONSE, 502 origin_invalid_response); returns the request event's error code.
+ */
 function unreachable(stream: TunnelStream, origin: string, err: unknown): string {
   const host = new URL(origin).host;
+  if (err instanceof OriginProtocolError || (err instanceof WsConnectError && err.kind === "protocol")) {
+    stream.reset(ResetCode.ORIGIN_INVALID_RESPONSE, `The local app at ${host} sent an invalid HTTP response: ${err.message}. Check that --port is the app's HTTP port.`);
+    return "origin_invalid_response";
+  }
   if (refused(err)) {
     stream.reset(ResetCode.ORIGIN_UNREACHABLE, `Nothing is listening on ${host}: start the local app (or check --port).`);
     return "origin_unreachable";
@@ -113,10 +124,6 @@ export async function forward(stream: TunnelStream, o: ForwardOptions): Promise<
     if (stream.isReset) {
       const r = peerReset(resetBy);
       return report(r.status, 0, r.error);
-    }
-    if (err instanceof OriginProtocolError) {
-      stream.reset(ResetCode.ORIGIN_UNREACHABLE, `The local app at ${new URL(o.origin).host} sent an invalid HTTP response: ${err.message}.`);
-      return report(502, 0, "origin_invalid_response");
     }
     return report(502, 0, unreachable(stream, o.origin, err));
   }

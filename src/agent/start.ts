@@ -180,6 +180,21 @@ async function printQr(url: string, out: Output): Promise<void> {
   }
 }
 
+/**
+ * Runs the steps of a stop in order; a step that throws or rejects is reported and the next one
+ * still runs, so the exit code is always reached (issue 18: a rejection in the stop path left the
+ * process running).
+ */
+export async function runSteps(steps: Array<() => unknown>, failed: (err: unknown) => void): Promise<void> {
+  for (const step of steps) {
+    try {
+      await step();
+    } catch (err) {
+      failed(err);
+    }
+  }
+}
+
 /** `startLocalGateway`: how to run the embedded default when no gateway is configured. */
 export async function runStart(cfg: StartConfig, startLocalGateway?: (log: ReturnType<typeof createLogger>) => Promise<LocalGateway>): Promise<number> {
   const out = cfg.tcp ? createOutput(cfg.json) : await outputFor(cfg.json);
@@ -205,6 +220,7 @@ export async function runStart(cfg: StartConfig, startLocalGateway?: (log: Retur
   for (const t of tunnels) out.track?.(t.localUrl, () => t.handle.inFlight);
 
   let signals = 0;
+  const stepFailed = (err: unknown) => log.warn("stop_step_failed", { error: (err as Error)?.message ?? String(err) });
   const stopAll = async (immediate: boolean) => {
     const t0 = Date.now();
     await Promise.all(tunnels.map((t) => t.handle.stop(immediate ? { graceMs: 0 } : { graceMs: cfg.graceMs })));
@@ -219,40 +235,40 @@ export async function runStart(cfg: StartConfig, startLocalGateway?: (log: Retur
         void stopAll(true);
         return;
       }
-      void (async () => {
-        await stopAll(false);
-        const cut = tunnels.reduce((n, t) => n + t.cut(), 0);
-        if (cut > 0 && signals === 1) out.info(`stopped: ${cut} request(s) still in flight after the ${cfg.graceMs / 1000} s grace were cut off`);
-        // ephemeral tunnels are deleted on the gateway, all at once and briefly: exiting must not wait on the network
-        await Promise.race([
-          Promise.all(tunnels.map((t) => {
-            const c = t.claimed();
-            return t.ephemeral && c && !embedded && !t.fatal() ? client.remove(c.id).catch(() => {}) : undefined;
-          })),
-          Bun.sleep(2000),
-        ]);
-        originPool.close(); // idle keep-alive sockets to the app would hold the process open for up to 4 s
-        await insp?.server.stop();
-        await embedded?.stop();
-        resolve(EXIT.ok);
-      })();
+      void runSteps(
+        [
+          () => stopAll(false),
+          () => {
+            const cut = tunnels.reduce((n, t) => n + t.cut(), 0);
+            if (cut > 0 && signals === 1) out.info(`stopped: ${cut} request(s) still in flight after the ${cfg.graceMs / 1000} s grace were cut off`);
+          },
+          // ephemeral tunnels are deleted on the gateway, all at once and briefly: exiting must not wait on the network
+          () =>
+            Promise.race([
+              Promise.all(tunnels.map((t) => {
+                const c = t.claimed();
+                return t.ephemeral && c && !embedded && !t.fatal() ? client.remove(c.id).catch(() => {}) : undefined;
+              })),
+              Bun.sleep(2000),
+            ]),
+          () => originPool.close(), // idle keep-alive sockets to the app would hold the process open for up to 4 s
+          () => insp?.server.stop(),
+          () => embedded?.stop(),
+        ],
+        stepFailed,
+      ).then(() => resolve(EXIT.ok));
     };
     process.on("SIGINT", onSignal);
     process.on("SIGTERM", onSignal);
     // Every tunnel ended on a terminal error: exit with the first one's code.
     endAllFatal = () => {
       if (signals > 0 || !tunnels.every((t) => t.fatal())) return;
-      void (async () => {
-        await insp?.server.stop();
-        await embedded?.stop();
-        resolve(tunnels[0]!.fatal()!.exitCode);
-      })();
+      void runSteps([() => insp?.server.stop(), () => embedded?.stop()], stepFailed).then(() => resolve(tunnels[0]!.fatal()!.exitCode));
     };
     // A permanent failure of every tunnel (only with --exit-on-fail) ends the process with 1.
     void Promise.all(tunnels.map((t) => t.handle.closed)).then(async (errs) => {
       if (signals === 0 && errs.some((e) => e) && !tunnels.some((t) => t.fatal())) {
-        await insp?.server.stop();
-        await embedded?.stop();
+        await runSteps([() => insp?.server.stop(), () => embedded?.stop()], stepFailed);
         resolve(EXIT.failed);
       }
     });

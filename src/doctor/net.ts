@@ -79,7 +79,7 @@ export function describeError(err: unknown, timeoutMs?: number): string {
     return timeoutMs ? `no answer within ${Math.round(timeoutMs / 100) / 10} s` : "no answer in time";
   }
   const code = String(e?.code ?? "");
-  if (/ConnectionRefused|ECONNREFUSED/i.test(code) || /ECONNREFUSED|Unable to connect|refused/i.test(e?.message ?? "")) {
+  if (code === "ConnectionRefused" || code === "ECONNREFUSED") {
     return "connection refused (nothing is listening there)";
   }
   if (/ENOTFOUND|DNS_/i.test(code)) return "the name does not resolve";

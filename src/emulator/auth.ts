@@ -121,6 +121,22 @@ function jwtExpiry(token: string): number | undefined {
 }
 
 /**
+ * True when a SAS token whose `se` is `se` (Unix seconds) is expired at `nowMs` (the context's
+ * injectable clock), with `skewSeconds` of grace: valid while `now < se + skew`, expired from the
+ * exact second `se + skew` on. `se` is the token's absolute expiry (the HC protocol guide:
+ * https://learn.microsoft.com/azure/azure-relay/relay-hybrid-connections-protocol, "Security
+ * token"); the relay service's own comparison is not published. Microsoft's published SAS
+ * validator for the same token format (Azure/iotedge,
+ * edge-util/src/Microsoft.Azure.Devices.Edge.Util/SharedAccessSignature.cs, `IsExpired`:
+ * `ExpiresOn + MaxClockSkew < UtcNow`) still accepts at the exact instant; this emulator takes
+ * the stricter answer, so a client that renews only at `se` is caught, and it is the instant at
+ * which the emulator closes a listener whose token ran out (control.ts). test/sas-expiry.test.ts.
+ */
+export function sasExpired(se: number, skewSeconds: number, nowMs: number): boolean {
+  return (se + skewSeconds) * 1000 <= nowMs;
+}
+
+/**
  * Checks `token` for `right` on `entityPath` (`hc` = the entity, undefined when it does not exist
  * yet — then only namespace rules can sign). `requestHost` = the Host the client used.
  */
@@ -158,7 +174,7 @@ export function authorize(
     if (ctx.publicHost) allowed.push(hostOnly(ctx.publicHost));
     if (!allowed.includes(scope.host)) return fail(401, `InvalidAudience: The token audience '${scope.host}' does not match this namespace.`);
   }
-  if (sas.se + ctx.tokenSkewSeconds <= nowS)
+  if (sasExpired(sas.se, ctx.tokenSkewSeconds, ctx.now()))
     return fail(401, `ExpiredToken: The token is expired. Expiration time: '${new Date(sas.se * 1000).toISOString()}'.`);
   if (!scopeCovers(scope.path, entityPath))
     return fail(403, `Unauthorized access. The token audience '${scope.path || "/"}' is not valid for '${entityPath}'.`);

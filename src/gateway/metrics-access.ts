@@ -7,7 +7,7 @@
 import { timingSafeEqual } from "node:crypto";
 import { isLoopbackHost } from "../config.ts";
 import type { AccessPolicy } from "../api/access.ts";
-import { GatewayError } from "./errors.ts";
+import { type GatewayError, publicError } from "./errors.ts";
 
 function sameSecret(a: string, b: string): boolean {
   const x = Buffer.from(a);
@@ -22,13 +22,9 @@ export function metricsAccessPolicy(
   allowListSet: boolean,
 ): ((req: Request, address: string) => GatewayError | null) | undefined {
   if (mode === "public") return undefined;
-  const off = new GatewayError(404, "metrics_off", "Metrics are turned off on this gateway (AZHEXGATE_METRICS=off).");
+  const off = publicError("metrics_off");
   if (mode === "off") return () => off;
-  const denied = new GatewayError(
-    403,
-    "metrics_forbidden",
-    "/metrics is private: scrape it from loopback or an address in AZHEXGATE_API_ALLOW_CIDRS, or send Authorization: Bearer with AZHEXGATE_METRICS_TOKEN.",
-  );
+  const denied = publicError("metrics_forbidden");
   return (req, address) => {
     const auth = req.headers.get("authorization");
     if (token && auth && /^bearer /i.test(auth) && sameSecret(auth.slice(7).trim(), token)) return null;

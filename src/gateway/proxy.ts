@@ -10,30 +10,44 @@ import { publicResponseHeaders, statusHasNoBody } from "../tunnel/http.ts";
 import { PoolClosedError, PoolError } from "../tunnel/pool.ts";
 import { ProtocolMismatchError } from "../tunnel/session.ts";
 import { SessionLostError, StreamResetError, type TunnelStream } from "../tunnel/stream.ts";
-import { GatewayError } from "./errors.ts";
+import { GatewayError, publicError } from "./errors.ts";
 import { type Throttle, throttled } from "./policy/bandwidth.ts";
 import { wsDataFor, type PublicWsData } from "./websocket.ts";
 
-/** A failure on the tunnel side of request `id` as the public error the client gets. */
+/**
+ * A failure on the tunnel side of request `id` as the public error the client gets: by kind (the
+ * error's class, a pool's code, a stream's RESET code), never by its text; the status, code and
+ * sentence come from the one table (PUBLIC_ERRORS in errors.ts).
+ */
 export function tunnelError(err: unknown, id: string): GatewayError {
   if (err instanceof GatewayError) return err;
-  if (err instanceof PoolError) return new GatewayError(err.status, err.code, err.message);
-  if (err instanceof ProtocolMismatchError) return new GatewayError(502, "tunnel_version_mismatch", err.message);
-  if (err instanceof PoolClosedError) return new GatewayError(502, "tunnel_offline", `Tunnel ${id} was closed on this gateway (deleted, or the gateway is stopping); retry in a moment.`);
+  if (err instanceof PoolError) return publicError(err.code, err.message);
+  if (err instanceof ProtocolMismatchError) return publicError("tunnel_version_mismatch", err.message);
+  if (err instanceof PoolClosedError) return publicError("pool_closed", id);
+  if (err instanceof SessionLostError) return publicError("session_lost", id);
   if (err instanceof StreamResetError) {
-    if (err.code === ResetCode.REQUEST_HEAD_TOO_LARGE)
-      return new GatewayError(431, "request_headers_too_large", "The request's headers are larger than the tunnel carries (128 KiB in all, at most 256 headers).");
-    if (err.code === ResetCode.RESPONSE_HEAD_TOO_LARGE)
-      return new GatewayError(502, "response_headers_too_large", "The local app's response headers are larger than the tunnel carries (128 KiB in all, at most 256 headers).");
-    if (err.code === ResetCode.ORIGIN_UNREACHABLE) return new GatewayError(502, "origin_unreachable", err.reason);
-    if (err.code === ResetCode.ORIGIN_TIMEOUT) return new GatewayError(504, "origin_timeout", err.reason);
-    if (err instanceof SessionLostError)
-      return new GatewayError(502, "tunnel_offline", `The agent of tunnel ${id} disconnected before answering. Retry; if it persists, restart "azhexgate start".`);
-    if (err.code === ResetCode.REFUSED) return new GatewayError(502, "tunnel_offline", `The agent of tunnel ${id} is not accepting requests (${err.reason}).`);
-    return new GatewayError(502, "tunnel_error", `The tunnel failed: ${err.reason}`);
+    switch (err.code) {
+      case ResetCode.REQUEST_HEAD_TOO_LARGE:
+        return publicError("request_headers_too_large");
+      case ResetCode.RESPONSE_HEAD_TOO_LARGE:
+        return publicError("response_headers_too_large");
+      case ResetCode.ORIGIN_UNREACHABLE:
+        return publicError("origin_unreachable", err.reason);
+      case ResetCode.ORIGIN_INVALID_RESPONSE:
+        return publicError("origin_invalid_response", err.reason);
+      case ResetCode.ORIGIN_TIMEOUT:
+        return publicError("origin_timeout", err.reason);
+      case ResetCode.REFUSED:
+        return publicError("agent_refused", id, err.reason);
+      default:
+        return publicError("tunnel_reset", err.reason);
+    }
   }
-  return new GatewayError(502, "tunnel_offline", `The agent of tunnel ${id} is not connected. Start it with "azhexgate start" and retry.`);
+  return publicError("agent_offline", id);
 }
+
+/** The request body stalled (a kind, not a message to match). */
+class BodyIdle extends Error {}
 
 /** Request body → stream (through the tunnel's bandwidth cap, if any); a client that stops sending for `idleMs` has the stream reset (and the request fails). */
 export async function pumpBody(req: Request, stream: TunnelStream, idleMs: number, throttle?: Throttle): Promise<void> {
@@ -43,7 +57,7 @@ export async function pumpBody(req: Request, stream: TunnelStream, idleMs: numbe
     if (reader) {
       for (;;) {
         const idle = new Promise<never>((_, rej) => {
-          timer = setTimeout(() => rej(new Error("idle")), idleMs);
+          timer = setTimeout(() => rej(new BodyIdle()), idleMs);
         });
         const r = await Promise.race([reader.read(), idle]);
         clearTimeout(timer);
@@ -55,7 +69,7 @@ export async function pumpBody(req: Request, stream: TunnelStream, idleMs: numbe
     stream.end();
   } catch (err) {
     clearTimeout(timer);
-    const idle = (err as Error)?.message === "idle";
+    const idle = err instanceof BodyIdle;
     if (idle) void reader?.cancel().catch(() => {});
     stream.reset(ResetCode.CANCEL, idle ? `the request body stalled for ${Math.round(idleMs / 1000)} s` : "request body failed");
   }
@@ -64,7 +78,7 @@ export async function pumpBody(req: Request, stream: TunnelStream, idleMs: numbe
 export function httpResponse(req: Request, stream: TunnelStream, head: ResponseHead, throttle?: Throttle): Response {
   if (head.status < 200) {
     stream.reset(ResetCode.PROTOCOL, "unexpected informational status");
-    throw new GatewayError(502, "tunnel_error", `The local app answered with status ${head.status}.`);
+    throw publicError("informational_status", head.status);
   }
   const headers = publicResponseHeaders(head);
   // A header value outside Latin-1 cannot go on the wire (Response would throw): a broken or
@@ -72,7 +86,7 @@ export function httpResponse(req: Request, stream: TunnelStream, head: ResponseH
   for (const [n, v] of headers) {
     if (!/^[\x00-\xff]*$/.test(v) || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(n)) {
       stream.reset(ResetCode.PROTOCOL, "invalid response header");
-      throw new GatewayError(502, "invalid_response_header", "The tunnel's agent sent a response header that is not valid HTTP; the request was not answered.");
+      throw publicError("invalid_response_header");
     }
   }
   if (statusHasNoBody(head.status, req.method)) {
@@ -102,5 +116,5 @@ export function upgradePublic(req: Request, server: Server<PublicWsData>, stream
   const data = wsDataFor(stream); // with what the origin said before `open` (holdEarlyWs)
   if (server.upgrade(req, { headers, data })) return undefined;
   stream.reset(ResetCode.CANCEL, "public upgrade failed");
-  throw new GatewayError(400, "bad_websocket_upgrade", "The WebSocket upgrade request was invalid: it needs Connection: Upgrade, Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key.");
+  throw publicError("bad_websocket_upgrade");
 }

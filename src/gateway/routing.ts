@@ -2,7 +2,7 @@
  * Public host routing: which tunnel (or the apex) a Host header names, and the raw request target.
  * Pure: no I/O. Used by the gateway's request handler (src/gateway/server.ts).
  */
-import { GatewayError } from "./errors.ts";
+import { publicError } from "./errors.ts";
 
 /** Served on the apex and on hosts that are not tunnels (probes use an IP or localhost), never on a tunnel's host. */
 export const SERVICE_PATHS = new Set(["/healthz", "/readyz", "/metrics"]);
@@ -33,16 +33,16 @@ export function serviceHost(host: string | null, baseDomain: string): boolean {
  */
 export function routeHost(host: string | null, baseDomain: string, localHosts = false): string {
   if (!host || host.includes(",") || !HOST_RE.test(host)) {
-    throw new GatewayError(400, "bad_host", "The request's Host header is missing or malformed.");
+    throw publicError("bad_host");
   }
   const name = host.replace(/:\d+$/, "").toLowerCase().replace(/\.$/, "");
   const base = baseDomain.toLowerCase();
   if (name === base) return "";
   if (!name.endsWith(`.${base}`)) {
     if (localHosts) return "";
-    throw new GatewayError(404, "tunnel_not_found", `No tunnel is served at ${name}.`);
+    throw publicError("host_not_served", name);
   }
   const label = name.slice(0, -(base.length + 1));
-  if (!LABEL_RE.test(label)) throw new GatewayError(404, "tunnel_not_found", `No tunnel is served at ${name}.`);
+  if (!LABEL_RE.test(label)) throw publicError("host_not_served", name);
   return label;
 }

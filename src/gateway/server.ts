@@ -11,15 +11,18 @@ import { methodHasNoBody, requestHeadFrom } from "../tunnel/http.ts";
 import { StreamResetError, type TunnelStream } from "../tunnel/stream.ts";
 import type { WsConnection } from "../ws/client.ts";
 import type { AccessEntry, AccessLog } from "./access-log.ts";
-import { errorResponse, GatewayError } from "./errors.ts";
+import { errorResponse, GatewayError, publicError } from "./errors.ts";
 import { gatewayMetrics, type GatewayMetrics } from "./metrics.ts";
-import { SessionPool, type PoolOptions } from "../tunnel/pool.ts";
+import type { PoolOptions } from "../tunnel/pool.ts";
+import { TunnelPools } from "./tunnel-pools.ts";
 import { holdEarlyWs, publicWsClose, publicWsMessage, relayWsToPublic, type PublicWsData } from "./websocket.ts";
 import type { Throttle } from "./policy/bandwidth.ts";
 import { httpResponse, pumpBody, tunnelError, upgradePublic } from "./proxy.ts";
-import { rawTarget, routeHost, SERVICE_PATHS, serviceHost } from "./routing.ts";
+import { rawTarget, routeHost } from "./routing.ts";
+import { healthAnswer, type HealthOptions, type Readiness } from "./health.ts";
 
 export { rawTarget, routeHost } from "./routing.ts";
+export type { Readiness } from "./health.ts";
 
 export interface TunnelRoute {
   /** Hybrid connection the tunnel's agent listens on. */
@@ -49,6 +52,8 @@ export interface GatewayOptions {
   /** A request body that sends nothing for this long is abandoned (stream reset); default 60 s. */
   bodyIdleMs?: number;
   pool?: Omit<PoolOptions, "dial">;
+  /** How often pools with no session, stream or waiting request are dropped (default 60 s). */
+  poolSweepMs?: number;
   /** Requests to the base domain itself (management API). Default: 404. */
   apex?: (req: Request, server: Server<PublicWsData>) => Response | Promise<Response>;
   /** Readiness beyond "the server is up" (registry and relay reachable). Default: ready. A reason is shown as JSON. */
@@ -61,11 +66,11 @@ export interface GatewayOptions {
   /** The public host a request was sent to (routing, X-Forwarded-Host to the app). Default: its Host header. */
   publicHost?: (req: Request, peer: string) => string | null;
   metrics?: GatewayMetrics;
-  /** Public access log (src/gateway/access-log.ts); undefined = off, no per-request work. */
   /** Admission (access policy, limits): a Response refuses the request before any stream opens. */
   admit?: import("./policy/gate.ts").Admit;
   /** Bandwidth cap of a tunnel as back-pressure on its HTTP bodies (src/gateway/policy/bandwidth.ts). */
   throttle?: (id: string, route: TunnelRoute) => import("./policy/bandwidth.ts").Throttle | undefined;
+  /** Public access log (src/gateway/access-log.ts); undefined = off, no per-request work. */
   accessLog?: AccessLog;
   /**
    * Who may read `/metrics` (it names every tunnel with its traffic): given the request and the
@@ -82,19 +87,12 @@ function clientAddress(req: Request, server: Server<PublicWsData>, client?: Gate
   return client ? client(req, peer).address : peer.address;
 }
 
-export interface Readiness {
-  ready: boolean;
-  /** Why not ready, for operators (shown by /readyz). */
-  reason?: string;
-}
-
 export interface PublicClient {
   address: string;
   port: number;
   /** The scheme a trusted proxy says the client used (else the gateway's public scheme). */
   proto?: "http" | "https";
 }
-
 
 export interface GatewayHandle {
   readonly url: string;
@@ -104,6 +102,8 @@ export interface GatewayHandle {
   readonly metrics: GatewayMetrics;
   /** Streams in flight across all tunnels. */
   readonly activeStreams: number;
+  /** Tunnels with a session pool on this gateway (empty, idle pools are dropped every `poolSweepMs`). */
+  readonly tunnelPools: number;
   /**
    * An extra listener on which every request goes to tunnel `id`, whatever its Host (clients that
    * cannot resolve `*.localhost`). Bound to 127.0.0.1 on `port` (0 = any); stopped with the gateway.
@@ -125,35 +125,23 @@ export interface TunnelListener {
 }
 
 const utf8 = new TextEncoder();
+
+/** One public request as the handler's steps see it: tunnel id ("" until routed, or the apex), raw target, public host. */
+interface Routed {
+  id: string;
+  kind: "http" | "ws";
+  entry: AccessEntry | undefined;
+  target: string;
+  host: string | null;
+}
+
 export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
-  const pools = new Map<string, SessionPool>();
   const metrics = o.metrics ?? gatewayMetrics();
-  metrics.registry.collect(() => {
-    for (const [id, p] of pools) {
-      metrics.sessions.set({ tunnel: id }, p.size);
-      metrics.streams.set({ tunnel: id }, p.activeStreams);
-    }
-  });
+  const pools = new TunnelPools({ dial: o.dial, pool: o.pool, metrics, accessLog: o.accessLog, sweepMs: o.poolSweepMs });
   let draining = false;
   const ttfbMs = o.ttfbMs ?? 120_000;
   const bodyIdleMs = o.bodyIdleMs ?? 60_000;
   const scheme = o.publicScheme ?? "http";
-
-  const poolFor = (id: string, hcPath: string): SessionPool => {
-    let p = pools.get(id);
-    if (!p) {
-      const bytesIn = metrics.bytes.counterFor({ tunnel: id, direction: "in" });
-      const bytesOut = metrics.bytes.counterFor({ tunnel: id, direction: "out" });
-      const access = o.accessLog;
-      const onStreamEnd = (s: TunnelStream) => {
-        if (s.bytesSent) bytesIn(s.bytesSent);
-        if (s.bytesReceived) bytesOut(s.bytesReceived);
-        access?.streamEnded(s);
-      };
-      pools.set(id, (p = new SessionPool({ ...o.pool, dial: () => o.dial(hcPath), onStreamEnd })));
-    }
-    return p;
-  };
 
   /** Per tunnel: request counters by kind and status class, label keys built once. */
   const requestCounters = new Map<string, Array<(by?: number) => void>>();
@@ -176,7 +164,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     const deadline = Date.now() + ttfbMs;
     let session;
     try {
-      session = await poolFor(id, route.hcPath).acquire(deadline);
+      session = await pools.acquire(id, route.hcPath, deadline);
     } catch (err) {
       throw tunnelError(err, id);
     }
@@ -233,60 +221,18 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     maxRequestBodySize: Number.MAX_SAFE_INTEGER,
     idleTimeout: 30,
     async fetch(req, server) {
-      let id = "";
-      let kind: "http" | "ws" = "http";
-      let entry: AccessEntry | undefined;
+      const r: Routed = { id: "", kind: "http", entry: undefined, target: rawTarget(req.url), host: null };
       try {
-        const target = rawTarget(req.url);
-        const q = target.indexOf("?");
-        const path = q < 0 ? target : target.slice(0, q);
-        const host = o.publicHost ? o.publicHost(req, server.requestIP(req)?.address ?? "") : req.headers.get("host");
         const fixedId = fixed.size ? fixed.get(server) : undefined;
-        if (fixedId === undefined && SERVICE_PATHS.has(path) && serviceHost(host, o.baseDomain)) {
-          const denied = path === "/metrics" && o.metricsAccess ? o.metricsAccess(req, clientAddress(req, server, o.client)) : null;
-          if (denied) return errorResponse(denied, req.headers.get("accept"), req.method);
-          return await service(path);
-        }
-        if (o.accessLog) entry = o.accessLog.begin("", req.method, target, clientAddress(req, server, o.client));
-        if (req.method === "CONNECT") throw new GatewayError(405, "method_not_allowed", "CONNECT is not supported.");
-        id = fixedId ?? routeHost(host, o.baseDomain, o.localHosts);
-        if (entry) entry.tunnel = id;
-        if (id === "" || id === "api") {
-          entry = undefined; // the management API keeps its own access log
-          if (o.apex) return await o.apex(req, server);
-          throw new GatewayError(404, "tunnel_not_found", "This is an azhexgate gateway; tunnels live at {id}." + o.baseDomain + ".");
-        }
-        const route = await o.resolveTunnel(id);
-        if (!route) {
-          // A deleted or expired tunnel: drop its pool (sessions and warm connections) too.
-          pools.get(id)?.close();
-          pools.delete(id);
-          throw new GatewayError(404, "tunnel_not_found", `Tunnel ${id} does not exist or has expired.`);
-        }
-        if (draining) throw new GatewayError(502, "tunnel_offline", "The gateway is restarting; retry in a moment.");
-        server.timeout(req, 0); // our own TTFB limit applies; long responses and SSE must not be cut
-        if (req.headers.get("upgrade")?.toLowerCase() === "websocket") kind = "ws";
-        let refused = o.admit ? admit(req, server, id, route, kind, host as string) : undefined;
-        if (refused instanceof Promise) refused = await refused; // only for visitor sign-in
-        if (refused) {
-          countRequest(id, kind, refused.status);
-          return refused;
-        }
-        const throttle = kind === "http" ? o.throttle?.(id, route) : undefined;
-        const { stream, resHead } = await openStream(req, server, id, route, kind, target, host as string, entry, throttle);
-        countRequest(id, kind, resHead.status);
-        if (kind === "ws") return upgradePublic(req, server, stream, resHead);
-        return httpResponse(req, stream, resHead, throttle);
+        r.host = o.publicHost ? o.publicHost(req, server.requestIP(req)?.address ?? "") : req.headers.get("host");
+        const served = fixedId === undefined ? healthAnswer(req, r.target, r.host, () => clientAddress(req, server, o.client), health) : undefined;
+        if (served) return await served;
+        const route = await routing(req, server, r, fixedId);
+        if (route instanceof Response) return route;
+        drainGuard();
+        return await proxy(req, server, r, route);
       } catch (err) {
-        const e = err instanceof GatewayError ? err : new GatewayError(500, "internal", "The gateway failed to handle the request.");
-        if (!(err instanceof GatewayError)) console.error("gateway: unexpected error", err);
-        // a client that went away is not a gateway / tunnel error
-        metrics.errors.inc({ code: req.signal.aborted ? "client_gone" : e.code });
-        if (entry) {
-          const gone = req.signal.aborted;
-          o.accessLog!.fail(entry, gone ? 499 : e.status, gone ? "client_gone" : e.code);
-        }
-        return errorResponse(e, req.headers.get("accept"), req.method);
+        return answerError(req, r.entry, err);
       }
     },
     websocket: {
@@ -312,22 +258,79 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
   };
   const server = Bun.serve<PublicWsData>(serveOptions);
 
+  /** 1. Health: `/healthz`, `/readyz`, `/metrics` on a host that is not a tunnel's (src/gateway/health.ts). */
+  const health: HealthOptions = {
+    baseDomain: o.baseDomain,
+    metrics: () => metrics.registry.render(),
+    metricsAccess: o.metricsAccess,
+    ready: o.ready,
+    draining: () => draining,
+  };
+
+  /**
+   * 2. Routing: Host (or the fixed listener's tunnel) → the tunnel's route, or the apex's Response.
+   * Throws the public error of a malformed Host, CONNECT, an unknown or deleted tunnel.
+   */
+  async function routing(req: Request, server: Server<PublicWsData>, r: Routed, fixedId: string | undefined): Promise<TunnelRoute | Response> {
+    if (o.accessLog) r.entry = o.accessLog.begin("", req.method, r.target, clientAddress(req, server, o.client));
+    if (req.method === "CONNECT") throw publicError("method_not_allowed");
+    const id = (r.id = fixedId ?? routeHost(r.host, o.baseDomain, o.localHosts));
+    if (r.entry) r.entry.tunnel = id;
+    if (id === "" || id === "api") {
+      r.entry = undefined; // the management API keeps its own access log
+      if (o.apex) return await o.apex(req, server);
+      throw publicError("apex_not_tunnel", o.baseDomain);
+    }
+    const route = await o.resolveTunnel(id);
+    if (!route) {
+      // A deleted or expired tunnel: drop its pool (sessions and warm connections) too.
+      pools.drop(id);
+      throw publicError("tunnel_unknown", id);
+    }
+    return route;
+  }
+
+  /** 3. Drain guard: a draining gateway opens no new streams. */
+  function drainGuard(): void {
+    if (draining) throw publicError("gateway_draining");
+  }
+
+  /** 4. Proxy: admission, then a stream to the agent, answered as a Response or a WebSocket upgrade. */
+  async function proxy(req: Request, server: Server<PublicWsData>, r: Routed, route: TunnelRoute): Promise<Response | undefined> {
+    const { id, entry } = r;
+    const host = r.host as string; // routing accepted it
+    server.timeout(req, 0); // our own TTFB limit applies; long responses and SSE must not be cut
+    if (req.headers.get("upgrade")?.toLowerCase() === "websocket") r.kind = "ws";
+    const kind = r.kind;
+    let refused = o.admit ? admit(req, server, id, route, kind, host) : undefined;
+    if (refused instanceof Promise) refused = await refused; // only for visitor sign-in
+    if (refused) {
+      countRequest(id, kind, refused.status);
+      return refused;
+    }
+    const throttle = kind === "http" ? o.throttle?.(id, route) : undefined;
+    const { stream, resHead } = await openStream(req, server, id, route, kind, r.target, host, entry, throttle);
+    countRequest(id, kind, resHead.status);
+    if (kind === "ws") return upgradePublic(req, server, stream, resHead);
+    return httpResponse(req, stream, resHead, throttle);
+  }
+
+  /** Any failure of the steps above as its public error (counted, access-logged). */
+  function answerError(req: Request, entry: AccessEntry | undefined, err: unknown): Response {
+    const e = err instanceof GatewayError ? err : publicError("internal");
+    if (!(err instanceof GatewayError)) console.error("gateway: unexpected error", err);
+    // a client that went away is not a gateway / tunnel error
+    const gone = req.signal.aborted;
+    metrics.errors.inc({ code: gone ? "client_gone" : e.code });
+    if (entry) o.accessLog!.fail(entry, gone ? 499 : e.status, gone ? "client_gone" : e.code);
+    return errorResponse(e, req.headers.get("accept"), req.method);
+  }
+
   function admit(req: Request, server: Server<PublicWsData>, id: string, route: TunnelRoute, kind: "http" | "ws", host: string) {
     const peer = server.requestIP(req);
     const client = peer ? (o.client ? o.client(req, peer) : { address: peer.address, port: peer.port }) : { address: "", port: 0 };
-    const activeStreams = pools.get(id)?.activeStreams ?? 0;
+    const activeStreams = pools.activeStreamsOf(id);
     return o.admit!(req, { id, host, kind, client: client.address, proto: client.proto ?? scheme, policy: route.policy, activeStreams });
-  }
-
-  async function service(path: string): Promise<Response> {
-    const text = (body: string, status = 200, type = "text/plain; charset=utf-8") =>
-      new Response(body, { status, headers: { "content-type": type, "cache-control": "no-store" } });
-    if (path === "/healthz") return text("ok\n");
-    if (path === "/metrics") return text(metrics.registry.render(), 200, "text/plain; version=0.0.4; charset=utf-8");
-    if (draining) return text("draining\n", 503);
-    const r = await Promise.resolve(o.ready ? o.ready() : true).catch((): Readiness => ({ ready: false, reason: "the readiness check failed" }));
-    if (typeof r === "boolean") return r ? text("ready\n") : text("not ready\n", 503);
-    return Response.json(r.reason === undefined ? { ready: r.ready } : r, { status: r.ready ? 200 : 503, headers: { "cache-control": "no-store" } });
   }
 
   const port = server.port!;
@@ -337,9 +340,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     tunnelUrl: (id) => `${scheme}://${id}.${o.baseDomain}${scheme === "http" && port !== 80 ? `:${port}` : ""}`,
     metrics,
     get activeStreams() {
-      let n = 0;
-      for (const p of pools.values()) n += p.activeStreams;
-      return n;
+      return pools.activeStreams;
     },
     serveTunnel(id, p = 0) {
       const extra = Bun.serve<PublicWsData>({ ...serveOptions, hostname: "127.0.0.1", port: p });
@@ -367,9 +368,11 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
       await handle.stop();
       return cut;
     },
+    get tunnelPools() {
+      return pools.size;
+    },
     async stop() {
-      for (const p of pools.values()) p.close();
-      pools.clear();
+      pools.close();
       for (const extra of fixed.keys()) void extra.stop(true);
       fixed.clear();
       await server.stop(true);

@@ -28,6 +28,7 @@ import { discoveryLoader } from "../api/oidc.ts";
 import type { OidcConfig, VisitorConfig } from "../identity-settings.ts";
 import type { AdmitContext, VisitorGate } from "./policy/gate.ts";
 import type { TunnelPolicy } from "./policy/types.ts";
+import { publicError } from "./errors.ts";
 
 export const RESERVED_PREFIX = "/.azhexgate/";
 const STATE_TTL_S = 600;
@@ -185,10 +186,8 @@ export function createVisitorAuth(o: VisitorAuthOptions): VisitorAuth {
       const state = await seal({ kind: "state", host: ctx.host, proto: ctx.proto, ret: `${url.pathname}${url.search}`.slice(0, 2000), v: verifier, n: base64url.encode(randomBytes(16)) }, STATE_TTL_S);
       const start = `${o.apiBase}/auth/start?s=${encodeURIComponent(state)}`;
       if (!navigational) {
-        return Response.json(
-          { error: { code: "unauthorized", message: `This tunnel needs sign-in; open ${ctx.proto}://${ctx.host}/ in a browser.` } },
-          { status: 401, headers: { "cache-control": "no-store", "x-azhexgate-error": "unauthorized" } },
-        );
+        const e = publicError("visitor_signin", `${ctx.proto}://${ctx.host}/`);
+        return Response.json({ error: { code: e.code, message: e.message } }, { status: e.status, headers: { "cache-control": "no-store", "x-azhexgate-error": e.code } });
       }
       return new Response(null, { status: 302, headers: { location: start, "cache-control": "no-store" } });
     },

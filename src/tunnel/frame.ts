@@ -62,6 +62,7 @@ export const ResetCode = {
   REQUEST_HEAD_TOO_LARGE: 7, // v2: the OPEN's head is over the limit (431 at the gateway)
   CONNECTION_RESET: 8, // v2: the TCP peer reset its connection
   RESPONSE_HEAD_TOO_LARGE: 9, // v2: the RESPONSE's head is over the limit (502 at the gateway)
+  ORIGIN_INVALID_RESPONSE: 10, // the local app answered, but not with valid HTTP/1.1 (502 origin_invalid_response); older peers treat it as INTERNAL
 } as const;
 
 export const WsFlags = { BINARY: 1, FIN: 2 } as const;

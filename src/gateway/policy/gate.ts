@@ -7,7 +7,7 @@
  */
 import { parseCidr, parseIp } from "../../net/cidr.ts";
 import type { LimitsConfig } from "../../identity-settings.ts";
-import { errorResponse, GatewayError, type GatewayErrorCode } from "../errors.ts";
+import { errorResponse, type GatewayError, publicError } from "../errors.ts";
 import { BasicAuthChecker } from "./basic-auth.ts";
 import { RateLimiter } from "./limits.ts";
 import type { TunnelPolicy } from "./types.ts";
@@ -45,8 +45,8 @@ export interface PolicyGateOptions {
  */
 export type Admit = (req: Request, ctx: AdmitContext) => Response | undefined | Promise<Response | undefined>;
 
-function refuse(req: Request, status: number, code: GatewayErrorCode, message: string, headers: Record<string, string> = {}): Response {
-  const res = errorResponse(new GatewayError(status, code, message), req.headers.get("accept"), req.method);
+function refuse(req: Request, err: GatewayError, headers: Record<string, string> = {}): Response {
+  const res = errorResponse(err, req.headers.get("accept"), req.method);
   for (const [k, v] of Object.entries(headers)) res.headers.set(k, v);
   return res;
 }
@@ -83,11 +83,11 @@ export function createPolicyGate(o: PolicyGateOptions): Admit {
     const count = (reason: string) => o.refusals.inc({ tunnel: ctx.id, reason });
     if (p?.denyIps?.length && inAny(ctx.client, p.denyIps)) {
       count("ip_denied");
-      return refuse(req, 403, "access_denied", "Your network address is not allowed to open this tunnel.");
+      return refuse(req, publicError("ip_denied"));
     }
     if (p?.allowIps?.length && !inAny(ctx.client, p.allowIps)) {
       count("ip_denied");
-      return refuse(req, 403, "access_denied", "Your network address is not allowed to open this tunnel.");
+      return refuse(req, publicError("ip_denied"));
     }
     const perSecond = p?.rateLimit ? cap(p.rateLimit.perSecond, 0, L.rateMax) : cap(undefined, L.rate, L.rateMax);
     if (perSecond > 0) {
@@ -95,24 +95,24 @@ export function createPolicyGate(o: PolicyGateOptions): Admit {
       const wait = rate.take(ctx.id, perSecond, burst);
       if (wait > 0) {
         count("rate_limited");
-        return refuse(req, 429, "rate_limited", `This tunnel gets more requests than it allows; retry in ${wait} s.`, { "retry-after": String(wait) });
+        return refuse(req, publicError("rate_limited", wait), { "retry-after": String(wait) });
       }
     }
     const maxStreams = cap(p?.maxStreams, L.streams, L.streamsMax);
     if (maxStreams > 0 && ctx.activeStreams >= maxStreams) {
       count("streams_limited");
-      return refuse(req, 429, "rate_limited", `This tunnel already has ${maxStreams} requests in flight, its limit; retry in a moment.`, { "retry-after": "1" });
+      return refuse(req, publicError("streams_limited", maxStreams), { "retry-after": "1" });
     }
     if (p?.basicAuth?.length) {
       if (!basic.check(ctx.id, p.basicAuth, req.headers.get("authorization"))) {
         count("basic_auth");
-        return refuse(req, 401, "unauthorized", "This tunnel needs a user name and password.", { "www-authenticate": `Basic realm="${ctx.host.replace(/"/g, "")}", charset="UTF-8"` });
+        return refuse(req, publicError("basic_auth"), { "www-authenticate": `Basic realm="${ctx.host.replace(/"/g, "")}", charset="UTF-8"` });
       }
     }
     if (p?.entra) {
       if (!o.visitor) {
         count("entra");
-        return refuse(req, 503, "access_denied", "This tunnel needs sign-in, but the gateway has no visitor sign-in configured.");
+        return refuse(req, publicError("signin_unconfigured"));
       }
       return o.visitor.admit(req, ctx, p.entra).then((r) => {
         if (r instanceof Response) {
