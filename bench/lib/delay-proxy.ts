@@ -160,7 +160,7 @@ export async function startDelayProxy(o: DelayProxyOptions): Promise<DelayProxy>
             data: (_t, d) => c.down.push(d),
             drain: () => c.up.drain(),
             end: () => c.down.end(),
-            close: () => setTimeout(() => close(c), o.delayMs + 5),
+            close: () => void setTimeout(() => close(c), o.delayMs + 5),
             error: () => close(c),
             connectError: () => close(c),
           },
@@ -169,7 +169,7 @@ export async function startDelayProxy(o: DelayProxyOptions): Promise<DelayProxy>
       data: (client, d) => client.data.up.push(d),
       drain: (client) => client.data.down.drain(),
       end: (client) => client.data.up.end(),
-      close: (client) => setTimeout(() => close(client.data), o.delayMs + 5),
+      close: (client) => void setTimeout(() => close(client.data), o.delayMs + 5),
       error: (client) => close(client.data),
     },
   });
