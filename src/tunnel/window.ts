@@ -26,8 +26,9 @@ export class ProcessBudget {
   buffered = 0;
   /** Window growth granted beyond base windows, over all sessions. */
   grown = 0;
-  /** Most `buffered` seen (for tests and metrics). */
+  /** Most `buffered` and most `grown` seen (for tests and metrics; `resetPeaks()` starts over). */
   peak = 0;
+  peakGrown = 0;
   private readonly waiters = new Set<() => void>();
 
   constructor(public limit: number) {}
@@ -57,11 +58,17 @@ export class ProcessBudget {
   takeGrowth(extra: number): boolean {
     if (this.pressure || this.grown + extra > this.limit) return false;
     this.grown += extra;
+    if (this.grown > this.peakGrown) this.peakGrown = this.grown;
     return true;
   }
 
   giveGrowth(n: number): void {
     this.grown = Math.max(0, this.grown - n);
+  }
+
+  resetPeaks(): void {
+    this.peak = this.buffered;
+    this.peakGrown = this.grown;
   }
 
   /** Calls `f` each time the process drops back under its limit; returns the unsubscribe. */
