@@ -114,8 +114,9 @@ export class StreamWindow {
    *
    * An epoch ends after one round trip or one whole window consumed, whichever comes first; the
    * bytes consumed per round trip over it estimate the bandwidth-delay product. The window
-   * doubles (quadruples when nearly a whole window went per round trip; up to `cap`) when it is under twice that estimate and the consumer kept up (at most
-   * a quarter window queued): the window, not the link or the reader, was the limit. It shrinks
+   * doubles (quadruples when nearly a whole window went per round trip; up to `cap`) when it is
+   * under twice that estimate and the consumer kept up (at most a quarter window queued): the
+   * window, not the link or the reader, was the limit. It shrinks
    * toward `base` when the consumer falls behind (half the window queued) or the process is
    * under memory pressure.
    */
