@@ -10,6 +10,7 @@
  *   bun run bench --ci                 --short, then compare ratios with bench/baseline.json (exit 1 on regression)
  *   options: --rounds N  --secs S  --big-mib N  --rows a,b  --only get50,mib,tcp  --idle N
  *   bun run bench:tcp                  the TCP tunnel scenario alone (also at the end of a full run)
+ *   bun run bench --wan                the WAN scenario alone (= bun run bench:wan; bench/wan.ts)
  *
  * Output: bench/results/<timestamp>.json, and bench/results/<timestamp>/ (table.md, one SVG per scenario).
  */
@@ -23,6 +24,7 @@ import { SCENARIOS, type Ctx } from "./lib/scenarios.ts";
 import { median } from "./lib/stats.ts";
 
 const args = process.argv.slice(2);
+if (args.includes("--wan")) await import("./wan.ts"); // issue 17: `bun run bench --wan` runs the WAN scenario alone (bench/wan.ts exits)
 const opt = (name: string): string | undefined => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? args[i + 1] : undefined;

@@ -65,7 +65,7 @@ describe("adaptive stream windows (v2)", () => {
       s.end();
     })();
   };
-  const recvWindow = (s: TunnelStream) => (s as unknown as { recvWindow: number }).recvWindow;
+  const recvWindow = (s: TunnelStream) => s.recv.size;
   test("a consumer that keeps up grows the window (up to the cap); a slow one keeps it at the start", async () => {
     const window = 64 * 1024;
     const fast = pair({ window, maxWindow: 1 << 20, sessionWindow: 4 << 20 }, { window, onStream: sender(8 << 20) });

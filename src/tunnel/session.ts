@@ -17,6 +17,7 @@ import {
   helloMessage, jsonHead, parseHello, parseJsonHead, parseRequestHead, pickVersion, versionMismatch, type Hello, type RequestHead, type ResponseHead,
 } from "./head.ts";
 import { SessionCredit } from "./credit.ts";
+import { DEFAULT_MAX_STREAM_WINDOW, type ProcessBudget } from "./window.ts";
 import { deliverToStream } from "./deliver.ts";
 import { Liveness } from "./liveness.ts";
 import { SessionLostError, StreamResetError, TunnelStream, type StreamHost } from "./stream.ts";
@@ -38,8 +39,10 @@ export interface SessionOptions {
   window?: number;
   /** v2: session-level window we grant the peer (bytes). Default 16 MiB. */
   sessionWindow?: number;
-  /** v2: a stream's window may grow up to this (bytes; default and upper bound: the session window). */
+  /** v2: a stream's window may grow up to this (bytes; default 32 MiB; window.ts). */
   maxWindow?: number;
+  /** v2: the session window may grow up to this with its streams' windows (bytes; default 64 MiB). */
+  maxSessionWindow?: number;
   /** Protocol versions spoken (default: all this build speaks); `[1]` plays an old peer in tests. */
   versions?: readonly number[];
   features?: string[];
@@ -88,6 +91,7 @@ export class Session implements StreamHost {
   private goneAway = false;
   private readonly versions: readonly number[];
   private readonly credit: SessionCredit;
+  private readonly unsubscribeRoom: () => void;
   private readonly liveness = new Liveness((p) => this.enqueue(FrameType.PING, 0, p));
   private pongsThisTurn = 0;
   private rttProbed = false;
@@ -97,7 +101,8 @@ export class Session implements StreamHost {
   constructor(private readonly transport: Transport, private readonly opts: SessionOptions) {
     this.window = opts.window ?? DEFAULT_WINDOW;
     this.sessionWindow = opts.sessionWindow ?? DEFAULT_SESSION_WINDOW;
-    this.credit = new SessionCredit(this.sessionWindow);
+    this.credit = new SessionCredit(this.sessionWindow, opts.maxSessionWindow);
+    this.unsubscribeRoom = this.credit.budget.onRoom(() => this.returnSession(0));
     this.maxWindow = this.window;
     this.versions = opts.versions ?? PROTOCOL_VERSIONS;
     this.ready = new Promise<Hello>((res, rej) => {
@@ -223,8 +228,22 @@ export class Session implements StreamHost {
   }
 
   returnSession(n: number): void {
-    const k = this.credit.release(n);
+    const k = n ? this.credit.release(n) : this.credit.flushHeld();
     if (k) this.enqueue(FrameType.WINDOW, 0, varintPayload(k));
+  }
+
+  get budget(): ProcessBudget {
+    return this.credit.budget;
+  }
+
+  growSession(extra: number): boolean {
+    if (this.closed || !this.credit.grow(extra)) return false;
+    this.enqueue(FrameType.WINDOW, 0, varintPayload(extra));
+    return true;
+  }
+
+  shrinkSession(n: number): void {
+    this.credit.shrink(n);
   }
 
   encodeResponse(head: ResponseHead): Uint8Array | null {
@@ -239,6 +258,7 @@ export class Session implements StreamHost {
     const s = this.streams.get(id);
     if (!s) return;
     this.streams.delete(id);
+    this.credit.shrink(s.recv.grown); // its growth goes back to the session and process budgets
     this.opts.onStreamEnd?.(s);
   }
 
@@ -261,7 +281,7 @@ export class Session implements StreamHost {
       this.peer = hello;
       if (version >= 2) {
         this.credit.start(hello.sessionWindow);
-        this.maxWindow = Math.max(this.window, Math.min(this.opts.maxWindow ?? this.sessionWindow, this.sessionWindow));
+        this.maxWindow = Math.max(this.window, this.opts.maxWindow ?? DEFAULT_MAX_STREAM_WINDOW);
       }
       this.readyResolve(hello);
       return;
@@ -283,6 +303,8 @@ export class Session implements StreamHost {
     for (const s of [...this.streams.values()]) s.fail(err);
     this.streams.clear();
     this.credit.wake();
+    this.credit.close();
+    this.unsubscribeRoom();
     this.liveness.close(reason);
     this.opts.onClose?.(reason);
   }

@@ -8,9 +8,10 @@ import { FrameType, MAX_FRAME_PAYLOAD, ResetCode, WsFlags, resetPayload, varintP
 import type { TcpHead } from "./head-binary.ts";
 import type { RequestHead, ResponseHead } from "./head.ts";
 import { Answer, Fragments, InboundBody } from "./inbound.ts";
+import { StreamWindow, type GrowthHost } from "./window.ts";
 
 /** What a stream needs from its session (kept narrow so streams are testable alone). */
-export interface StreamHost {
+export interface StreamHost extends GrowthHost {
   enqueue(type: number, stream: number, payload: Uint8Array): void;
   /** Null when the transport takes more now, else a promise that resolves when it drains. */
   writable(): Promise<void> | null;
@@ -26,8 +27,6 @@ export interface StreamHost {
   returnSession(n: number): void;
   /** Largest window a stream may grow to (= `window` with a v1 peer: no growth). */
   readonly maxWindow: number;
-  /** The session's latest measured round trip (ms; 0 = not yet). */
-  readonly rtt: number;
   /** The response head as a RESPONSE payload, or null when over the head limit. */
   encodeResponse(head: ResponseHead): Uint8Array | null;
 }
@@ -56,15 +55,18 @@ export class TunnelStream {
   private creditWaiters: Array<() => void> = [];
   /** Bytes handed to our consumer but not yet returned to the peer as credit. */
   private unacked = 0;
-  /** The window we grant this stream (starts at the session's, may grow) and bytes taken since it last grew. */
-  private recvWindow: number;
-  private drained = 0;
-  private epoch = performance.now();
+  /** The window we grant this stream (starts at the session's, may grow: window.ts). */
+  readonly recv: StreamWindow;
+  /** Inbound body bytes counted in the process budget (received, not yet consumed). */
+  private held = 0;
   /** Credit the peer still has from us; going below zero is a flow-control violation. */
   private granted: number;
   /** Inbound bytes not yet returned to the session window (returned when consumed, or all at END). */
   private sessionHeld = 0;
-  private readonly inbound = new InboundBody((n) => this.giveCredit(n));
+  private readonly inbound = new InboundBody((n) => {
+    this.unhold(n);
+    this.giveCredit(n);
+  });
   private ended = false; // peer sent END / WS_CLOSE
   private sentEnd = false;
   private resetError: StreamResetError | null = null;
@@ -98,7 +100,8 @@ export class TunnelStream {
     readonly head?: RequestHead,
   ) {
     this.credit = peerWindow;
-    this.granted = this.recvWindow = host.window;
+    this.granted = host.window;
+    this.recv = new StreamWindow(host.window, host.maxWindow);
   }
 
   /**
@@ -288,6 +291,8 @@ export class TunnelStream {
     if (this.ended) return this.afterEnd("DATA");
     if (!this.consumeGrant(n)) return;
     this.bytesReceived += n;
+    this.held += n;
+    this.host.budget.hold(n);
     this.inbound.push(payload);
   }
 
@@ -365,6 +370,7 @@ export class TunnelStream {
     if (this.resetError) return;
     this.resetError = err;
     this.settleSession(this.sessionHeld);
+    this.unhold(this.held); // what is still queued is dropped from the count (readers may still drain it)
     this.answer.reject(err);
     this.handleWindow(0);
     this.inbound.fail(err);
@@ -389,31 +395,23 @@ export class TunnelStream {
     this.unacked = 0;
   }
 
-  /**
-   * Returns credit in batches of a quarter window. Auto-tuning (v2): when the consumer took a
-   * whole window within two round trips and is waiting for more (nothing queued), the window —
-   * not the consumer — is the limit: the grant doubles it, up to the session's `maxWindow`.
-   */
+  private unhold(n: number): void {
+    const k = n < this.held ? n : this.held;
+    if (k <= 0) return;
+    this.held -= k;
+    this.host.budget.free(k);
+  }
+
+  /** Returns credit in batches of a quarter window; the window may grow or shrink (window.ts, v2). */
   private giveCredit(n: number): void {
     this.settleSession(n);
     this.unacked += n;
-    if (this.unacked < this.recvWindow / 4 || this.ended || this.resetError) return;
-    let inc = this.unacked;
-    this.drained += inc;
-    if (this.drained >= this.recvWindow) {
-      const now = performance.now();
-      const host = this.host;
-      if (this.recvWindow < host.maxWindow && this.inbound.queued === 0 && now - this.epoch < 2 * host.rtt) {
-        const extra = Math.min(this.recvWindow, host.maxWindow - this.recvWindow);
-        this.recvWindow += extra;
-        inc += extra;
-      }
-      this.drained = 0;
-      this.epoch = now;
-    }
+    if (this.unacked < this.recv.size / 4 || this.ended || this.resetError) return;
+    const inc = this.recv.grant(this.unacked, this.inbound.queued, this.host, performance.now());
+    this.unacked = 0;
+    if (inc <= 0) return;
     this.host.enqueue(FrameType.WINDOW, this.id, varintPayload(inc));
     this.granted += inc;
-    this.unacked = 0;
   }
 
   private maybeRelease(): void {
