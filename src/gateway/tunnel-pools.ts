@@ -1,8 +1,9 @@
 /**
  * The gateway's session pools, one per tunnel (src/tunnel/pool.ts), with their gauges and byte
  * counters. A pool with no session, no stream and no request waiting for one is dropped by a
- * periodic sweep (issue 18: the map kept a pool for every tunnel ever requested); the next
- * request for that tunnel makes a new one.
+ * periodic sweep (issue 18: the map kept a pool for every tunnel ever requested) unless it is
+ * re-dialing a returning agent (src/tunnel/pool.ts `rewarmMs`); the next request for that tunnel
+ * makes a new one.
  */
 import type { TunnelStream } from "../tunnel/stream.ts";
 import { SessionPool, type PoolOptions } from "../tunnel/pool.ts";
@@ -70,7 +71,7 @@ export class TunnelPools {
   }
 
   private sweep(): void {
-    for (const [id, p] of this.pools) if (p.size === 0 && p.activeStreams === 0 && !this.acquiring.has(id)) this.drop(id);
+    for (const [id, p] of this.pools) if (p.size === 0 && p.activeStreams === 0 && !p.rewarming && !this.acquiring.has(id)) this.drop(id);
   }
 
   private poolFor(id: string, hcPath: string): SessionPool {

@@ -73,6 +73,15 @@ export interface PoolOptions {
   helloMs?: number;
   /** Tunnel protocol versions spoken (default: all this build speaks). */
   protocolVersions?: readonly number[];
+  /**
+   * Re-warm (default 60 000 ms; 0 turns it off): when the pool loses its last open session (the
+   * agent restarted or its network dropped) within this long of its last request, it re-dials in
+   * the background (after 250 ms, then doubling up to 8 s, for at most this long), so the first
+   * request after the agent is back finds a session instead of paying the rendezvous and the
+   * hello (issue 17: round trips to the first byte of a cold tunnel). Refused dials (agent still
+   * offline) cost the relay one failed connect each and do not count against the dial rate.
+   */
+  rewarmMs?: number;
 }
 
 interface Entry {
@@ -106,6 +115,17 @@ export class SessionPool {
   private readonly waiters = new Set<() => void>();
   /** Dials that reached the agent but failed before its hello (no hello in time, version mismatch, closed). */
   failedDials = 0;
+  /** When a request last asked for a session (ms since the epoch). */
+  private lastAcquire = 0;
+  private rewarmTimer: Timer | null = null;
+  private rewarmAttempt = 0;
+  /** Background dials made to re-warm the pool (for tests and metrics). */
+  rewarmDials = 0;
+
+  /** A background re-dial is pending (the pool is not idle: keep it). */
+  get rewarming(): boolean {
+    return this.rewarmTimer !== null || this.dialing !== null;
+  }
 
   constructor(private readonly o: PoolOptions) {
     this.tokens = o.dialBurst ?? 8;
@@ -137,6 +157,8 @@ export class SessionPool {
    * 503 `tunnel_session_limit`.
    */
   async acquire(deadline = Number.POSITIVE_INFINITY): Promise<Session> {
+    this.lastAcquire = Date.now();
+    this.rewarmAttempt = 0;
     for (;;) {
       this.sweep();
       let best: Entry | undefined;
@@ -297,6 +319,28 @@ export class SessionPool {
       clearInterval(this.pinger);
       this.pinger = null;
     }
+    if (!e.retired) this.startRewarm();
+  }
+
+  /**
+   * The last open session is gone while the tunnel is in use: re-dial in the background (see
+   * `rewarmMs`). The back-off (250 ms doubling to 8 s) only starts over when a request comes, so
+   * an agent that drops every session it is given is dialed less and less often, not in a loop.
+   */
+  private startRewarm(): void {
+    const window = this.o.rewarmMs ?? 60_000;
+    if (this.closed || this.rewarmTimer || window <= 0 || Date.now() - this.lastAcquire > window) return;
+    if (this.entries.some((x) => x.session.acceptsStreams)) return;
+    const delay = Math.min(250 * 2 ** this.rewarmAttempt, 8000);
+    this.rewarmAttempt++;
+    this.rewarmTimer = setTimeout(() => {
+      this.rewarmTimer = null;
+      if (this.closed || Date.now() - this.lastAcquire > window || this.entries.some((x) => x.session.acceptsStreams)) return;
+      if (this.dialing || this.dialWait() > 0) return this.startRewarm();
+      this.rewarmDials++;
+      this.dialOne().catch(() => this.startRewarm());
+    }, delay);
+    this.rewarmTimer.unref?.();
   }
 
   private startPinger(): void {
@@ -317,6 +361,8 @@ export class SessionPool {
   /** Closes every session (in-flight streams fail). */
   close(): void {
     this.closed = true;
+    if (this.rewarmTimer) clearTimeout(this.rewarmTimer);
+    this.rewarmTimer = null;
     if (this.pinger) clearInterval(this.pinger);
     this.pinger = null;
     for (const e of this.entries) {
