@@ -71,7 +71,7 @@ const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replac
 /** Horizontal bars: one group per ratio metric, one bar per row, scale 0..max(1, largest ratio). */
 export function svg(sc: ScenarioResult, rows: string[]): string {
   const ms = sc.metrics.filter((m) => m.ratio);
-  const barH = 16, gap = 4, left = 150, width = 900, right = 90;
+  const barH = 16, gap = 4, left = 150, width = 900, right = 160;
   const colors: Record<string, string> = { direct: "#888", nginx: "#2a9d8f", azhexgate: "#e76f51", "ssh -R": "#264653", wstunnel: "#8ab17d", localtunnel: "#e9c46a" };
   let y = 40;
   const parts: string[] = [];

@@ -77,8 +77,8 @@ const smallGet = (conns: number): Scenario => ({
     { key: "p99_ms", unit: "ms", better: "lower", ratio: true },
   ],
   cpu: { unit: "µs/req" },
-  // bench:ci sets its CPU-per-request floors on get50: five samples there, for a steadier median
-  ...(conns === 50 ? { rounds: (ctx: Ctx, rounds: number) => (ctx.short ? Math.max(rounds, 5) : rounds) } : {}),
+  // bench:ci sets its CPU-per-request floors on get50: seven samples there, for a steadier median
+  ...(conns === 50 ? { rounds: (ctx: Ctx, rounds: number) => (ctx.short ? Math.max(rounds, 7) : rounds) } : {}),
   async measure(row, ctx) {
     const cpu = cpuWindow(row.procs);
     const r = await wrk(row, "/small", conns, ctx.secs);
