@@ -136,7 +136,7 @@ try {
     results[sc.key] = res;
     for (const r of rows) {
       const x = res.rows[r.name]!;
-      log(`  ${r.name.padEnd(12)} ${x.status === "ok" ? Object.entries(x.median).slice(0, 6).map(([k, v]) => `${k}=${fmt(v)}`).join(" ") : `skipped: ${x.reason}`}`);
+      log(`  ${r.name.padEnd(12)} ${x.status === "ok" ? Object.entries(x.median).filter(([k]) => !k.startsWith("rss_")).map(([k, v]) => `${k}=${fmt(v)}`).join(" ") : `skipped: ${x.reason}`}`);
     }
   }
 } finally {
