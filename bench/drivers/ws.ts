@@ -5,7 +5,12 @@
  *   bun bench/drivers/ws.ts idle URL HOST CONNS HOLD_MS
  *     opens CONNS sockets (200 at a time), prints `READY {"open"}`, holds them HOLD_MS, closes, prints RESULT.
  * HOST "-" means no Host header override.
+ * Env BENCH_CPU_GROUPS ({"name": pid, …}): echo also reports `cpu` (CPU seconds each process tree
+ * used during the measuring window, from /proc), so CPU per message excludes set-up and warm-up.
  */
+import { cpuOf } from "../lib/proc.ts";
+
+const cpuGroups = JSON.parse(process.env.BENCH_CPU_GROUPS || "{}") as Record<string, number>;
 const [mode, url, host, connsS, a, b] = process.argv.slice(2);
 const conns = Number(connsS);
 const headers = host && host !== "-" ? { Host: host } : undefined;
@@ -53,6 +58,8 @@ if (mode === "echo") {
   let errors = 0;
   let measuring = false;
   let running = true;
+  let cpu0: Record<string, number> = {};
+  let cpu1: Record<string, number> = {};
   await new Promise<void>((done) => {
     let live = socks.length;
     for (const ws of socks) {
@@ -83,17 +90,19 @@ if (mode === "echo") {
     }
     setTimeout(() => {
       measuring = true;
+      cpu0 = cpuOf(cpuGroups);
       const t = performance.now();
       setTimeout(() => {
         measuring = false;
         running = false;
+        cpu1 = cpuOf(cpuGroups);
         (globalThis as any).__secs = (performance.now() - t) / 1000;
         setTimeout(done, 2000); // do not wait forever for the last echoes
       }, durationMs);
     }, Math.min(1000, durationMs / 4));
   });
   const s = lat.subarray(0, n).sort();
-  console.log(`RESULT ${JSON.stringify({ msgs, seconds: (globalThis as any).__secs, p50_ms: pct(s, n, 50), p99_ms: pct(s, n, 99), errors })}`);
+  console.log(`RESULT ${JSON.stringify({ msgs, seconds: (globalThis as any).__secs, p50_ms: pct(s, n, 50), p99_ms: pct(s, n, 99), errors, cpu: Object.fromEntries(Object.keys(cpu0).map((k) => [k, cpu1[k]! - cpu0[k]!])) })}`);
   for (const ws of socks) ws.close();
   process.exit(0);
 } else if (mode === "idle") {

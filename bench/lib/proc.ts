@@ -197,3 +197,63 @@ export async function run(cmd: string[], timeoutMs: number, env?: Record<string,
   }
   return out;
 }
+
+/**
+ * CPU seconds (utime + stime, all threads; USER_HZ = 100 so 10 ms ticks) used so far by each named
+ * group: a root pid and all its descendants, from one pass over /proc. Children that already
+ * exited are not counted (their time is in the parent's cutime, which we do not add).
+ */
+export function cpuOf(groups: Record<string, number>): Record<string, number> {
+  const kids = new Map<number, number[]>();
+  const ticks = new Map<number, number>();
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const st = readFileSync(`/proc/${d}/stat`, "utf8");
+      const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
+      const pid = Number(d);
+      const ppid = Number(f[1]);
+      ticks.set(pid, Number(f[11]) + Number(f[12]));
+      const arr = kids.get(ppid) ?? [];
+      arr.push(pid);
+      kids.set(ppid, arr);
+    } catch {}
+  }
+  const out: Record<string, number> = {};
+  for (const [g, root] of Object.entries(groups)) {
+    let sum = 0;
+    const walk = (p: number) => {
+      sum += ticks.get(p) ?? 0;
+      for (const k of kids.get(p) ?? []) walk(k);
+    };
+    walk(root);
+    out[g] = sum / 100;
+  }
+  return out;
+}
+
+/**
+ * CPU used by each group between `start` and the call to `per(count)`, per unit of work: returns
+ * `cpu_<group>` for each group, `cpu_total` (all groups; 0 for a row with none, e.g. direct) and,
+ * when a `relay` group is present, `cpu_total_norelay`. `scale` turns seconds per unit into the
+ * figure's unit (1e6: µs per request or message; 1e3: ms per MiB).
+ */
+export function cpuWindow(groups: Record<string, number>): { per(count: number, scale: number): Record<string, number> } {
+  const g = { ...groups };
+  const before = cpuOf(g);
+  return {
+    per(count, scale) {
+      const after = cpuOf(g);
+      const out: Record<string, number> = {};
+      let total = 0;
+      for (const k of Object.keys(g)) {
+        const v = ((after[k]! - before[k]!) * scale) / count;
+        out[`cpu_${k}`] = v;
+        total += v;
+      }
+      out.cpu_total = total;
+      if ("relay" in g) out.cpu_total_norelay = total - out.cpu_relay!;
+      return out;
+    },
+  };
+}

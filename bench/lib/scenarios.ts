@@ -4,7 +4,7 @@
  * bench/drivers/ws.ts (WebSocket), bench/drivers/big.ts (one large upload / download).
  */
 import { join } from "node:path";
-import { run, sampleRss, spawn, treeRss } from "./proc.ts";
+import { cpuWindow, run, sampleRss, spawn, treeRss } from "./proc.ts";
 import type { RowHandle } from "./rows.ts";
 
 export interface Metric {
@@ -32,6 +32,11 @@ export interface Scenario {
   /** Restart the rows before this scenario (memory figures start from a fresh process). */
   fresh?: boolean;
   rounds?: (ctx: Ctx, rounds: number) => number;
+  /**
+   * CPU time of the row's own processes (origin and load generator excluded) per unit of work:
+   * the measure returns `cpu_<group>`, `cpu_total` (and `cpu_total_norelay` for azhexgate) in this unit.
+   */
+  cpu?: { unit: "µs/req" | "µs/msg" | "ms/MiB" };
   measure(row: RowHandle, ctx: Ctx, round: number): Promise<Record<string, number>>;
 }
 
@@ -71,14 +76,23 @@ const smallGet = (conns: number): Scenario => ({
     { key: "p50_ms", unit: "ms", better: "lower", ratio: true },
     { key: "p99_ms", unit: "ms", better: "lower", ratio: true },
   ],
+  cpu: { unit: "µs/req" },
+  // bench:ci sets its CPU-per-request floors on get50: seven samples there, for a steadier median
+  ...(conns === 50 ? { rounds: (ctx: Ctx, rounds: number) => (ctx.short ? Math.max(rounds, 7) : rounds) } : {}),
   async measure(row, ctx) {
+    const cpu = cpuWindow(row.procs);
     const r = await wrk(row, "/small", conns, ctx.secs);
-    return { req_s: r.requests / (r.duration_us / 1e6), p50_ms: r.p50_us / 1000, p99_ms: r.p99_us / 1000 };
+    return { req_s: r.requests / (r.duration_us / 1e6), p50_ms: r.p50_us / 1000, p99_ms: r.p99_us / 1000, ...cpu.per(r.requests, 1e6) };
   },
 });
 
-async function driver(args: string[], timeoutMs: number): Promise<Record<string, number>> {
-  const out = await run(["bun", ...args], timeoutMs);
+interface DriverOut {
+  [k: string]: number | Record<string, number> | undefined;
+  /** CPU seconds per process group during the measuring window (ws echo, with BENCH_CPU_GROUPS). */
+  cpu?: Record<string, number>;
+}
+async function driver(args: string[], timeoutMs: number, env?: Record<string, string>): Promise<Record<string, number> & DriverOut> {
+  const out = await run(["bun", ...args], timeoutMs, env);
   const line = out.split("\n").find((l) => l.startsWith("RESULT "));
   if (!line) throw new Error(`driver printed no result: ${out.slice(-300)}`);
   return JSON.parse(line.slice(7));
@@ -94,12 +108,25 @@ const wsEcho = (size: number, label: string): Scenario => ({
     { key: "p50_ms", unit: "ms", better: "lower", ratio: true },
     { key: "p99_ms", unit: "ms", better: "lower", ratio: true },
   ],
+  cpu: { unit: "µs/msg" },
   async measure(row, ctx) {
-    const r = await driver([join(BENCH, "drivers/ws.ts"), "echo", wsUrl(row), row.host ?? "-", "50", String(size), String(ctx.secs * 1000)], (ctx.secs + 40) * 1000);
+    const r = await driver([join(BENCH, "drivers/ws.ts"), "echo", wsUrl(row), row.host ?? "-", "50", String(size), String(ctx.secs * 1000)], (ctx.secs + 40) * 1000, {
+      BENCH_CPU_GROUPS: JSON.stringify(row.procs),
+    });
     if (!r.msgs) throw new Error("no echo came back");
-    return { msg_s: r.msgs / r.seconds!, p50_ms: r.p50_ms!, p99_ms: r.p99_ms! };
+    return { msg_s: r.msgs / r.seconds!, p50_ms: r.p50_ms!, p99_ms: r.p99_ms!, ...cpuPer(r.cpu ?? {}, r.msgs, 1e6, "relay" in row.procs) };
   },
 });
+
+/** The figures cpuWindow returns, from CPU seconds per group measured elsewhere (the ws driver). */
+function cpuPer(secs: Record<string, number>, count: number, scale: number, relay: boolean): Record<string, number> {
+  const out: Record<string, number> = {};
+  let total = 0;
+  for (const [k, v] of Object.entries(secs)) total += out[`cpu_${k}`] = (v * scale) / count;
+  out.cpu_total = total;
+  if (relay) out.cpu_total_norelay = total - (out.cpu_relay ?? 0);
+  return out;
+}
 
 const MiB = 1 << 20;
 const big = (dir: "up" | "down"): Scenario => ({
@@ -107,13 +134,15 @@ const big = (dir: "up" | "down"): Scenario => ({
   title: `large ${dir === "up" ? "upload" : "download"} (one request), peak RSS`,
   fresh: true,
   metrics: [{ key: "MB_s", unit: "MB/s", better: "higher", ratio: true }],
+  cpu: { unit: "ms/MiB" },
   async measure(row, ctx, round) {
     const groups = { ...row.procs, origin: ctx.originPid };
     const once = async (bytes: number) => {
       const s = sampleRss(groups, 25);
+      const cpu = cpuWindow(row.procs);
       try {
         const r = await driver([join(BENCH, "drivers/big.ts"), dir, row.base, row.host ?? "-", String(bytes)], 300_000);
-        return { mbs: r.bytes! / MB / r.seconds!, peak: s.stop() };
+        return { mbs: r.bytes! / MB / r.seconds!, peak: s.stop(), cpu: cpu.per(r.bytes! / MiB, 1e3) };
       } catch (e) {
         s.stop();
         throw e;
@@ -124,6 +153,7 @@ const big = (dir: "up" | "down"): Scenario => ({
     const small = round === 0 ? await once(10 * MiB) : undefined;
     const r = await once(ctx.bigBytes);
     out.MB_s = r.mbs;
+    Object.assign(out, r.cpu);
     for (const [g, v] of Object.entries(r.peak)) {
       out[`rss_${g}_MB`] = v / MB;
       if (small) out[`growth_${g}_MB`] = (v - small.peak[g]!) / MB;
@@ -140,9 +170,11 @@ export const SCENARIOS: Scenario[] = [
     key: "mib",
     title: "1 MiB downloads, 8 connections",
     metrics: [{ key: "MB_s", unit: "MB/s", better: "higher", ratio: true }],
+    cpu: { unit: "ms/MiB" },
     async measure(row, ctx) {
+      const cpu = cpuWindow(row.procs);
       const r = await wrk(row, "/mib", 8, ctx.secs);
-      return { MB_s: r.bytes / MB / (r.duration_us / 1e6), p50_ms: r.p50_us / 1000 };
+      return { MB_s: r.bytes / MB / (r.duration_us / 1e6), p50_ms: r.p50_us / 1000, ...cpu.per(r.bytes / MiB, 1e3) };
     },
   },
   big("up"),

@@ -8,6 +8,9 @@
  * returns nothing), `noserver` (capture without the page server), `ring1` (a one-entry ring: no
  * retention), `bare` (entries made, response / chunk / finish do nothing), `nochunk` (no body tap),
  * `noresp` / `nofinish` (that one step does nothing).
+ * BENCH_SLOWDOWN_AGENT_US=N busy-waits N µs of CPU per request (in the `onRequest` callback, which
+ * the agent calls once per finished request): the deliberate slowdown that shows `bench:ci`'s CPU
+ * floors catch a slower agent hot path (bench/results/README.md). Bench only; src/ has no such hook.
  * Prints `READY {}` once its control channel is open (the listener is registered at the relay).
  */
 import { startAgent } from "../../src/agent/agent.ts";
@@ -32,8 +35,14 @@ if (X === "nochunk" || X === "bare") proto.chunk = () => {};
 if (X === "bare") proto.response = proto.finish = () => {};
 if (X === "noresp") proto.response = () => {};
 if (X === "nofinish") proto.finish = () => {};
+const slowUs = Number(process.env.BENCH_SLOWDOWN_AGENT_US ?? 0);
+const spin = () => {
+  const end = performance.now() + slowUs / 1000;
+  while (performance.now() < end);
+};
 const agent = await startAgent({
   ...(insp ? { inspect: insp } : {}),
+  ...(slowUs > 0 ? { onRequest: spin } : {}),
   endpoint: resolveNamespace(env("BENCH_RELAY")),
   hcPath: env("BENCH_HC"),
   token: sasTokenProvider(env("BENCH_KEY_NAME"), env("BENCH_KEY")),
