@@ -34,6 +34,8 @@ export interface OriginResponse {
   rawHead: string;
   /** Body bytes in order; empty when the response has none. Ends when the body is complete. */
   body: AsyncIterable<Uint8Array>;
+  /** The whole body when it is complete and queued already (≤ 64 KiB, taken from `body`), else null. */
+  whole(): Uint8Array | null;
 }
 
 /** The origin broke HTTP/1.1 (bad status line, header, chunk size …): not a connection problem. */
@@ -46,7 +48,29 @@ const MAX_HEAD = 256 * 1024;
 const READ_HWM = 256 * 1024;
 /** Queued response pieces up to this size are handed on joined into one. */
 const COALESCE_MAX = 64 * 1024;
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** RFC 9110 token characters (header names). */
+const TOKEN_CHARS = new Uint8Array(128);
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TOKEN_CHARS[c.charCodeAt(0)] = 1;
+/** Bun's native Latin-1 slice works on any Uint8Array (no Buffer view). */
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice: (this: Uint8Array, s: number, e: number) => string }).latin1Slice;
+
+/** `HTTP/1.x NNN[ reason]` → x (0 or 1), else -1: what `/^HTTP\/1\.([01]) (\d{3})(?: .*)?$/` accepted. */
+function statusLine(l: string): number {
+  if (l.length < 12 || !l.startsWith("HTTP/1.") || l.charCodeAt(8) !== 32) return -1;
+  const minor = l.charCodeAt(7) - 48;
+  if (minor !== 0 && minor !== 1) return -1;
+  for (let i = 9; i < 12; i++) {
+    const d = l.charCodeAt(i);
+    if (d < 48 || d > 57) return -1;
+  }
+  if (l.length > 12 && l.charCodeAt(12) !== 32) return -1;
+  // `.` in the old pattern did not match line terminators
+  for (let i = 13; i < l.length; i++) {
+    const c = l.charCodeAt(i);
+    if (c === 13 || c === 10 || c === 0x2028 || c === 0x2029) return -1;
+  }
+  return minor;
+}
 const CRLF = 0x0a;
 
 type Mode = "head" | "length" | "chunk-size" | "chunk-data" | "chunk-crlf" | "trailers" | "close" | "done";
@@ -123,7 +147,7 @@ export class OriginConn {
 }
 
 /** One request/response on one connection: the incremental response parser and body queue. */
-export class Exchange {
+export class Exchange implements AsyncIterableIterator<Uint8Array> {
   mode: Mode = "head";
   private buf: Uint8Array | null = null;
   private remaining = 0;
@@ -184,7 +208,7 @@ export class Exchange {
         }
         // fix: a complete head over the limit was accepted when its end arrived in the read that crossed it
         if (end > MAX_HEAD) throw new OriginProtocolError(`the local app's response head is larger than ${MAX_HEAD / 1024} KiB`);
-        this.parseHead(Buffer.from(data.buffer, data.byteOffset, end).toString("latin1"));
+        this.parseHead(latin1Slice.call(data, 0, end));
         return data.subarray(end);
       }
       case "length": {
@@ -253,26 +277,45 @@ export class Exchange {
     }
   }
 
+  /**
+   * The status line and header lines in one pass over the head text (indexOf per line, a byte
+   * table for names): no split array, no regular expression per line (it ran per response).
+   */
   private parseHead(text: string): void {
-    const lines = text.split(/\r?\n/);
-    const m = /^HTTP\/1\.([01]) (\d{3})(?: .*)?$/.exec(lines[0] ?? "");
-    if (!m) throw new OriginProtocolError(`the local app did not answer with HTTP/1.x (${JSON.stringify((lines[0] ?? "").slice(0, 40))})`);
-    const status = Number(m[2]);
+    let nl = text.indexOf("\n");
+    if (nl < 0) nl = text.length;
+    const first = text.charCodeAt(nl - 1) === 13 ? text.slice(0, nl - 1) : text.slice(0, nl);
+    const minor = statusLine(first);
+    if (minor < 0) throw new OriginProtocolError(`the local app did not answer with HTTP/1.x (${JSON.stringify(first.slice(0, 40))})`);
+    const status = (first.charCodeAt(9) - 48) * 100 + (first.charCodeAt(10) - 48) * 10 + (first.charCodeAt(11) - 48);
     const headers: HeaderList = [];
     // the framing fields, gathered in the same pass (repeats joined with ",")
     let connection = "";
     let teList = "";
     let clList: string[] | null = null;
-    for (let i = 1; i < lines.length; i++) {
-      const line = lines[i]!;
-      if (line === "") continue;
-      const c = line.indexOf(":");
-      const raw = c > 0 ? line.slice(0, c) : "";
-      if (!TOKEN.test(raw)) throw new OriginProtocolError(`the local app sent a malformed header line (${JSON.stringify(line.slice(0, 40))})`);
-      const value = line.slice(c + 1).trim();
+    const len = text.length;
+    for (let pos = nl + 1; pos < len; ) {
+      let end = text.indexOf("\n", pos);
+      if (end < 0) end = len;
+      const next = end + 1;
+      if (end > pos && text.charCodeAt(end - 1) === 13) end--;
+      if (end === pos) {
+        pos = next;
+        continue;
+      }
+      let c = pos;
+      while (c < end && TOKEN_CHARS[text.charCodeAt(c)] === 1) c++;
+      if (c === pos || c === end || text.charCodeAt(c) !== 58) {
+        const line = text.slice(pos, end);
+        throw new OriginProtocolError(`the local app sent a malformed header line (${JSON.stringify(line.slice(0, 40))})`);
+      }
+      const raw = text.slice(pos, c);
+      const value = text.slice(c + 1, end).trim();
       if (value.includes("\0")) throw new OriginProtocolError(`the local app sent a NUL byte in header ${raw}`);
       const name = raw.toLowerCase();
       headers.push([name, value]);
+      pos = next;
+      if (name.length < 10 || name.length > 17) continue; // none of the framing names below
       if (name === "connection") connection += `,${value.toLowerCase()}`;
       else if (name === "transfer-encoding") teList += `,${value.toLowerCase()}`;
       else if (name === "content-length") (clList ??= []).push(value);
@@ -287,27 +330,47 @@ export class Exchange {
     }
     this.status = status;
     this.headers = headers;
-    if (m[1] === "0" ? !/\bkeep-alive\b/.test(connection) : /\bclose\b/.test(connection)) this.keepAlive = false;
+    if (minor === 0 ? !/\bkeep-alive\b/.test(connection) : connection !== "" && /\bclose\b/.test(connection)) this.keepAlive = false;
     const te = teList ? teList.split(",").map((s) => s.trim()).filter(Boolean) : [];
-    const cl = clList ?? [];
     if (this.noBody || status === 204 || status === 304) this.mode = "done";
     else if (te.length > 0) {
       if (te[te.length - 1] !== "chunked") {
         this.mode = "close";
         this.keepAlive = false;
       } else this.mode = "chunk-size";
-    } else if (cl.length > 0) {
-      const values = new Set(cl.join(",").split(",").map((s) => s.trim()));
-      const v = [...values][0]!;
-      if (values.size !== 1 || !/^\d{1,15}$/.test(v)) throw new OriginProtocolError(`the local app sent an invalid Content-Length (${JSON.stringify(cl.join(", ").slice(0, 40))})`);
+    } else if (clList !== null) {
+      const cl: string[] = clList;
+      let v: string;
+      // one field with one value (the common case) needs no set of values
+      if (cl.length === 1 && !cl[0]!.includes(",")) v = cl[0]!;
+      else {
+        const values = new Set(cl.join(",").split(",").map((s) => s.trim()));
+        v = [...values][0]!;
+        if (values.size !== 1) v = "";
+      }
+      if (!/^\d{1,15}$/.test(v)) throw new OriginProtocolError(`the local app sent an invalid Content-Length (${JSON.stringify(cl.join(", ").slice(0, 40))})`);
       this.remaining = Number(v);
       this.mode = this.remaining === 0 ? "done" : "length";
     } else {
       this.mode = "close";
       this.keepAlive = false;
     }
-    this.headResolve({ status, headers, rawHead: text, body: this.bodyIterable() });
+    this.headResolve({ status, headers, rawHead: text, body: this, whole: () => this.whole() });
     if (this.mode === "done") this.finish();
+  }
+
+  /**
+   * The whole body, when the answer is complete and all of it is queued (small responses arrive
+   * with their head in one read): one piece up to 64 KiB, taken from the queue — the same piece the
+   * iterator would hand out first and last. Null otherwise (iterate the body instead).
+   */
+  whole(): Uint8Array | null {
+    if (this.mode !== "done" || this.failure || this.queued > COALESCE_MAX) return null;
+    if (this.queue.length === 0) return EMPTY;
+    const chunk = this.queue.length === 1 ? this.queue[0]! : concatAll(this.queue, this.queued);
+    this.queue = [];
+    this.queued = 0;
+    return chunk;
   }
 
   private push(chunk: Uint8Array): void {
@@ -353,24 +416,23 @@ export class Exchange {
     w?.();
   }
 
-  /**
-   * The body as an async iterable: one object, no generator (a request's worth of promises and
-   * iterator results less). A consumer that stops early (break / throw → `return()`) drops the
-   * socket, which could otherwise stay open, paused, outside the pool.
-   */
-  private bodyIterable(): AsyncIterable<Uint8Array> {
-    const it: AsyncIterableIterator<Uint8Array> = {
-      next: () => this.nextChunk(),
-      return: () => {
-        if (this.mode !== "done" && !this.failure) {
-          this.fail(new Error("the response body was abandoned"));
-          this.conn.destroy();
-        }
-        return Promise.resolve({ value: undefined, done: true });
-      },
-      [Symbol.asyncIterator]: () => it,
-    };
-    return it;
+  // ---- the body as an async iterator: the exchange itself (no object or closures per response) ----
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<Uint8Array> {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<Uint8Array>> {
+    return this.nextChunk();
+  }
+
+  /** A consumer that stops early (break / throw) drops the socket, which could otherwise stay open, paused, outside the pool. */
+  return(): Promise<IteratorResult<Uint8Array>> {
+    if (this.mode !== "done" && !this.failure) {
+      this.fail(new Error("the response body was abandoned"));
+      this.conn.destroy();
+    }
+    return Promise.resolve({ value: undefined, done: true });
   }
 
   private nextChunk(): Promise<IteratorResult<Uint8Array>> {

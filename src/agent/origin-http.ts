@@ -180,7 +180,8 @@ export class OriginPool {
     conn.idleTimer.unref?.();
   }
 
-  private async exchange(conn: OriginConn, req: OriginRequest, signal?: AbortLike): Promise<OriginResponse> {
+  /** Not async: when the head goes out at once (the common case) no promise is made beyond the answer's. */
+  private exchange(conn: OriginConn, req: OriginRequest, signal?: AbortLike): Promise<OriginResponse> {
     const ex = new Exchange(conn, req.method === "HEAD");
     conn.active = ex;
     const reader = req.body?.getReader() ?? null;
@@ -202,7 +203,7 @@ export class OriginPool {
     if (signal?.aborted) {
       // fix: the connection was taken (or opened) but nothing was written: give it back, not leak it
       this.release(conn, true);
-      throw new DOMException("The operation was aborted.", "AbortError");
+      return Promise.reject(new DOMException("The operation was aborted.", "AbortError"));
     }
     signal?.addEventListener("abort", onAbort, { once: true });
 
@@ -210,8 +211,8 @@ export class OriginPool {
     for (const [n, v] of req.headers) head += `${n}: ${v}\r\n`;
     if (req.body !== null) head += req.contentLength !== null ? `content-length: ${req.contentLength}\r\n` : "transfer-encoding: chunked\r\n";
     head += "\r\n";
-    await conn.write(head);
-    if (reader) {
+    const startBody = () => {
+      if (!reader) return;
       this.sendBody(conn, ex, reader, req.contentLength).then(
         () => {
           bodySent = true;
@@ -221,7 +222,15 @@ export class OriginPool {
           conn.destroy();
         },
       );
+    };
+    let written: Promise<void> | undefined;
+    try {
+      written = conn.write(head);
+    } catch (err) {
+      return Promise.reject(err);
     }
+    if (written) return written.then(() => (startBody(), ex.head));
+    startBody();
     return ex.head;
   }
 

@@ -163,6 +163,22 @@ export class TunnelStream {
     await this.sendCredited(FrameType.DATA, chunk, null);
   }
 
+  /**
+   * Sends `chunk` as one DATA frame now when credit (stream and session) covers it and the
+   * transport is not congested — the common case for a small body — and returns true; false
+   * (nothing sent) otherwise: use `write`. No promise either way.
+   */
+  writeNow(chunk: Uint8Array): boolean {
+    const n = chunk.length;
+    const host = this.host;
+    if (this.resetError || this.sentEnd || n === 0 || n > MAX_FRAME_PAYLOAD || this.credit < n || host.sessionCredit < n || host.writable()) return false;
+    this.bytesSent += n;
+    this.credit -= n;
+    host.spendSession(n);
+    host.enqueue(FrameType.DATA, this.id, chunk);
+    return true;
+  }
+
   /** Half-closes our direction. */
   end(): void {
     if (this.sentEnd || this.resetError) return;
