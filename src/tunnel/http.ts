@@ -138,13 +138,17 @@ function hostOf(origin: string): string {
 /** Agent: the header lines of the request to the origin (Host first, repeats kept in order). */
 export function originRequestHeaderList(head: RequestHead, o: OriginOptions): HeaderList {
   let publicHost = "";
-  const rest: HeaderList = [];
-  for (const [n, v] of head.headers) {
-    if (n === "x-forwarded-host") publicHost = v;
+  const out: HeaderList = [["host", ""]];
+  const list = head.headers;
+  for (let i = 0; i < list.length; i++) {
+    const pair = list[i]!; // shared, not copied: nobody mutates a head's pairs
+    const n = pair[0];
+    if (n === "x-forwarded-host") publicHost = pair[1];
     if (HOP_BY_HOP.has(n) || n === "host") continue;
-    rest.push([n, v]);
+    out.push(pair);
   }
-  return [["host", o.hostHeader === "preserve" && publicHost ? publicHost : hostOf(o.origin)], ...rest];
+  out[0]![1] = o.hostHeader === "preserve" && publicHost ? publicHost : hostOf(o.origin);
+  return out;
 }
 
 /** Agent: the headers of the request to the origin, as a Headers object (repeats appended). */
