@@ -174,7 +174,8 @@ export class Exchange implements AsyncIterableIterator<Uint8Array> {
       this.headResolve = res;
       this.headReject = rej;
     });
-    this.head.catch(() => {});
+    // No catch-all here: the pool hands `head` to its awaiting caller in the same turn, and adds
+    // one itself on the paths where it may not (origin-http.ts) — one promise less per request.
   }
 
   onData(chunk: Uint8Array): void {

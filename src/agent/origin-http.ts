@@ -227,11 +227,15 @@ export class OriginPool {
     try {
       written = conn.write(head);
     } catch (err) {
+      ex.head.catch(() => {}); // nobody will await the answer
       return Promise.reject(err);
     }
-    if (written) return written.then(() => (startBody(), ex.head));
+    if (written) {
+      ex.head.catch(() => {}); // the answer may fail before the write settles (and then nobody awaits it)
+      return written.then(() => (startBody(), ex.head));
+    }
     startBody();
-    return ex.head;
+    return ex.head; // awaited by request() in this same turn
   }
 
   private async sendBody(conn: OriginConn, ex: Exchange, reader: ReadableStreamDefaultReader<Uint8Array>, contentLength: number | null): Promise<void> {
