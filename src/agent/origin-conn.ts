@@ -174,8 +174,7 @@ export class Exchange implements AsyncIterableIterator<Uint8Array> {
       this.headResolve = res;
       this.headReject = rej;
     });
-    // No catch-all here: the pool hands `head` to its awaiting caller in the same turn, and adds
-    // one itself on the paths where it may not (origin-http.ts) — one promise less per request.
+    this.head.catch(() => {});
   }
 
   onData(chunk: Uint8Array): void {

@@ -180,8 +180,7 @@ export class OriginPool {
     conn.idleTimer.unref?.();
   }
 
-  /** Not async: when the head goes out at once (the common case) no promise is made beyond the answer's. */
-  private exchange(conn: OriginConn, req: OriginRequest, signal?: AbortLike): Promise<OriginResponse> {
+  private async exchange(conn: OriginConn, req: OriginRequest, signal?: AbortLike): Promise<OriginResponse> {
     const ex = new Exchange(conn, req.method === "HEAD");
     conn.active = ex;
     const reader = req.body?.getReader() ?? null;
@@ -203,7 +202,7 @@ export class OriginPool {
     if (signal?.aborted) {
       // fix: the connection was taken (or opened) but nothing was written: give it back, not leak it
       this.release(conn, true);
-      return Promise.reject(new DOMException("The operation was aborted.", "AbortError"));
+      throw new DOMException("The operation was aborted.", "AbortError");
     }
     signal?.addEventListener("abort", onAbort, { once: true });
 
@@ -211,8 +210,8 @@ export class OriginPool {
     for (const [n, v] of req.headers) head += `${n}: ${v}\r\n`;
     if (req.body !== null) head += req.contentLength !== null ? `content-length: ${req.contentLength}\r\n` : "transfer-encoding: chunked\r\n";
     head += "\r\n";
-    const startBody = () => {
-      if (!reader) return;
+    await conn.write(head);
+    if (reader) {
       this.sendBody(conn, ex, reader, req.contentLength).then(
         () => {
           bodySent = true;
@@ -222,20 +221,8 @@ export class OriginPool {
           conn.destroy();
         },
       );
-    };
-    let written: Promise<void> | undefined;
-    try {
-      written = conn.write(head);
-    } catch (err) {
-      ex.head.catch(() => {}); // nobody will await the answer
-      return Promise.reject(err);
     }
-    if (written) {
-      ex.head.catch(() => {}); // the answer may fail before the write settles (and then nobody awaits it)
-      return written.then(() => (startBody(), ex.head));
-    }
-    startBody();
-    return ex.head; // awaited by request() in this same turn
+    return ex.head;
   }
 
   private async sendBody(conn: OriginConn, ex: Exchange, reader: ReadableStreamDefaultReader<Uint8Array>, contentLength: number | null): Promise<void> {
