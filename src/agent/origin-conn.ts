@@ -6,6 +6,9 @@
  */
 import type { Socket } from "bun";
 import type { HeaderList } from "../tunnel/head.ts";
+import { latin1Slice, OriginProtocolError, parseResponseHead } from "./origin-head.ts";
+
+export { OriginProtocolError } from "./origin-head.ts";
 
 /** Where the local app listens. */
 export interface OriginEndpoint {
@@ -38,39 +41,12 @@ export interface OriginResponse {
   whole(): Uint8Array | null;
 }
 
-/** The origin broke HTTP/1.1 (bad status line, header, chunk size …): not a connection problem. */
-export class OriginProtocolError extends Error {
-  override readonly name = "OriginProtocolError";
-}
 
 const MAX_HEAD = 256 * 1024;
 /** Response bytes buffered ahead of the tunnel before the socket is paused. */
 const READ_HWM = 256 * 1024;
 /** Queued response pieces up to this size are handed on joined into one. */
 const COALESCE_MAX = 64 * 1024;
-/** RFC 9110 token characters (header names). */
-const TOKEN_CHARS = new Uint8Array(128);
-for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TOKEN_CHARS[c.charCodeAt(0)] = 1;
-/** Bun's native Latin-1 slice works on any Uint8Array (no Buffer view). */
-const latin1Slice = (Buffer.prototype as unknown as { latin1Slice: (this: Uint8Array, s: number, e: number) => string }).latin1Slice;
-
-/** `HTTP/1.x NNN[ reason]` → x (0 or 1), else -1: what `/^HTTP\/1\.([01]) (\d{3})(?: .*)?$/` accepted. */
-function statusLine(l: string): number {
-  if (l.length < 12 || !l.startsWith("HTTP/1.") || l.charCodeAt(8) !== 32) return -1;
-  const minor = l.charCodeAt(7) - 48;
-  if (minor !== 0 && minor !== 1) return -1;
-  for (let i = 9; i < 12; i++) {
-    const d = l.charCodeAt(i);
-    if (d < 48 || d > 57) return -1;
-  }
-  if (l.length > 12 && l.charCodeAt(12) !== 32) return -1;
-  // `.` in the old pattern did not match line terminators
-  for (let i = 13; i < l.length; i++) {
-    const c = l.charCodeAt(i);
-    if (c === 13 || c === 10 || c === 0x2028 || c === 0x2029) return -1;
-  }
-  return minor;
-}
 const CRLF = 0x0a;
 
 type Mode = "head" | "length" | "chunk-size" | "chunk-data" | "chunk-crlf" | "trailers" | "close" | "done";
@@ -282,48 +258,9 @@ export class Exchange implements AsyncIterableIterator<Uint8Array> {
    * table for names): no split array, no regular expression per line (it ran per response).
    */
   private parseHead(text: string): void {
-    let nl = text.indexOf("\n");
-    if (nl < 0) nl = text.length;
-    const first = text.charCodeAt(nl - 1) === 13 ? text.slice(0, nl - 1) : text.slice(0, nl);
-    const minor = statusLine(first);
-    if (minor < 0) throw new OriginProtocolError(`the local app did not answer with HTTP/1.x (${JSON.stringify(first.slice(0, 40))})`);
-    const status = (first.charCodeAt(9) - 48) * 100 + (first.charCodeAt(10) - 48) * 10 + (first.charCodeAt(11) - 48);
-    const headers: HeaderList = [];
-    // the framing fields, gathered in the same pass (repeats joined with ",")
-    let connection = "";
-    let teList = "";
-    let clList: string[] | null = null;
-    const len = text.length;
-    for (let pos = nl + 1; pos < len; ) {
-      let end = text.indexOf("\n", pos);
-      if (end < 0) end = len;
-      const next = end + 1;
-      if (end > pos && text.charCodeAt(end - 1) === 13) end--;
-      if (end === pos) {
-        pos = next;
-        continue;
-      }
-      let c = pos;
-      while (c < end && TOKEN_CHARS[text.charCodeAt(c)] === 1) c++;
-      if (c === pos || c === end || text.charCodeAt(c) !== 58) {
-        const line = text.slice(pos, end);
-        throw new OriginProtocolError(`the local app sent a malformed header line (${JSON.stringify(line.slice(0, 40))})`);
-      }
-      const raw = text.slice(pos, c);
-      const value = text.slice(c + 1, end).trim();
-      if (value.includes("\0")) throw new OriginProtocolError(`the local app sent a NUL byte in header ${raw}`);
-      const name = raw.toLowerCase();
-      headers.push([name, value]);
-      pos = next;
-      if (name.length < 10 || name.length > 17) continue; // none of the framing names below
-      if (name === "connection") connection += `,${value.toLowerCase()}`;
-      else if (name === "transfer-encoding") teList += `,${value.toLowerCase()}`;
-      else if (name === "content-length") (clList ??= []).push(value);
-      else if (name === "keep-alive") {
-        const t = /(?:^|[,\s])timeout\s*=\s*(\d{1,6})/i.exec(value);
-        if (t) this.keepAliveMs = Number(t[1]) * 1000;
-      }
-    }
+    const h = parseResponseHead(text);
+    const { status, minor, headers, connection, teList, clList } = h;
+    if (h.keepAliveMs !== null) this.keepAliveMs = h.keepAliveMs;
     if (status < 200) {
       if (status === 101) throw new OriginProtocolError("the local app switched protocols on a plain HTTP request");
       return; // 100 Continue, 103 Early Hints …: the final answer follows
