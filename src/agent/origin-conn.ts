@@ -6,6 +6,9 @@
  */
 import type { Socket } from "bun";
 import type { HeaderList } from "../tunnel/head.ts";
+import { latin1Slice, OriginProtocolError, parseResponseHead } from "./origin-head.ts";
+
+export { OriginProtocolError } from "./origin-head.ts";
 
 /** Where the local app listens. */
 export interface OriginEndpoint {
@@ -34,19 +37,16 @@ export interface OriginResponse {
   rawHead: string;
   /** Body bytes in order; empty when the response has none. Ends when the body is complete. */
   body: AsyncIterable<Uint8Array>;
+  /** The whole body when it is complete and queued already (≤ 64 KiB, taken from `body`), else null. */
+  whole(): Uint8Array | null;
 }
 
-/** The origin broke HTTP/1.1 (bad status line, header, chunk size …): not a connection problem. */
-export class OriginProtocolError extends Error {
-  override readonly name = "OriginProtocolError";
-}
 
 const MAX_HEAD = 256 * 1024;
 /** Response bytes buffered ahead of the tunnel before the socket is paused. */
 const READ_HWM = 256 * 1024;
 /** Queued response pieces up to this size are handed on joined into one. */
 const COALESCE_MAX = 64 * 1024;
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const CRLF = 0x0a;
 
 type Mode = "head" | "length" | "chunk-size" | "chunk-data" | "chunk-crlf" | "trailers" | "close" | "done";
@@ -123,7 +123,7 @@ export class OriginConn {
 }
 
 /** One request/response on one connection: the incremental response parser and body queue. */
-export class Exchange {
+export class Exchange implements AsyncIterableIterator<Uint8Array> {
   mode: Mode = "head";
   private buf: Uint8Array | null = null;
   private remaining = 0;
@@ -184,7 +184,7 @@ export class Exchange {
         }
         // fix: a complete head over the limit was accepted when its end arrived in the read that crossed it
         if (end > MAX_HEAD) throw new OriginProtocolError(`the local app's response head is larger than ${MAX_HEAD / 1024} KiB`);
-        this.parseHead(Buffer.from(data.buffer, data.byteOffset, end).toString("latin1"));
+        this.parseHead(latin1Slice.call(data, 0, end));
         return data.subarray(end);
       }
       case "length": {
@@ -253,61 +253,61 @@ export class Exchange {
     }
   }
 
+  /**
+   * The status line and header lines in one pass over the head text (indexOf per line, a byte
+   * table for names): no split array, no regular expression per line (it ran per response).
+   */
   private parseHead(text: string): void {
-    const lines = text.split(/\r?\n/);
-    const m = /^HTTP\/1\.([01]) (\d{3})(?: .*)?$/.exec(lines[0] ?? "");
-    if (!m) throw new OriginProtocolError(`the local app did not answer with HTTP/1.x (${JSON.stringify((lines[0] ?? "").slice(0, 40))})`);
-    const status = Number(m[2]);
-    const headers: HeaderList = [];
-    // the framing fields, gathered in the same pass (repeats joined with ",")
-    let connection = "";
-    let teList = "";
-    let clList: string[] | null = null;
-    for (let i = 1; i < lines.length; i++) {
-      const line = lines[i]!;
-      if (line === "") continue;
-      const c = line.indexOf(":");
-      const raw = c > 0 ? line.slice(0, c) : "";
-      if (!TOKEN.test(raw)) throw new OriginProtocolError(`the local app sent a malformed header line (${JSON.stringify(line.slice(0, 40))})`);
-      const value = line.slice(c + 1).trim();
-      if (value.includes("\0")) throw new OriginProtocolError(`the local app sent a NUL byte in header ${raw}`);
-      const name = raw.toLowerCase();
-      headers.push([name, value]);
-      if (name === "connection") connection += `,${value.toLowerCase()}`;
-      else if (name === "transfer-encoding") teList += `,${value.toLowerCase()}`;
-      else if (name === "content-length") (clList ??= []).push(value);
-      else if (name === "keep-alive") {
-        const t = /(?:^|[,\s])timeout\s*=\s*(\d{1,6})/i.exec(value);
-        if (t) this.keepAliveMs = Number(t[1]) * 1000;
-      }
-    }
+    const h = parseResponseHead(text);
+    const { status, minor, headers, connection, teList, clList } = h;
+    if (h.keepAliveMs !== null) this.keepAliveMs = h.keepAliveMs;
     if (status < 200) {
       if (status === 101) throw new OriginProtocolError("the local app switched protocols on a plain HTTP request");
       return; // 100 Continue, 103 Early Hints …: the final answer follows
     }
     this.status = status;
     this.headers = headers;
-    if (m[1] === "0" ? !/\bkeep-alive\b/.test(connection) : /\bclose\b/.test(connection)) this.keepAlive = false;
+    if (minor === 0 ? !/\bkeep-alive\b/.test(connection) : connection !== "" && /\bclose\b/.test(connection)) this.keepAlive = false;
     const te = teList ? teList.split(",").map((s) => s.trim()).filter(Boolean) : [];
-    const cl = clList ?? [];
     if (this.noBody || status === 204 || status === 304) this.mode = "done";
     else if (te.length > 0) {
       if (te[te.length - 1] !== "chunked") {
         this.mode = "close";
         this.keepAlive = false;
       } else this.mode = "chunk-size";
-    } else if (cl.length > 0) {
-      const values = new Set(cl.join(",").split(",").map((s) => s.trim()));
-      const v = [...values][0]!;
-      if (values.size !== 1 || !/^\d{1,15}$/.test(v)) throw new OriginProtocolError(`the local app sent an invalid Content-Length (${JSON.stringify(cl.join(", ").slice(0, 40))})`);
+    } else if (clList !== null) {
+      const cl: string[] = clList;
+      let v: string;
+      // one field with one value (the common case) needs no set of values
+      if (cl.length === 1 && !cl[0]!.includes(",")) v = cl[0]!;
+      else {
+        const values = new Set(cl.join(",").split(",").map((s) => s.trim()));
+        v = [...values][0]!;
+        if (values.size !== 1) v = "";
+      }
+      if (!/^\d{1,15}$/.test(v)) throw new OriginProtocolError(`the local app sent an invalid Content-Length (${JSON.stringify(cl.join(", ").slice(0, 40))})`);
       this.remaining = Number(v);
       this.mode = this.remaining === 0 ? "done" : "length";
     } else {
       this.mode = "close";
       this.keepAlive = false;
     }
-    this.headResolve({ status, headers, rawHead: text, body: this.bodyIterable() });
+    this.headResolve({ status, headers, rawHead: text, body: this, whole: () => this.whole() });
     if (this.mode === "done") this.finish();
+  }
+
+  /**
+   * The whole body, when the answer is complete and all of it is queued (small responses arrive
+   * with their head in one read): one piece up to 64 KiB, taken from the queue — the same piece the
+   * iterator would hand out first and last. Null otherwise (iterate the body instead).
+   */
+  whole(): Uint8Array | null {
+    if (this.mode !== "done" || this.failure || this.queued > COALESCE_MAX) return null;
+    if (this.queue.length === 0) return EMPTY;
+    const chunk = this.queue.length === 1 ? this.queue[0]! : concatAll(this.queue, this.queued);
+    this.queue = [];
+    this.queued = 0;
+    return chunk;
   }
 
   private push(chunk: Uint8Array): void {
@@ -353,24 +353,23 @@ export class Exchange {
     w?.();
   }
 
-  /**
-   * The body as an async iterable: one object, no generator (a request's worth of promises and
-   * iterator results less). A consumer that stops early (break / throw → `return()`) drops the
-   * socket, which could otherwise stay open, paused, outside the pool.
-   */
-  private bodyIterable(): AsyncIterable<Uint8Array> {
-    const it: AsyncIterableIterator<Uint8Array> = {
-      next: () => this.nextChunk(),
-      return: () => {
-        if (this.mode !== "done" && !this.failure) {
-          this.fail(new Error("the response body was abandoned"));
-          this.conn.destroy();
-        }
-        return Promise.resolve({ value: undefined, done: true });
-      },
-      [Symbol.asyncIterator]: () => it,
-    };
-    return it;
+  // ---- the body as an async iterator: the exchange itself (no object or closures per response) ----
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<Uint8Array> {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<Uint8Array>> {
+    return this.nextChunk();
+  }
+
+  /** A consumer that stops early (break / throw) drops the socket, which could otherwise stay open, paused, outside the pool. */
+  return(): Promise<IteratorResult<Uint8Array>> {
+    if (this.mode !== "done" && !this.failure) {
+      this.fail(new Error("the response body was abandoned"));
+      this.conn.destroy();
+    }
+    return Promise.resolve({ value: undefined, done: true });
   }
 
   private nextChunk(): Promise<IteratorResult<Uint8Array>> {

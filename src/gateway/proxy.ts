@@ -75,6 +75,9 @@ export async function pumpBody(req: Request, stream: TunnelStream, idleMs: numbe
   }
 }
 
+const LATIN1 = /^[\x00-\xff]*$/;
+const NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
+
 export function httpResponse(req: Request, stream: TunnelStream, head: ResponseHead, throttle?: Throttle): Response {
   if (head.status < 200) {
     stream.reset(ResetCode.PROTOCOL, "unexpected informational status");
@@ -83,8 +86,11 @@ export function httpResponse(req: Request, stream: TunnelStream, head: ResponseH
   const headers = publicResponseHeaders(head);
   // A header value outside Latin-1 cannot go on the wire (Response would throw): a broken or
   // hostile agent gets a 502 with a code, the stream is reset (released), no stack trace.
-  for (const [n, v] of headers) {
-    if (!/^[\x00-\xff]*$/.test(v) || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(n)) {
+  let typed = false; // the app sent a Content-Type (found in the same pass)
+  for (let i = 0; i < headers.length; i++) {
+    const [n, v] = headers[i]!;
+    if (n === "content-type") typed = true;
+    if (!LATIN1.test(v) || !NAME.test(n)) {
       stream.reset(ResetCode.PROTOCOL, "invalid response header");
       throw publicError("invalid_response_header");
     }
@@ -96,7 +102,7 @@ export function httpResponse(req: Request, stream: TunnelStream, head: ResponseH
   if (throttle) return new Response(throttled(stream.body, throttle.out), { status: head.status, headers });
   const whole = stream.takeCompleteBody();
   if (whole) {
-    if (headers.some(([n]) => n === "content-type")) return new Response(whole as Uint8Array<ArrayBuffer>, { status: head.status, headers });
+    if (typed) return new Response(whole as Uint8Array<ArrayBuffer>, { status: head.status, headers });
     // Bun adds `application/octet-stream` to a byte body; the app sent no Content-Type, so neither
     // do we: a one-chunk stream with its length (Bun keeps an explicit Content-Length on a stream).
     return new Response(new ReadableStream({ start: (c) => (c.enqueue(whole), c.close()) }), { status: head.status, headers: [...headers, ["content-length", String(whole.length)]] });

@@ -32,6 +32,29 @@ export function serviceHost(host: string | null, baseDomain: string): boolean {
  * `localHosts`: a host outside the base domain is the apex too (a local gateway), not a 404.
  */
 export function routeHost(host: string | null, baseDomain: string, localHosts = false): string {
+  // Every request routes its Host: the answers for hosts seen lately are kept (successes only,
+  // bounded; the memo is for one base domain and mode at a time).
+  if (baseDomain !== memoBase || localHosts !== memoLocal) {
+    memo.clear();
+    memoBase = baseDomain;
+    memoLocal = localHosts;
+  }
+  if (host !== null) {
+    const hit = memo.get(host);
+    if (hit !== undefined) return hit;
+  }
+  const id = route(host, baseDomain, localHosts);
+  if (memo.size >= MEMO_MAX) memo.clear();
+  memo.set(host!, id);
+  return id;
+}
+
+const MEMO_MAX = 1024;
+const memo = new Map<string, string>();
+let memoBase = "";
+let memoLocal = false;
+
+function route(host: string | null, baseDomain: string, localHosts: boolean): string {
   if (!host || host.includes(",") || !HOST_RE.test(host)) {
     throw publicError("bad_host");
   }

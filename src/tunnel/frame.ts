@@ -75,7 +75,8 @@ export interface Frame {
 
 export type DecodeResult = { frames: Frame[] } | { error: string };
 
-const KNOWN_TYPES = new Set<number>(Object.values(FrameType));
+/** Frame types are 0x01 … MAX_TYPE (0x0b) with no gaps. */
+const MAX_TYPE = Math.max(...Object.values(FrameType));
 
 /** Bytes a varint of `v` takes. */
 export function varintSize(v: number): 1 | 2 | 4 | 8 {
@@ -195,18 +196,35 @@ const EMPTY = new Uint8Array(0);
 export function decodeFrames(msg: Uint8Array): DecodeResult {
   const frames: Frame[] = [];
   let off = 0;
-  while (off < msg.length) {
+  const end = msg.length;
+  while (off < end) {
     const type = msg[off]!;
-    if (!KNOWN_TYPES.has(type)) return { error: `unknown frame type 0x${type.toString(16)}` };
-    const s = readVarint(msg, off + 1);
-    if (!s) return { error: "truncated stream id" };
-    const l = readVarint(msg, s[1]);
-    if (!l) return { error: "truncated length" };
-    const [len, start] = l;
+    if (type === 0 || type > MAX_TYPE) return { error: `unknown frame type 0x${type.toString(16)}` };
+    // one-byte varints (stream ids < 64, payloads < 64 bytes) read inline: no pair allocated
+    let stream: number;
+    let at = off + 1;
+    if (at < end && msg[at]! < 0x40) stream = msg[at++]!;
+    else {
+      const s = readVarint(msg, at);
+      if (!s) return { error: "truncated stream id" };
+      stream = s[0];
+      at = s[1];
+    }
+    let len: number;
+    let start: number;
+    if (at < end && msg[at]! < 0x40) {
+      len = msg[at]!;
+      start = at + 1;
+    } else {
+      const l = readVarint(msg, at);
+      if (!l) return { error: "truncated length" };
+      len = l[0];
+      start = l[1];
+    }
     // Heads too: one over its own limit fails its stream (…_HEAD_TOO_LARGE), not the session.
     if (len > MAX_FRAME_PAYLOAD) return { error: `frame payload ${len} exceeds the limit ${MAX_FRAME_PAYLOAD}` };
-    if (start + len > msg.length) return { error: "frame runs past the end of the message" };
-    frames.push({ type: type as FrameTypeValue, stream: s[0], payload: msg.subarray(start, start + len) });
+    if (start + len > end) return { error: "frame runs past the end of the message" };
+    frames.push({ type: type as FrameTypeValue, stream, payload: len === 0 ? EMPTY : msg.subarray(start, start + len) });
     off = start + len;
   }
   return { frames };

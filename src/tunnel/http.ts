@@ -84,16 +84,23 @@ export interface IngressInfo {
 
 /** Gateway: a public Request → the request head sent through the tunnel. */
 export function requestHeadFrom(req: Request, info: IngressInfo): RequestHead {
-  const drop = connectionTokens((n) => req.headers.get(n));
+  const rh = req.headers;
+  const method = req.method;
+  const conn = rh.get("connection");
+  // most requests name nothing in Connection but keep-alive (hop-by-hop anyway): no set then
+  const drop = conn === null || conn === "keep-alive" ? null : connectionTokens(() => conn);
   const headers: HeaderList = [];
   // OPTIONS without a body (CORS preflights) stays bodiless: no framing invented for it.
-  const noBody = info.kind === "ws" || methodHasNoBody(req.method) || (req.method === "OPTIONS" && req.body === null);
-  const declaredBody = noBody && (req.headers.has("transfer-encoding") || /^0*[1-9]/.test(req.headers.get("content-length") ?? ""));
-  for (const [name, value] of req.headers) {
+  const noBody = info.kind === "ws" || methodHasNoBody(method) || (method === "OPTIONS" && req.body === null);
+  let declaredBody: boolean | undefined; // asked only when a bodiless request has a Content-Type
+  for (const [name, value] of rh) {
     const n = name.toLowerCase();
-    if (HOP_BY_HOP.has(n) || drop.has(n) || n === "host" || FORWARDING.has(n)) continue;
+    if (HOP_BY_HOP.has(n) || (drop !== null && drop.has(n)) || n === "host" || FORWARDING.has(n)) continue;
     if (info.kind === "ws" && WS_HOP.has(n)) continue;
-    if (noBody && (FRAMING.has(n) || (declaredBody && n === "content-type"))) continue;
+    if (noBody) {
+      if (FRAMING.has(n)) continue;
+      if (n === "content-type" && (declaredBody ??= rh.has("transfer-encoding") || /^0*[1-9]/.test(rh.get("content-length") ?? ""))) continue;
+    }
     headers.push([n, value]);
   }
   // One value: the client as the gateway resolved it (trusted proxies' X-Forwarded-For only).
@@ -101,10 +108,10 @@ export function requestHeadFrom(req: Request, info: IngressInfo): RequestHead {
   if (client) headers.push(["x-forwarded-for", client]);
   headers.push(["x-forwarded-proto", info.proto]);
   headers.push(["x-forwarded-host", info.host]);
-  const head: RequestHead = { kind: info.kind, method: req.method, target: info.target, headers };
+  const head: RequestHead = { kind: info.kind, method, target: info.target, headers };
   if (info.remote) head.remote = info.remote;
   if (info.kind === "ws") {
-    const p = req.headers.get("sec-websocket-protocol");
+    const p = rh.get("sec-websocket-protocol");
     if (p) head.protocols = p.split(",").map((s) => s.trim()).filter(Boolean);
   }
   return head;
@@ -131,13 +138,17 @@ function hostOf(origin: string): string {
 /** Agent: the header lines of the request to the origin (Host first, repeats kept in order). */
 export function originRequestHeaderList(head: RequestHead, o: OriginOptions): HeaderList {
   let publicHost = "";
-  const rest: HeaderList = [];
-  for (const [n, v] of head.headers) {
-    if (n === "x-forwarded-host") publicHost = v;
+  const out: HeaderList = [["host", ""]];
+  const list = head.headers;
+  for (let i = 0; i < list.length; i++) {
+    const pair = list[i]!; // shared, not copied: nobody mutates a head's pairs
+    const n = pair[0];
+    if (n === "x-forwarded-host") publicHost = pair[1];
     if (HOP_BY_HOP.has(n) || n === "host") continue;
-    rest.push([n, v]);
+    out.push(pair);
   }
-  return [["host", o.hostHeader === "preserve" && publicHost ? publicHost : hostOf(o.origin)], ...rest];
+  out[0]![1] = o.hostHeader === "preserve" && publicHost ? publicHost : hostOf(o.origin);
+  return out;
 }
 
 /** Agent: the headers of the request to the origin, as a Headers object (repeats appended). */

@@ -133,8 +133,19 @@ export class Session implements StreamHost {
    * Gateway side: opens a stream carrying `head`. Waits for the peer's hello first. A head over
    * the limit fails with REQUEST_HEAD_TOO_LARGE before any stream is opened (the gateway answers 431).
    */
-  async open(head: RequestHead): Promise<TunnelStream> {
-    const peer = await this.ready;
+  open(head: RequestHead): Promise<TunnelStream> {
+    // Once the hello is in (every request but a new session's first), no async step is needed.
+    if (this.peer) {
+      try {
+        return Promise.resolve(this.openNow(head, this.peer));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
+    return this.ready.then((peer) => this.openNow(head, peer));
+  }
+
+  private openNow(head: RequestHead, peer: Hello): TunnelStream {
     if (!this.acceptsStreams) throw new StreamResetError(ResetCode.REFUSED, "session is closing");
     const payload = this.encodeOpen(head);
     if (!payload) throw new StreamResetError(ResetCode.REQUEST_HEAD_TOO_LARGE, "The request's headers are larger than the tunnel's head limit.");

@@ -52,7 +52,7 @@ export const MAX_WS_MESSAGE = 64 << 20;
 export class TunnelStream {
   /** Peer credit left for our DATA / WS_MESSAGE bytes. */
   private credit: number;
-  private creditWaiters: Array<() => void> = [];
+  private creditWaiters: Array<() => void> | null = null; // made when a writer first waits for credit
   /** Bytes handed to our consumer but not yet returned to the peer as credit. */
   private unacked = 0;
   /** The window we grant this stream (starts at the session's, may grow: window.ts). */
@@ -70,7 +70,7 @@ export class TunnelStream {
   private ended = false; // peer sent END / WS_CLOSE
   private sentEnd = false;
   private resetError: StreamResetError | null = null;
-  private readonly wsParts = new Fragments();
+  private wsParts: Fragments | null = null; // WebSocket streams only, made on the first message
   private wsChain: Promise<void> | null = null; // built on the first queued WebSocket send
   private wsPending = 0;
   private readonly answer = new Answer<ResponseHead>();
@@ -166,6 +166,22 @@ export class TunnelStream {
     await this.sendCredited(FrameType.DATA, chunk, null);
   }
 
+  /**
+   * Sends `chunk` as one DATA frame now when credit (stream and session) covers it and the
+   * transport is not congested — the common case for a small body — and returns true; false
+   * (nothing sent) otherwise: use `write`. No promise either way.
+   */
+  writeNow(chunk: Uint8Array): boolean {
+    const n = chunk.length;
+    const host = this.host;
+    if (this.resetError || this.sentEnd || n === 0 || n > MAX_FRAME_PAYLOAD || this.credit < n || host.sessionCredit < n || host.writable()) return false;
+    this.bytesSent += n;
+    this.credit -= n;
+    host.spendSession(n);
+    host.enqueue(FrameType.DATA, this.id, chunk);
+    return true;
+  }
+
   /** Half-closes our direction. */
   end(): void {
     if (this.sentEnd || this.resetError) return;
@@ -253,7 +269,7 @@ export class TunnelStream {
       if (this.resetError) throw this.resetError;
       if (this.sentEnd) throw new StreamResetError(ResetCode.PROTOCOL, "stream already ended");
       while (data.length > 0 && (this.credit <= 0 || this.host.sessionCredit <= 0)) {
-        await (this.credit <= 0 ? new Promise<void>((r) => this.creditWaiters.push(r)) : this.host.sessionCreditWaiter());
+        await (this.credit <= 0 ? new Promise<void>((r) => (this.creditWaiters ??= []).push(r)) : this.host.sessionCreditWaiter());
         if (this.resetError) throw this.resetError;
       }
       const congested = this.host.writable();
@@ -309,7 +325,8 @@ export class TunnelStream {
   handleWindow(increment: number): void {
     this.credit += increment;
     const waiters = this.creditWaiters;
-    this.creditWaiters = [];
+    if (waiters === null) return;
+    this.creditWaiters = null;
     for (const w of waiters) w();
   }
 
@@ -322,12 +339,13 @@ export class TunnelStream {
     if (this.ended) return this.afterEnd("WS_MESSAGE");
     if (!this.consumeGrant(data.length)) return;
     this.bytesReceived += data.length;
-    if (this.wsParts.size + data.length > MAX_WS_MESSAGE) return this.reset(ResetCode.PROTOCOL, `WebSocket message larger than ${MAX_WS_MESSAGE} bytes`);
+    const parts = (this.wsParts ??= new Fragments());
+    if (parts.size + data.length > MAX_WS_MESSAGE) return this.reset(ResetCode.PROTOCOL, `WebSocket message larger than ${MAX_WS_MESSAGE} bytes`);
     // Messages are handed on at once; credit returns at once too, unless the consumer said it
     // is congested (then it returns on resumeWs()).
     if (this.wsHeld) this.heldWsCredit += data.length;
     else this.giveCredit(data.length);
-    const msg = this.wsParts.add(data, (flags & WsFlags.FIN) !== 0);
+    const msg = parts.add(data, (flags & WsFlags.FIN) !== 0);
     if (msg && this.onWsMessage?.(msg, (flags & WsFlags.BINARY) !== 0) === false) this.wsHeld = true;
   }
 

@@ -124,12 +124,16 @@ export class WsConnection extends Emitter<WsEvents> {
     return this.queued < this.hwm;
   }
 
-  /** Queues one binary message gathered from `parts` (one copy into the frame). Same return as `send`. */
+  /**
+   * Queues one binary message gathered from `parts` (one copy into the frame). Same return as `send`.
+   * Its caller (a tunnel session) already gathers a whole event-loop turn into one message, so
+   * even a small one is written at once when nothing is queued: no frame allocated, no microtask.
+   */
   sendParts(parts: readonly Uint8Array[]): boolean {
     if (this.state !== "open") return false;
     let len = 0;
     for (const p of parts) len += p.byteLength;
-    if (!this.writeDirect(Opcode.BINARY, parts, len)) this.enqueue(encodeFrame(Opcode.BINARY, parts));
+    if (!this.writeDirect(Opcode.BINARY, parts, len, true)) this.enqueue(encodeFrame(Opcode.BINARY, parts));
     return this.queued < this.hwm;
   }
 
@@ -138,8 +142,8 @@ export class WsConnection extends Emitter<WsEvents> {
    * written at once; only what the socket did not take is copied into the queue. False: not
    * taken (small, queued frames ahead, or too big for the scratch area) — enqueue instead.
    */
-  private writeDirect(opcode: number, payload: string | Uint8Array | readonly Uint8Array[], approxLen: number): boolean {
-    if (approxLen < SMALL || this.queue.length > 0 || this.blocked) return false;
+  private writeDirect(opcode: number, payload: string | Uint8Array | readonly Uint8Array[], approxLen: number, small = false): boolean {
+    if ((approxLen < SMALL && !small) || this.queue.length > 0 || this.blocked || this.flushScheduled) return false;
     const frame = encodeMaskedFrameScratch(opcode, payload);
     if (!frame) return false;
     const written = Math.max(0, this.socket.write(frame));
