@@ -579,7 +579,7 @@ describe("WebSocket receive", () => {
 
 test("a stream built on a host starts with the host's window and the peer's credit", async () => {
   const host = new RecordingHost(50);
-  const s = new TunnelStream(host, 3, 20, { method: "GET", target: "/x", headers: [] });
+  const s = new TunnelStream(host, 3, 20, { kind: "http", method: "GET", target: "/x", headers: [] });
   expect(s.head!.target).toBe("/x");
   s.sendOpen(new Uint8Array([1]));
   expect(host.frames[0]!.type).toBe(T.OPEN);
