@@ -5,10 +5,15 @@ export const groups = {
     mutate: ["src/tunnel/frame.ts"],
     tests: ["test/tunnel-frame.test.ts", "test/tunnel-varint.test.ts"],
   },
-  // The head codecs: ~650 mutants at ~2.4 s a run (the golden vectors) — about 15 min on 2 cores.
+  // The hello and the v1 JSON heads (fast tables).
   heads: {
-    mutate: ["src/tunnel/head.ts", "src/tunnel/head-binary.ts"],
-    tests: ["test/tunnel-frame.test.ts", "test/tunnel-v2-vectors.test.ts"],
+    mutate: ["src/tunnel/head.ts"],
+    tests: ["test/tunnel-head-mutants.test.ts", "test/tunnel-frame.test.ts"],
+  },
+  // The v2 binary heads: every run replays the golden vectors and their properties (~2.4 s).
+  "heads-binary": {
+    mutate: ["src/tunnel/head-binary.ts"],
+    tests: ["test/tunnel-v2-vectors.test.ts", "test/tunnel-head-binary-mutants.test.ts"],
   },
   // The tunnel core (split so each group runs in a few minutes; a third of the stream mutants stall
   // a stream and cost a timeout, so these files must stay fast).
