@@ -102,12 +102,17 @@ describe("outbound", () => {
     await w;
     expect(host.of(T.DATA).length).toBe(1);
 
-    host.congested = new Promise(() => {});
+    let drain2!: () => void;
+    host.congested = new Promise((r) => (drain2 = r));
     const w2 = s.write(bytes(3));
     await turn();
     s.reset(ResetCode.CANCEL, "client left");
-    // the transport drains later: the write must still fail, not send after the reset
-    await expect(Promise.race([w2, turn(10).then(() => "hung")])).resolves.toBe("hung");
+    // the transport drains after the reset: the write fails and sends nothing after the RESET
+    host.congested = null;
+    drain2();
+    await expect(w2).rejects.toThrow("client left");
+    expect(host.frames.at(-1)!.type).toBe(T.RESET);
+    expect(host.of(T.DATA).length).toBe(1);
   });
 
   test("write after end fails 'stream already ended'; write after reset fails with the reset", async () => {
@@ -161,6 +166,12 @@ describe("outbound", () => {
     expect(b.host.resets()).toEqual([{ code: 0, reason: "x" }]);
     b.s.end();
     expect(b.host.of(T.END).length).toBe(0);
+    const d = mkStream();
+    let err: StreamResetError | null = null;
+    d.s.onReset = (e) => (err = e);
+    d.s.reset(ResetCode.CANCEL); // no reason: an empty one on the wire, the code in the message
+    expect(d.host.resets()).toEqual([{ code: 0, reason: "" }]);
+    expect(err!.message).toBe("stream reset (code 0)");
     const c = mkStream();
     c.s.end();
     c.s.reset(ResetCode.CANCEL, "y"); // only we ended: the peer still hears the reset
@@ -266,6 +277,12 @@ describe("WebSocket send", () => {
     expect(host.wsFrames()).toEqual([[0, MAX_FRAME_PAYLOAD - 1], [FIN, 1]]);
   });
 
+  test("wsSendQueued: an empty message goes at once while there is credit", () => {
+    const { host, s } = mkStream({ peerWindow: 5 });
+    s.wsSendQueued(new Uint8Array(0), false, () => {});
+    expect(host.wsFrames()).toEqual([[FIN, 0]]);
+  });
+
   test("wsSendQueued: an empty message with no credit left still goes (it costs nothing)", async () => {
     const { host, s } = mkStream({ peerWindow: 0 });
     let failed = 0;
@@ -320,6 +337,7 @@ describe("WebSocket send", () => {
     const c = mkStream({ peerWindow: 0 });
     c.s.wsSendQueued(bytes(2), false, () => {});
     c.s.wsCloseQueued(1001, "later");
+    await turn(); // the message waits for credit: the close must wait behind it
     expect(c.host.wsCloses()).toEqual([]);
     c.s.handleWindow(2);
     await c.s.wsFlushed();
@@ -396,6 +414,19 @@ describe("inbound", () => {
     expect(b.host.resets()[0]!.code).toBe(ResetCode.FLOW_CONTROL);
   });
 
+  test("growth needs the window read within two round trips of the last growth (elapsed time, not a clock reading)", async () => {
+    // the clock reading (performance.now) is well past 2 × rtt here, the elapsed time well below
+    while (performance.now() < 500) await Bun.sleep(20);
+    const { host, s } = mkStream({ window: 400, maxWindow: 1000 });
+    host.rtt = 100;
+    const reader = s.body.getReader();
+    for (let i = 0; i < 4; i++) {
+      s.handleData(bytes(100));
+      await reader.read();
+    }
+    expect(host.windows()).toEqual([100, 100, 100, 500]);
+  });
+
   test("the window does not grow while bytes are still queued (the reader, not the window, is the limit)", async () => {
     const { host, s } = mkStream({ window: 400, maxWindow: 1000 });
     host.rtt = 60_000;
@@ -448,6 +479,17 @@ describe("inbound", () => {
     s.handleWsMessage(wsPayload(FIN, bytes(3)));
     expect(host.returned).toBe(20);
     expect(s.bytesReceived).toBe(10);
+  });
+
+  test("session credit returns as the body is read, chunk by chunk (not what is still queued)", async () => {
+    const { host, s } = mkStream({ window: 400 });
+    s.handleData(bytes(60));
+    s.handleData(bytes(40));
+    const reader = s.body.getReader();
+    await reader.read();
+    expect(host.returned).toBe(60);
+    await reader.read();
+    expect(host.returned).toBe(100);
   });
 
   test("END returns what the unread body holds to the session (not to the stream)", () => {
@@ -539,6 +581,8 @@ describe("WebSocket receive", () => {
     expect(host.windows()).toEqual([150, 30]);
     s.handleWsMessage(wsPayload(FIN, bytes(10)));
     expect(host.windows()).toEqual([150, 30]); // batched again
+    s.resumeWs(); // nothing held: the batch is not cut short either
+    expect(host.windows()).toEqual([150, 30]);
   });
 
   test("resumeWs after the peer closed returns no stream credit", () => {
