@@ -105,11 +105,29 @@ describe("liveness", () => {
     const fresh = new Liveness(() => {});
     fresh.pong(new Uint8Array(LIVE)); // never sent: no measurement
     expect(fresh.rtt).toBe(0);
+    // the round trip is the time between the PING and its PONG, not more
+    const timed = new Liveness(() => {});
+    const t0 = performance.now();
+    timed.check(2);
+    await Bun.sleep(2);
+    timed.pong(new Uint8Array(LIVE));
+    expect(timed.rtt).toBeLessThanOrEqual(performance.now() - t0);
+  });
+
+  test("while a liveness PING is out, a PONG with another payload is not taken for its answer", () => {
+    const l = new Liveness(() => {});
+    l.check(2);
+    l.pong(new Uint8Array([0x61, 0, 0, 0, 0, 0, 0, 1])); // shares the first byte only
+    l.pong(new Uint8Array(8).fill(7));
+    expect(l.rtt).toBe(0);
+    l.pong(new Uint8Array(LIVE));
+    expect(l.rtt).toBeGreaterThan(0);
   });
 
   test("ping: random 8 bytes; the matching PONG resolves with the round trip; others are ignored", async () => {
     const sent: Uint8Array[] = [];
     const l = new Liveness((p) => sent.push(p));
+    const t0 = performance.now();
     const p1 = l.ping(5000);
     const p2 = l.ping(5000);
     expect(sent.length).toBe(2);
@@ -119,8 +137,10 @@ describe("liveness", () => {
     l.pong(new Uint8Array(8).fill(9)); // not ours
     l.pong(sent[1]!);
     expect(await settled(p1)).toBe(false);
+    const before = performance.now();
     const rtt = await p2;
     expect(rtt).toBeGreaterThanOrEqual(2);
+    expect(rtt).toBeLessThanOrEqual(before - t0);
     expect(l.rtt).toBe(rtt);
     l.pong(sent[0]!);
     expect(await p1).toBeGreaterThanOrEqual(2);
@@ -216,11 +236,41 @@ describe("frames to a stream (deliver)", () => {
     expect((await b.response.catch((e) => e)).code).toBe(ResetCode.PROTOCOL);
   });
 
+  test("a RESPONSE on a TCP stream resets it PROTOCOL with a sentence naming it", async () => {
+    const g = raw({ role: "gateway" }, V2_AGENT);
+    const s = await g.s.openTcp();
+    let err: StreamResetError | null = null;
+    s.onReset = (e) => (err = e);
+    g.inject({ type: T.RESPONSE, stream: s.id, payload: new Uint8Array([0, 200, 0, 0]) });
+    expect([err!.code, err!.reason]).toEqual([ResetCode.PROTOCOL, "RESPONSE on a TCP stream"]);
+  });
+
   test("DATA and END reach the body", async () => {
     const { r, streams } = agentWith();
     r.inject(open(1), { type: T.DATA, stream: 1, payload: new TextEncoder().encode("hi") }, { type: T.END, stream: 1, payload: new Uint8Array(0) });
     expect(new TextDecoder().decode(streams[0]!.takeCompleteBody()!)).toBe("hi");
     const f: Frame[] = r.frames();
     expect(f.filter((x) => x.type === T.WINDOW).map((x) => parseVarints(x.payload, 1)![0])).toEqual([]);
+  });
+});
+
+describe("answer (the response head)", () => {
+  test("the first outcome stands, whether or not anyone asked yet", async () => {
+    const { Answer } = await import("../src/tunnel/inbound.ts");
+    const a = new Answer<number>();
+    a.reject(new Error("reset first"));
+    a.resolve(1);
+    await expect(a.promise).rejects.toThrow("reset first");
+    const b = new Answer<number>();
+    b.resolve(2);
+    b.reject(new Error("late"));
+    b.resolve(3);
+    expect(await b.promise).toBe(2);
+    const c = new Answer<number>();
+    const p = c.promise;
+    c.resolve(4);
+    c.reject(new Error("late"));
+    expect(await p).toBe(4);
+    expect(await c.promise).toBe(4);
   });
 });

@@ -508,14 +508,59 @@ describe("inbound", () => {
     const { s } = mkStream({ window: 1 << 20 });
     s.handleData(bytes(1000));
     expect(s.takeCompleteBody()).toBeNull();
-    s.handleData(bytes(64 * 1024 - 1000));
+    s.handleData(bytes(64 * 1024 - 1000, 0x62));
     s.handleEnd();
-    expect(s.takeCompleteBody()!.length).toBe(64 * 1024);
+    const whole = s.takeCompleteBody()!;
+    expect(whole.length).toBe(64 * 1024);
+    expect([whole[0], whole[999], whole[1000], whole[64 * 1024 - 1]]).toEqual([0x61, 0x61, 0x62, 0x62]); // both parts, in order
+    expect(s.takeCompleteBody()).toBeNull(); // taken once
     const b = mkStream({ window: 1 << 20 });
     b.s.handleData(bytes(64 * 1024 + 1));
     b.s.handleEnd();
     expect(b.s.takeCompleteBody()).toBeNull();
     expect(b.s.takeCompleteBody(64 * 1024 + 1)!.length).toBe(64 * 1024 + 1);
+  });
+
+  test("a body taken whole, or discarded, reads as empty afterwards", async () => {
+    const a = mkStream();
+    a.s.handleData(bytes(5));
+    a.s.handleEnd();
+    expect(a.s.takeCompleteBody()!.length).toBe(5);
+    expect((await new Response(a.s.body).arrayBuffer()).byteLength).toBe(0);
+    const b = mkStream();
+    b.s.handleData(bytes(5));
+    b.s.discardBody();
+    b.s.handleEnd();
+    expect((await new Response(b.s.body).arrayBuffer()).byteLength).toBe(0);
+  });
+
+  test("the body stream reads nothing ahead: no credit returns for bytes the app has not read", async () => {
+    const { host, s } = mkStream({ window: 400 });
+    const reader = s.body.getReader();
+    s.handleData(bytes(100));
+    await turn();
+    expect(host.windows()).toEqual([]);
+    expect(host.returned).toBe(0);
+    await reader.read();
+    expect(host.windows()).toEqual([100]);
+  });
+
+  test("cancelling the body stream drops what is queued and what comes, and credit flows back", async () => {
+    const { host, s } = mkStream({ window: 400 });
+    const reader = s.body.getReader();
+    s.handleData(bytes(60));
+    await reader.cancel();
+    s.handleData(bytes(40));
+    expect(host.windows()).toEqual([100]);
+    expect(host.returned).toBe(100);
+  });
+
+  test("asking for the response twice before it comes: both answers settle", async () => {
+    const { s } = mkStream();
+    const a = s.response;
+    const b = s.response;
+    s.handleResponse({ status: 204, headers: [] });
+    expect([(await a).status, (await b).status]).toEqual([204, 204]);
   });
 
   test("discardBody: queued and later bytes are dropped and their credit flows back", () => {
