@@ -311,3 +311,53 @@ describe("closing", () => {
     expect([d.s.checkAlive(), d.s.checkAlive(), d.s.checkAlive(), d.s.checkAlive()]).toEqual([true, true, true, false]);
   });
 });
+
+describe("more of what a peer or the owner sees", () => {
+  test("no common version: ready rejects with a ProtocolMismatchError", async () => {
+    const { ProtocolMismatchError } = await import("../src/tunnel/session.ts");
+    const r = raw({ role: "gateway", versions: [2] }, { azhexgate: 1, versions: [1], role: "agent" });
+    const e = await r.s.ready.catch((x) => x);
+    expect(e).toBeInstanceOf(ProtocolMismatchError);
+    expect(e.name).toBe("ProtocolMismatchError");
+  });
+
+  test("a stream that ends both ways is reported once, even if reset afterwards", async () => {
+    const ended: unknown[] = [];
+    const r = raw({ role: "agent", onStream: () => {}, onStreamEnd: (s) => ended.push(s) }, V2_GATEWAY);
+    r.inject(open(1), { type: T.END, stream: 1, payload: new Uint8Array(0) });
+    const s = (r.s as unknown as { streams: Map<number, import("../src/tunnel/stream.ts").TunnelStream> }).streams.get(1)!;
+    s.end();
+    expect(ended.length).toBe(1);
+    expect(ended[0]).toBe(s);
+    s.reset(ResetCode.CANCEL);
+    expect(ended.length).toBe(1);
+  });
+
+  test("a TCP stream carries no request head (it is not HTTP); its label is on `tcp`", () => {
+    const got: Array<[unknown, unknown]> = [];
+    const r = raw({ role: "agent", onTcpStream: (s, head) => got.push([s.head, s.tcp]) }, V2_GATEWAY);
+    r.inject(open(1, { kind: "tcp", target: "db" }));
+    expect(got).toEqual([[undefined, { kind: "tcp", target: "db" }]]);
+  });
+
+  test("streams above the agent's GOAWAY fail REFUSED with a sentence saying why", async () => {
+    const r = raw({ role: "gateway" }, V2_AGENT);
+    const a = await r.s.open(GET);
+    const b = await r.s.open(GET);
+    r.inject({ type: T.GOAWAY, stream: 0, payload: varintPayload(1, 0) });
+    expect(a.isReset).toBe(false);
+    const e = await b.response.catch((x) => x);
+    expect([e.code, e.message]).toEqual([ResetCode.REFUSED, "not processed: the agent is going away"]);
+  });
+
+  test("no empty message is ever sent (a flush with nothing queued sends nothing)", async () => {
+    const { s, sent } = bare({ role: "gateway", flushBytes: 100 });
+    s.handleMessage(JSON.stringify({ ...V2_AGENT, features: ["ws"], window: 1 << 20 }));
+    const st = await s.open(GET);
+    await st.write(new Uint8Array(200)); // over flushBytes: flushed at once
+    await tick();
+    const binary = sent.filter((m) => typeof m !== "string") as Uint8Array[];
+    expect(binary.length).toBe(1);
+    expect(binary.every((m) => m.length > 0)).toBe(true);
+  });
+});
