@@ -278,3 +278,112 @@ describe("session pool", () => {
     expect(retireDelay(0, 1250)).toBe(1000);
   });
 });
+
+describe("session pool: edges", () => {
+  test("error kinds carry their names; a closed pool never dials", async () => {
+    const d = new Dialer(echo, { silent: true });
+    const { pool } = mkPool(d, { helloMs: 10 });
+    const e = await pool.acquire().catch((x) => x);
+    expect(e.name).toBe("PoolError");
+    const c = new Dialer(echo);
+    const q = mkPool(c).pool;
+    q.close();
+    const closed = await q.acquire().catch((x) => x);
+    expect([closed.name, closed.message]).toEqual(["PoolClosedError", "pool closed"]);
+    expect(c.dials).toBe(0);
+  });
+
+  test("without an event hook, a hello timeout is still a 502 and a silent session is still evicted", async () => {
+    const d = new Dialer(echo, { silent: true });
+    const pool = new SessionPool({ dial: () => d.dial(), helloMs: 10 });
+    pools.push(pool);
+    expect((await pool.acquire().catch((x) => x)).code).toBe("tunnel_handshake_timeout");
+    const e = new Dialer(() => {});
+    const q = new SessionPool({ dial: () => e.dial(), min: 1, pingMs: 15 });
+    pools.push(q);
+    const s = await q.acquire();
+    e.mute(0);
+    expect(await until(() => s.isClosed)).toBe(true);
+  });
+
+  test("a dial in progress counts as held, and is shared: warming to min never dials twice at once", async () => {
+    const d = new Dialer(echo, { delayMs: 20 });
+    const { pool } = mkPool(d, { min: 2 });
+    const first = pool.acquire();
+    await tick();
+    expect([pool.size, pool.held]).toEqual([0, 1]);
+    await first;
+    await Promise.all([pool.acquire(), pool.acquire(), pool.acquire()]); // each finds 1 open < min 2
+    expect(await until(() => pool.size === 2)).toBe(true);
+    await tick();
+    expect(d.dials).toBe(2);
+  });
+
+  test("warming to min stays within maxSessions", async () => {
+    const d = new Dialer(echo);
+    const { pool } = mkPool(d, { min: 2, maxSessions: 1 });
+    await pool.acquire();
+    await pool.acquire();
+    await Bun.sleep(20);
+    expect([d.dials, pool.size]).toEqual([1, 1]);
+  });
+
+  test("a burst of one: the first dial goes at once", async () => {
+    const d = new Dialer(echo);
+    const { pool } = mkPool(d, { dialBurst: 1 });
+    expect(await get(pool)).toEqual({ status: 200, body: "hello /" });
+  });
+
+  test("after the burst, a request with time left waits for the next token and is served", async () => {
+    const d = new Dialer(echo);
+    const { pool } = mkPool(d, { min: 1, dialBurst: 1, dialsPerSecond: 5 });
+    const s = await pool.acquire();
+    d.agents[0]!.close(1000, "bye");
+    expect(await until(() => s.isClosed)).toBe(true);
+    const t0 = Date.now();
+    const s2 = await pool.acquire(Date.now() + 5000); // the next token comes after ~200 ms
+    expect(s2).not.toBe(s);
+    // waited for the token, not for the deadline (bounds generous for a loaded machine)
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(100);
+    expect(Date.now() - t0).toBeLessThan(2500);
+    expect(d.dials).toBe(2);
+  });
+
+  test("a draining session closes when its last stream ends, not its first", async () => {
+    const d = new Dialer(() => {});
+    const { pool } = mkPool(d, { min: 1 });
+    const s = await pool.acquire();
+    const a = await s.open({ kind: "http", method: "GET", target: "/", headers: [] });
+    const b = await s.open({ kind: "http", method: "GET", target: "/", headers: [] });
+    await tick();
+    d.agents[0]!.goAway();
+    await tick();
+    a.reset(0, "done");
+    expect(s.isClosed).toBe(false);
+    b.reset(0, "done");
+    expect(s.isClosed).toBe(true);
+  });
+
+  test("the relay closing a session fails its streams with the code and reason", async () => {
+    const d = new Dialer(() => {});
+    const { pool } = mkPool(d, { min: 1 });
+    const s = await pool.acquire();
+    const st = await s.open({ kind: "http", method: "GET", target: "/", headers: [] });
+    const err = st.response.catch((e) => e);
+    d.agents[0]!.close(1001, "agent stopping");
+    expect((await err).message).toBe("tunnel session lost: relay connection closed (1001 agent stopping)");
+  });
+
+  test("liveness goes on for the sessions left after one is removed", async () => {
+    const d = new Dialer(() => {});
+    const { pool, events } = mkPool(d, { min: 2, pingMs: 15 });
+    await pool.acquire();
+    await pool.acquire();
+    expect(await until(() => pool.size === 2)).toBe(true);
+    d.agents[0]!.close(1000, "bye");
+    expect(await until(() => pool.size === 1)).toBe(true);
+    d.mute(1);
+    expect(await until(() => events.includes("evicted"))).toBe(true);
+    expect(pool.size).toBe(0);
+  });
+});
