@@ -50,6 +50,9 @@ describe("hello", () => {
     const newer = { ...old, versions: [4, 5] };
     expect(versionMismatch([2, 3], "gateway", newer)).toBe("tunnel protocol mismatch: this gateway speaks versions 2, 3, the agent speaks 4, 5; upgrade azhexgate on this gateway");
     expect(versionMismatch([3], "gateway", { ...old, versions: [3] })).toEndWith("upgrade azhexgate on this gateway");
+    // the highest versions decide, not the lowest
+    expect(versionMismatch([1, 3], "gateway", { ...old, versions: [2] })).toEndWith("upgrade azhexgate on the agent");
+    expect(versionMismatch([1, 3], "gateway", { ...old, versions: [2, 4] })).toEndWith("upgrade azhexgate on this gateway");
   });
 });
 
