@@ -387,3 +387,19 @@ describe("session pool: edges", () => {
     expect(pool.size).toBe(0);
   });
 });
+
+test("the session cap defaults to twice max", async () => {
+  const d = new Dialer(() => {});
+  const { pool } = mkPool(d, { min: 1, max: 1, dialsPerSecond: 1000 });
+  for (let i = 0; i < 2; i++) {
+    const s = await pool.acquire();
+    await s.open({ kind: "http", method: "GET", target: "/", headers: [] });
+    await tick();
+    d.agents[i]!.goAway(); // draining with a stream open: held, takes nothing
+    await tick();
+  }
+  const err = await pool.acquire(Date.now() + 40).catch((e) => e);
+  expect(err.code).toBe("tunnel_session_limit");
+  expect(err.message).toContain("holds at most 2 sessions");
+  expect(d.dials).toBe(2);
+});
