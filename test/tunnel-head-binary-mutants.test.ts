@@ -110,6 +110,12 @@ describe("response head", () => {
     const at = encodeResponseHead({ status: 200, headers: [["x", "v".repeat(MAX_HEAD_BYTES - fixed - 4)]] });
     expect(at?.length).toBe(MAX_HEAD_BYTES);
     expect(encodeResponseHead({ status: 200, headers: [["x", "v".repeat(MAX_HEAD_BYTES - fixed - 3)]] })).toBeNull();
+    // a head already at the limit: one more short field (ASCII or not) is refused, never cut
+    const full: Array<[string, string]> = [["x", "v".repeat(MAX_HEAD_BYTES - fixed - 4)]];
+    expect(encodeResponseHead({ status: 200, headers: full })?.length).toBe(MAX_HEAD_BYTES);
+    expect(encodeResponseHead({ status: 200, headers: [...full, ["y", "abc"]] })).toBeNull();
+    expect(encodeResponseHead({ status: 200, headers: [...full, ["y", "é"]] })).toBeNull();
+    expect(encodeResponseHead({ status: 200, headers: [["x", "v".repeat(MAX_HEAD_BYTES - fixed - 10)], ["y", "é".repeat(3)]] })).toBeNull();
     // non-ASCII near the limit: UTF-8 bytes, not characters, count
     expect(encodeResponseHead({ status: 200, headers: [["x", "é".repeat((MAX_HEAD_BYTES - fixed - 4) / 2 + 1)]] })).toBeNull();
     const short = encodeResponseHead({ status: 200, headers: [["x", "é".repeat(50)]] })!; // the ≤ 128-unit path switching to UTF-8
@@ -150,3 +156,22 @@ function encodeByHand(h: RequestHead): Uint8Array {
   }
   return new Uint8Array(parts);
 }
+
+describe("edges", () => {
+  test("exactly 256 headers encode and decode", () => {
+    const h = Array.from({ length: 256 }, (_, i) => [`h${i}`, "v"] as [string, string]);
+    const bytes = encodeResponseHead({ status: 200, headers: h });
+    expect(bytes).not.toBeNull();
+    expect((decodeResponseHead(bytes!) as { headers: unknown[] }).headers.length).toBe(256);
+  });
+  test("a length prefix cut inside its varint is 'truncated'", () => {
+    expect(decodeOpenHead(new Uint8Array([0, 0x40]))).toEqual({ error: "request head: truncated method" });
+  });
+  test("'*' is a target for OPTIONS only, and nothing else without a slash is", () => {
+    expect(rt({ ...R, method: "OPTIONS", target: "x" })).toEqual({ error: "request head: invalid target" });
+  });
+  test("an oversized response head names itself and the limit", () => {
+    const big = new Uint8Array(MAX_HEAD_BYTES + 1);
+    expect(decodeResponseHead(big)).toEqual({ error: `response head of ${MAX_HEAD_BYTES + 1} bytes is over the ${MAX_HEAD_BYTES}-byte limit`, tooLarge: true });
+  });
+});
