@@ -1,0 +1,107 @@
+/**
+ * An in-process dial for SessionPool tests: each dial returns a message pipe shaped like the HC
+ * sender WebSocket (`on('message' | 'close' | 'error')`, `send`, `drained`, `close`) whose far end
+ * is a real agent Session. Delivery is asynchronous (one macrotask per message), like a socket.
+ */
+import { Emitter } from "../../src/ws/emitter.ts";
+import type { WsConnection, WsEvents } from "../../src/ws/client.ts";
+import { Session } from "../../src/tunnel/session.ts";
+import type { TunnelStream } from "../../src/tunnel/stream.ts";
+
+class Pipe extends Emitter<WsEvents> {
+  closed = false;
+  muted = false;
+  agent!: Session;
+  constructor(private readonly onClose: (code: number, reason: string) => void) {
+    super();
+  }
+  /** gateway → agent */
+  send(data: Uint8Array | string): boolean {
+    if (this.closed) return false;
+    const copy = typeof data === "string" ? data : data.slice();
+    setImmediate(() => !this.closed && !this.muted && this.agent.handleMessage(copy));
+    return true;
+  }
+  drained(): Promise<void> {
+    return Promise.resolve();
+  }
+  /** The gateway closes its end. */
+  close(code = 1000, reason = ""): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.onClose(code, reason);
+    setImmediate(() => {
+      this.agent.handleClose(`peer closed (${code} ${reason})`);
+      this.emit("close", code, reason);
+    });
+  }
+  /** agent → gateway */
+  deliver(data: Uint8Array | string): void {
+    if (this.closed || this.muted) return;
+    const copy = typeof data === "string" ? data : data.slice();
+    setImmediate(() => !this.closed && this.emit("message", copy, typeof copy !== "string"));
+  }
+  /** The agent's end closed (the relay reports it to the gateway). */
+  agentClosed(code: number, reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    setImmediate(() => this.emit("close", code, reason));
+  }
+}
+
+export interface DialerOptions {
+  /** The agent never sends its hello. */
+  silent?: boolean;
+  /** Versions the agent speaks. */
+  versions?: number[];
+  /** The rendezvous takes this long. */
+  delayMs?: number;
+  /** The agent sends GOAWAY right after its hello. */
+  goAwayAtOnce?: boolean;
+}
+
+export class Dialer {
+  dials = 0;
+  agents: Session[] = [];
+  pipes: Pipe[] = [];
+  /** Codes and reasons the gateway closed its ends with. */
+  closes: Array<[number, string]> = [];
+  constructor(private readonly onStream: (s: TunnelStream) => void, private readonly o: DialerOptions = {}) {}
+
+  async dial(): Promise<WsConnection> {
+    this.dials++;
+    if (this.o.delayMs) await Bun.sleep(this.o.delayMs);
+    const pipe = new Pipe((code, reason) => this.closes.push([code, reason]));
+    let helloSent = false;
+    const agent = new Session(
+      {
+        send: (d) => {
+          if (this.o.silent && !helloSent) {
+            helloSent = true;
+            return true;
+          }
+          pipe.deliver(d);
+          return true;
+        },
+        drained: () => Promise.resolve(),
+        close: (code, reason) => pipe.agentClosed(code ?? 1005, reason ?? ""),
+      },
+      { role: "agent", onStream: this.onStream, ...(this.o.versions ? { versions: this.o.versions } : {}) },
+    );
+    pipe.agent = agent;
+    if (this.o.goAwayAtOnce) agent.goAway();
+    this.agents.push(agent);
+    this.pipes.push(pipe);
+    return pipe as unknown as WsConnection;
+  }
+
+  /** The i-th session's agent stops answering (nothing it sends arrives; nothing reaches it). */
+  mute(i: number): void {
+    this.pipes[i]!.muted = true;
+  }
+}
+
+export const echo = (s: TunnelStream) => {
+  s.sendResponse({ status: 200, headers: [] });
+  void s.write(new TextEncoder().encode(`hello ${s.head!.target}`)).then(() => s.end(), () => {});
+};

@@ -1,0 +1,683 @@
+/**
+ * One tunnel stream against a recording host (test/support/stream-host.ts): what the peer sees
+ * (frames, credit) when the app writes, ends, resets, sends WebSocket messages, and what the app
+ * sees when the peer misbehaves. Written to kill mutation survivors in src/tunnel/stream.ts
+ * (issue 18, docs/testing.md); each test asserts a behaviour a peer or the app would notice.
+ */
+import { describe, expect, test } from "bun:test";
+import { FrameType as T, MAX_FRAME_PAYLOAD, ResetCode, WsFlags } from "../src/tunnel/frame.ts";
+import { MAX_WS_MESSAGE, SessionLostError, StreamResetError, TunnelStream } from "../src/tunnel/stream.ts";
+import { RecordingHost, bytes, mkStream, turn, wsPayload } from "./support/stream-host.ts";
+
+const FIN = WsFlags.FIN;
+const BIN = WsFlags.BINARY;
+
+describe("errors", () => {
+  test("a reset error carries its code and reason; without a reason it names the code", () => {
+    const e = new StreamResetError(ResetCode.REFUSED, "busy");
+    expect([e.name, e.code, e.reason, e.message]).toEqual(["StreamResetError", 1, "busy", "busy"]);
+    expect(new StreamResetError(5, "").message).toBe("stream reset (code 5)");
+    const lost = new SessionLostError("peer closed");
+    expect(lost).toBeInstanceOf(StreamResetError);
+    expect([lost.code, lost.message]).toEqual([ResetCode.INTERNAL, "tunnel session lost: peer closed"]);
+  });
+});
+
+describe("outbound", () => {
+  test("the response head goes out once; a head over the limit resets the stream RESPONSE_HEAD_TOO_LARGE", async () => {
+    const { host, s } = mkStream();
+    expect(s.sendResponse({ status: 200, headers: [] })).toBe(true);
+    expect(host.of(T.RESPONSE).length).toBe(1);
+    expect(host.of(T.RESPONSE)[0]!.stream).toBe(7);
+
+    const b = mkStream();
+    b.host.tooLarge = true;
+    let seen: StreamResetError | null = null;
+    b.s.onReset = (e) => (seen = e);
+    expect(b.s.sendResponse({ status: 200, headers: [] })).toBe(false);
+    expect(b.host.of(T.RESPONSE).length).toBe(0);
+    expect(b.host.resets()).toEqual([{ code: ResetCode.RESPONSE_HEAD_TOO_LARGE, reason: "The local app's response headers are larger than the tunnel's head limit." }]);
+    expect(seen!.code).toBe(ResetCode.RESPONSE_HEAD_TOO_LARGE);
+    expect(b.s.isReset).toBe(true);
+    expect(b.host.released).toEqual([7]);
+    // after the reset nothing more is sent
+    b.host.tooLarge = false;
+    expect(b.s.sendResponse({ status: 200, headers: [] })).toBe(false);
+    expect(b.host.of(T.RESPONSE).length).toBe(0);
+  });
+
+  test("write: split to the credit, waits for WINDOW, counts bytes, charges the session", async () => {
+    const { host, s } = mkStream({ peerWindow: 10 });
+    let done = false;
+    const w = s.write(bytes(25)).then(() => (done = true));
+    await turn();
+    expect(host.of(T.DATA).map((f) => f.payload.length)).toEqual([10]);
+    expect(done).toBe(false);
+    s.handleWindow(8);
+    await turn();
+    expect(host.of(T.DATA).map((f) => f.payload.length)).toEqual([10, 8]);
+    expect(done).toBe(false);
+    s.handleWindow(100);
+    await w;
+    expect(host.of(T.DATA).map((f) => f.payload.length)).toEqual([10, 8, 7]);
+    expect(s.bytesSent).toBe(25);
+    expect(host.spent).toBe(25);
+    // the credit left is 93: a write of 93 goes in one frame, the 94th byte waits
+    const w2 = s.write(bytes(94));
+    await turn();
+    expect(host.of(T.DATA).map((f) => f.payload.length)).toEqual([10, 8, 7, 93]);
+    s.fail(new StreamResetError(ResetCode.CANCEL, "gone"));
+    await expect(w2).rejects.toThrow("gone");
+  });
+
+  test("write: a frame never exceeds the frame limit", async () => {
+    const { host, s } = mkStream({ peerWindow: 4 << 20 });
+    await s.write(bytes(MAX_FRAME_PAYLOAD * 2 + 1));
+    expect(host.of(T.DATA).map((f) => f.payload.length)).toEqual([MAX_FRAME_PAYLOAD, MAX_FRAME_PAYLOAD, 1]);
+  });
+
+  test("write: waits for session credit as well as stream credit", async () => {
+    const { host, s } = mkStream({ peerWindow: 1000 });
+    host.sessionCredit = 4;
+    let done = false;
+    const w = s.write(bytes(10)).then(() => (done = true));
+    await turn();
+    expect(host.of(T.DATA).map((f) => f.payload.length)).toEqual([4]);
+    expect(done).toBe(false);
+    host.grantSession(100);
+    await w;
+    expect(host.of(T.DATA).map((f) => f.payload.length)).toEqual([4, 6]);
+    expect(host.sessionCredit).toBe(94);
+  });
+
+  test("write: waits while the transport is congested, fails if reset meanwhile", async () => {
+    const { host, s } = mkStream();
+    let drain!: () => void;
+    host.congested = new Promise((r) => (drain = r));
+    const w = s.write(bytes(3));
+    await turn();
+    expect(host.of(T.DATA).length).toBe(0);
+    host.congested = null;
+    drain();
+    await w;
+    expect(host.of(T.DATA).length).toBe(1);
+
+    let drain2!: () => void;
+    host.congested = new Promise((r) => (drain2 = r));
+    const w2 = s.write(bytes(3));
+    await turn();
+    s.reset(ResetCode.CANCEL, "client left");
+    // the transport drains after the reset: the write fails and sends nothing after the RESET
+    host.congested = null;
+    drain2();
+    await expect(w2).rejects.toThrow("client left");
+    expect(host.frames.at(-1)!.type).toBe(T.RESET);
+    expect(host.of(T.DATA).length).toBe(1);
+  });
+
+  test("write after end fails 'stream already ended'; write after reset fails with the reset", async () => {
+    const { host, s } = mkStream();
+    s.end();
+    const e = await s.write(bytes(1)).catch((x) => x);
+    expect(e).toBeInstanceOf(StreamResetError);
+    expect([e.code, e.message]).toEqual([ResetCode.PROTOCOL, "stream already ended"]);
+    expect(host.of(T.DATA).length).toBe(0);
+
+    const b = mkStream();
+    b.s.handleReset(ResetCode.ORIGIN_TIMEOUT, "slow");
+    const e2 = await b.s.write(bytes(1)).catch((x) => x);
+    expect([e2.code, e2.message]).toEqual([ResetCode.ORIGIN_TIMEOUT, "slow"]);
+    expect(b.host.of(T.DATA).length).toBe(0);
+  });
+
+  test("a writer waiting for credit fails when the stream is reset", async () => {
+    const { s } = mkStream({ peerWindow: 0 });
+    const w = s.write(bytes(5));
+    await turn();
+    s.handleReset(ResetCode.CANCEL, "bye");
+    await expect(w).rejects.toThrow("bye");
+    const b = mkStream();
+    b.host.sessionCredit = 0;
+    const w2 = b.s.write(bytes(5));
+    await turn();
+    b.s.fail(new StreamResetError(ResetCode.CANCEL, "bye2"));
+    b.host.grantSession(10); // the session wakes its waiters
+    await expect(w2).rejects.toThrow("bye2");
+    expect(b.host.of(T.DATA).length).toBe(0);
+  });
+
+  test("end: one END; none after a reset; released once both directions ended", () => {
+    const { host, s } = mkStream();
+    s.end();
+    s.end();
+    expect(host.of(T.END).length).toBe(1);
+    expect(host.released).toEqual([]);
+    s.handleEnd();
+    expect(host.released).toEqual([7]);
+    // both ended: a reset now tells the peer nothing (it has nothing to abort) but fails locally
+    s.reset(ResetCode.CANCEL);
+    expect(host.of(T.RESET).length).toBe(0);
+    expect(s.isReset).toBe(true);
+
+    const b = mkStream();
+    b.s.handleEnd();
+    expect(b.host.released).toEqual([]);
+    b.s.reset(ResetCode.CANCEL, "x"); // only the peer ended: it still hears the reset
+    expect(b.host.resets()).toEqual([{ code: 0, reason: "x" }]);
+    b.s.end();
+    expect(b.host.of(T.END).length).toBe(0);
+    const d = mkStream();
+    let err: StreamResetError | null = null;
+    d.s.onReset = (e) => (err = e);
+    d.s.reset(ResetCode.CANCEL); // no reason: an empty one on the wire, the code in the message
+    expect(d.host.resets()).toEqual([{ code: 0, reason: "" }]);
+    expect(err!.message).toBe("stream reset (code 0)");
+    const c = mkStream();
+    c.s.end();
+    c.s.reset(ResetCode.CANCEL, "y"); // only we ended: the peer still hears the reset
+    expect(c.host.resets()).toEqual([{ code: 0, reason: "y" }]);
+  });
+
+  test("reset: one RESET frame, the response and body fail, onReset hears it once", async () => {
+    const { host, s } = mkStream();
+    const seen: StreamResetError[] = [];
+    s.onReset = (e) => seen.push(e);
+    const response = s.response;
+    const reader = s.body.getReader();
+    s.reset(ResetCode.ORIGIN_UNREACHABLE, "refused");
+    s.reset(ResetCode.INTERNAL, "again");
+    s.handleReset(ResetCode.CANCEL, "peer");
+    expect(host.resets()).toEqual([{ code: ResetCode.ORIGIN_UNREACHABLE, reason: "refused" }]);
+    expect(seen.map((e) => e.reason)).toEqual(["refused"]);
+    expect(host.released).toEqual([7]);
+    await expect(response).rejects.toThrow("refused");
+    await expect(reader.read()).rejects.toThrow("refused");
+    expect(s.takeCompleteBody()).toBeNull();
+    // a RESPONSE after the reset does not resolve anything
+    s.handleResponse({ status: 200, headers: [] });
+    await expect(s.response).rejects.toThrow("refused");
+  });
+
+  test("the first response head stands", async () => {
+    const { s } = mkStream();
+    s.handleResponse({ status: 200, headers: [] });
+    s.handleResponse({ status: 500, headers: [] });
+    expect((await s.response).status).toBe(200);
+  });
+});
+
+describe("WebSocket send", () => {
+  test("wsSend: fragments at the frame limit (less the flags byte), FIN on the last, BINARY on each", async () => {
+    const { host, s } = mkStream({ peerWindow: 4 << 20 });
+    await s.wsSend(bytes(MAX_FRAME_PAYLOAD), true);
+    expect(host.wsFrames()).toEqual([[BIN, MAX_FRAME_PAYLOAD - 1], [BIN | FIN, 1]]);
+    await s.wsSend(bytes(3), false);
+    await s.wsSend(new Uint8Array(0), false);
+    await s.wsSend(new Uint8Array(0), true);
+    expect(host.wsFrames().slice(2)).toEqual([[FIN, 3], [FIN, 0], [BIN | FIN, 0]]);
+    expect(s.bytesSent).toBe(MAX_FRAME_PAYLOAD + 3);
+  });
+
+  test("wsSendQueued sends at once when credit allows, and charges stream and session credit", () => {
+    const { host, s } = mkStream({ peerWindow: 10 });
+    host.sessionCredit = 10;
+    s.wsSendQueued(bytes(10), true, () => {});
+    expect(host.wsFrames()).toEqual([[BIN | FIN, 10]]); // synchronously: no promise per message
+    expect(host.sessionCredit).toBe(0);
+    expect(s.bytesSent).toBe(10);
+    expect(s.wsBusy).toBe(false);
+    // the stream credit is spent: the next message waits for WINDOW
+    s.wsSendQueued(bytes(1), false, () => {});
+    expect(host.wsFrames().length).toBe(1);
+    expect(s.wsBusy).toBe(true);
+  });
+
+  test("wsSendQueued: a message larger than the credit waits, goes after WINDOW, in order", async () => {
+    const { host, s } = mkStream({ peerWindow: 5 });
+    const errors: number[] = [];
+    s.wsSendQueued(bytes(6, 0x31), false, () => errors.push(1));
+    s.wsSendQueued(bytes(1, 0x32), false, () => errors.push(2)); // queued behind, though credit would allow
+    expect(host.wsFrames()).toEqual([]); // not synchronously
+    await turn();
+    expect(host.wsFrames()).toEqual([[0, 5]]);
+    expect(s.wsBusy).toBe(true);
+    s.handleWindow(10);
+    await s.wsFlushed();
+    expect(host.wsFrames()).toEqual([[0, 5], [FIN, 1], [FIN, 1]]);
+    expect(host.of(T.WS_MESSAGE)[2]!.payload[1]).toBe(0x32);
+    expect(s.wsBusy).toBe(false);
+    expect(errors).toEqual([]);
+  });
+
+  test("wsSendQueued waits for session credit and for a congested transport", async () => {
+    const { host, s } = mkStream();
+    host.sessionCredit = 2;
+    s.wsSendQueued(bytes(3), false, () => {});
+    await turn();
+    expect(host.wsFrames()).toEqual([[0, 2]]); // the part the session credit allowed
+    host.grantSession(5);
+    await s.wsFlushed();
+    expect(host.wsFrames()).toEqual([[0, 2], [FIN, 1]]);
+
+    let drain!: () => void;
+    host.congested = new Promise((r) => (drain = r));
+    s.wsSendQueued(bytes(1), false, () => {});
+    await turn();
+    expect(host.wsFrames().length).toBe(2);
+    host.congested = null;
+    drain();
+    await s.wsFlushed();
+    expect(host.wsFrames().length).toBe(3);
+  });
+
+  test("wsSendQueued: a message of a whole frame or more is fragmented, never sent in one frame", async () => {
+    const { host, s } = mkStream({ peerWindow: 4 << 20 });
+    s.wsSendQueued(bytes(MAX_FRAME_PAYLOAD), false, () => {});
+    await s.wsFlushed();
+    expect(host.wsFrames()).toEqual([[0, MAX_FRAME_PAYLOAD - 1], [FIN, 1]]);
+  });
+
+  test("wsSendQueued: an empty message goes at once while there is credit", () => {
+    const { host, s } = mkStream({ peerWindow: 5 });
+    s.wsSendQueued(new Uint8Array(0), false, () => {});
+    expect(host.wsFrames()).toEqual([[FIN, 0]]);
+  });
+
+  test("wsSendQueued: an empty message with no credit left still goes (it costs nothing)", async () => {
+    const { host, s } = mkStream({ peerWindow: 0 });
+    let failed = 0;
+    s.wsSendQueued(new Uint8Array(0), true, () => failed++);
+    await s.wsFlushed();
+    expect(host.wsFrames()).toEqual([[BIN | FIN, 0]]);
+    expect(failed).toBe(0);
+  });
+
+  test("wsSendQueued after a reset calls onError at once and sends nothing; after a close, onError too", async () => {
+    const { host, s } = mkStream();
+    s.handleReset(ResetCode.CANCEL, "");
+    let failed = 0;
+    s.wsSendQueued(bytes(1), false, () => failed++);
+    expect(failed).toBe(1);
+    expect(s.wsBusy).toBe(false);
+    expect(host.wsFrames()).toEqual([]);
+
+    const b = mkStream();
+    b.s.wsClose(1000, "done");
+    let failed2 = 0;
+    b.s.wsSendQueued(bytes(1), false, () => failed2++);
+    await b.s.wsFlushed();
+    expect(failed2).toBe(1);
+    expect(b.host.wsFrames()).toEqual([]);
+  });
+
+  test("a message queued when the stream is reset fails through onError", async () => {
+    const { host, s } = mkStream({ peerWindow: 0 });
+    let failed = 0;
+    s.wsSendQueued(bytes(2), false, () => failed++);
+    s.handleReset(ResetCode.CANCEL, "gone");
+    await s.wsFlushed();
+    expect(failed).toBe(1);
+    expect(host.wsFrames()).toEqual([]);
+  });
+
+  test("wsClose: one WS_CLOSE with code and reason; none after a reset; wsCloseQueued waits for queued messages", async () => {
+    const { host, s } = mkStream();
+    s.wsClose(4000, "bye");
+    s.wsClose(1000, "again");
+    expect(host.wsCloses()).toEqual([{ code: 4000, reason: "bye" }]);
+    s.handleWsClose(1000, "");
+    expect(host.released).toEqual([7]);
+
+    const b = mkStream();
+    b.s.reset(ResetCode.CANCEL);
+    b.s.wsClose(1000, "x");
+    b.s.wsCloseQueued(1000, "x");
+    expect(b.host.wsCloses()).toEqual([]);
+
+    const c = mkStream({ peerWindow: 0 });
+    c.s.wsSendQueued(bytes(2), false, () => {});
+    c.s.wsCloseQueued(1001, "later");
+    await turn(); // the message waits for credit: the close must wait behind it
+    expect(c.host.wsCloses()).toEqual([]);
+    c.s.handleWindow(2);
+    await c.s.wsFlushed();
+    await turn();
+    expect(c.host.of(T.WS_MESSAGE).length).toBe(1);
+    expect(c.host.wsCloses()).toEqual([{ code: 1001, reason: "later" }]);
+    expect(c.host.frames.map((f) => f.type)).toEqual([T.WS_MESSAGE, T.WS_CLOSE]);
+
+    const d = mkStream();
+    d.s.wsCloseQueued(1000, "now"); // nothing queued: synchronously
+    expect(d.host.wsCloses()).toEqual([{ code: 1000, reason: "now" }]);
+  });
+});
+
+describe("inbound", () => {
+  test("DATA is counted and readable; past the granted window the stream is reset FLOW_CONTROL", async () => {
+    const { host, s } = mkStream({ window: 100 });
+    s.handleData(bytes(60));
+    s.handleData(bytes(40)); // exactly the window: fine
+    expect(s.bytesReceived).toBe(100);
+    expect(host.resets()).toEqual([]);
+    s.handleData(bytes(1));
+    expect(host.resets()).toEqual([{ code: ResetCode.FLOW_CONTROL, reason: "peer sent past its credit" }]);
+    expect(s.bytesReceived).toBe(100);
+    // every byte held goes back to the session window
+    expect(host.returned).toBe(101);
+  });
+
+  test("credit goes back in quarter-window batches as the body is read; none after END", async () => {
+    const { host, s } = mkStream({ window: 400 });
+    const reader = s.body.getReader();
+    s.handleData(bytes(99));
+    await reader.read();
+    expect(host.windows()).toEqual([]);
+    expect(host.returned).toBe(99);
+    s.handleData(bytes(1));
+    await reader.read();
+    expect(host.windows()).toEqual([100]);
+    s.handleData(bytes(150));
+    s.handleEnd();
+    await reader.read();
+    expect(host.windows()).toEqual([100]); // the peer ended: no WINDOW is useful
+    expect((await reader.read()).done).toBe(true);
+    expect(host.returned).toBe(250);
+  });
+
+  test("a reader that keeps up within two round trips grows the window up to maxWindow; a slow link does not", async () => {
+    const { host, s } = mkStream({ window: 400, maxWindow: 1000 });
+    host.rtt = 60_000; // a long round trip: any reader keeps up
+    const reader = s.body.getReader();
+    const feed = async (n: number) => {
+      s.handleData(bytes(n));
+      await reader.read();
+    };
+    for (let i = 0; i < 4; i++) await feed(100);
+    // a whole window (400) read: the grant doubles the window (100 + 400 extra)
+    expect(host.windows()).toEqual([100, 100, 100, 500]);
+    for (let i = 0; i < 8; i++) await feed(200);
+    // window 800: quarter = 200; after 800 read it grows by 200 only (cap 1000); then quarter = 250
+    expect(host.windows()).toEqual([100, 100, 100, 500, 200, 200, 200, 400, 400, 400]);
+    // the peer may now send 1000 unacknowledged bytes
+    s.handleData(bytes(1000));
+    expect(host.resets()).toEqual([]);
+
+    const b = mkStream({ window: 400, maxWindow: 1000 }); // rtt 0: not measured, no growth
+    const r2 = b.s.body.getReader();
+    for (let i = 0; i < 8; i++) {
+      b.s.handleData(bytes(100));
+      await r2.read();
+    }
+    expect(b.host.windows()).toEqual([100, 100, 100, 100, 100, 100, 100, 100]);
+    b.s.handleData(bytes(400));
+    b.s.handleData(bytes(1));
+    expect(b.host.resets()[0]!.code).toBe(ResetCode.FLOW_CONTROL);
+  });
+
+  test("growth needs the window read within two round trips of the last growth (elapsed time, not a clock reading)", async () => {
+    // the clock reading (performance.now) is well past 2 × rtt here, the elapsed time well below
+    while (performance.now() < 500) await Bun.sleep(20);
+    const { host, s } = mkStream({ window: 400, maxWindow: 1000 });
+    host.rtt = 100;
+    const reader = s.body.getReader();
+    for (let i = 0; i < 4; i++) {
+      s.handleData(bytes(100));
+      await reader.read();
+    }
+    expect(host.windows()).toEqual([100, 100, 100, 500]);
+  });
+
+  test("the window does not grow while bytes are still queued (the reader, not the window, is the limit)", async () => {
+    const { host, s } = mkStream({ window: 400, maxWindow: 1000 });
+    host.rtt = 60_000;
+    const reader = s.body.getReader();
+    for (let i = 0; i < 3; i++) {
+      s.handleData(bytes(100));
+      await reader.read();
+    }
+    s.handleData(bytes(100));
+    s.handleData(bytes(50));
+    await reader.read();
+    // the fourth read made a whole window with 50 bytes still queued: no growth
+    expect(host.windows()).toEqual([100, 100, 100, 100]);
+    expect(s.isReset).toBe(false);
+  });
+
+  test("DATA / END / WS_CLOSE after the peer ended: RESET PROTOCOL naming the frame, session bytes returned", () => {
+    for (const [what, act] of [
+      ["DATA", (s: TunnelStream) => s.handleData(bytes(5))],
+      ["END", (s: TunnelStream) => s.handleEnd()],
+    ] as const) {
+      const { host, s } = mkStream();
+      s.handleData(bytes(10));
+      s.handleEnd();
+      act(s);
+      expect(host.resets()).toEqual([{ code: ResetCode.PROTOCOL, reason: `${what} after the peer ended the stream` }]);
+      expect(host.returned).toBe(what === "DATA" ? 15 : 10);
+    }
+    for (const [what, act] of [
+      ["WS_MESSAGE", (s: TunnelStream) => s.handleWsMessage(wsPayload(FIN, bytes(5)))],
+      ["WS_CLOSE", (s: TunnelStream) => s.handleWsClose(1000, "")],
+    ] as const) {
+      const { host, s } = mkStream();
+      let closes = 0;
+      s.onWsClose = () => closes++;
+      s.handleWsClose(1000, "");
+      act(s);
+      expect(host.resets()).toEqual([{ code: ResetCode.PROTOCOL, reason: `${what} after the peer ended the stream` }]);
+      expect(closes).toBe(1);
+      expect(host.returned).toBe(what === "WS_MESSAGE" ? 5 : 0);
+    }
+  });
+
+  test("bytes for a reset stream go straight back to the session window, and are not counted", () => {
+    const { host, s } = mkStream();
+    s.handleData(bytes(10)); // unread
+    s.handleReset(ResetCode.CANCEL, "");
+    expect(host.returned).toBe(10);
+    s.handleData(bytes(7));
+    s.handleWsMessage(wsPayload(FIN, bytes(3)));
+    expect(host.returned).toBe(20);
+    expect(s.bytesReceived).toBe(10);
+  });
+
+  test("session credit returns as the body is read, chunk by chunk (not what is still queued)", async () => {
+    const { host, s } = mkStream({ window: 400 });
+    s.handleData(bytes(60));
+    s.handleData(bytes(40));
+    const reader = s.body.getReader();
+    await reader.read();
+    expect(host.returned).toBe(60);
+    await reader.read();
+    expect(host.returned).toBe(100);
+  });
+
+  test("END returns what the unread body holds to the session (not to the stream)", () => {
+    const { host, s } = mkStream();
+    s.handleData(bytes(30));
+    expect(host.returned).toBe(0);
+    s.handleEnd();
+    expect(host.returned).toBe(30);
+    expect(host.windows()).toEqual([]);
+    // taking the body afterwards returns nothing twice
+    expect(s.takeCompleteBody()!.length).toBe(30);
+    expect(host.returned).toBe(30);
+  });
+
+  test("takeCompleteBody: the whole body up to 64 KiB by default, null above, null before END", () => {
+    const { s } = mkStream({ window: 1 << 20 });
+    s.handleData(bytes(1000));
+    expect(s.takeCompleteBody()).toBeNull();
+    s.handleData(bytes(64 * 1024 - 1000, 0x62));
+    s.handleEnd();
+    const whole = s.takeCompleteBody()!;
+    expect(whole.length).toBe(64 * 1024);
+    expect([whole[0], whole[999], whole[1000], whole[64 * 1024 - 1]]).toEqual([0x61, 0x61, 0x62, 0x62]); // both parts, in order
+    expect(s.takeCompleteBody()).toBeNull(); // taken once
+    const b = mkStream({ window: 1 << 20 });
+    b.s.handleData(bytes(64 * 1024 + 1));
+    b.s.handleEnd();
+    expect(b.s.takeCompleteBody()).toBeNull();
+    expect(b.s.takeCompleteBody(64 * 1024 + 1)!.length).toBe(64 * 1024 + 1);
+  });
+
+  test("a body taken whole, or discarded, reads as empty afterwards", async () => {
+    const a = mkStream();
+    a.s.handleData(bytes(5));
+    a.s.handleEnd();
+    expect(a.s.takeCompleteBody()!.length).toBe(5);
+    expect((await new Response(a.s.body).arrayBuffer()).byteLength).toBe(0);
+    const b = mkStream();
+    b.s.handleData(bytes(5));
+    b.s.discardBody();
+    b.s.handleEnd();
+    expect((await new Response(b.s.body).arrayBuffer()).byteLength).toBe(0);
+  });
+
+  test("the body stream reads nothing ahead: no credit returns for bytes the app has not read", async () => {
+    const { host, s } = mkStream({ window: 400 });
+    const reader = s.body.getReader();
+    s.handleData(bytes(100));
+    await turn();
+    expect(host.windows()).toEqual([]);
+    expect(host.returned).toBe(0);
+    await reader.read();
+    expect(host.windows()).toEqual([100]);
+  });
+
+  test("cancelling the body stream drops what is queued and what comes, and credit flows back", async () => {
+    const { host, s } = mkStream({ window: 400 });
+    const reader = s.body.getReader();
+    s.handleData(bytes(60));
+    await reader.cancel();
+    s.handleData(bytes(40));
+    expect(host.windows()).toEqual([100]);
+    expect(host.returned).toBe(100);
+  });
+
+  test("asking for the response twice before it comes: both answers settle", async () => {
+    const { s } = mkStream();
+    const a = s.response;
+    const b = s.response;
+    s.handleResponse({ status: 204, headers: [] });
+    expect([(await a).status, (await b).status]).toEqual([204, 204]);
+  });
+
+  test("discardBody: queued and later bytes are dropped and their credit flows back", () => {
+    const { host, s } = mkStream({ window: 400 });
+    s.handleData(bytes(60));
+    s.discardBody();
+    s.handleData(bytes(40));
+    expect(host.windows()).toEqual([100]);
+    expect(host.returned).toBe(100);
+  });
+
+  test("a lost session settles the held bytes and wakes a writer", async () => {
+    const { host, s } = mkStream({ peerWindow: 0 });
+    s.handleData(bytes(12));
+    const w = s.write(bytes(1));
+    await turn();
+    s.fail(new SessionLostError("transport closed"));
+    await expect(w).rejects.toThrow("tunnel session lost: transport closed");
+    expect(host.returned).toBe(12);
+    expect(host.released).toEqual([7]);
+  });
+});
+
+describe("WebSocket receive", () => {
+  test("fragments join on FIN; the binary flag of the last fragment is reported; empty payloads are ignored", () => {
+    const { host, s } = mkStream();
+    const got: Array<[string, boolean]> = [];
+    s.onWsMessage = (d, b) => void got.push([new TextDecoder().decode(d), b]);
+    s.handleWsMessage(new Uint8Array(0));
+    s.handleWsMessage(wsPayload(0, new TextEncoder().encode("ab")));
+    s.handleWsMessage(wsPayload(FIN, new TextEncoder().encode("c")));
+    s.handleWsMessage(wsPayload(FIN | BIN, new TextEncoder().encode("d")));
+    expect(got).toEqual([["abc", false], ["d", true]]);
+    expect(s.bytesReceived).toBe(4);
+    expect(host.resets()).toEqual([]);
+  });
+
+  test("credit for WebSocket bytes returns as messages are handed on (quarter-window batches)", () => {
+    const { host, s } = mkStream({ window: 400 });
+    s.onWsMessage = () => {};
+    s.handleWsMessage(wsPayload(FIN, bytes(99)));
+    expect(host.windows()).toEqual([]);
+    s.handleWsMessage(wsPayload(FIN, bytes(1)));
+    expect(host.windows()).toEqual([100]);
+    expect(host.returned).toBe(100);
+  });
+
+  test("a congested consumer holds credit until resumeWs, which returns it at once (not batched)", () => {
+    const { host, s } = mkStream({ window: 400 });
+    let congested = true;
+    s.onWsMessage = () => !congested;
+    s.handleWsMessage(wsPayload(FIN, bytes(150))); // first message: credit still flows, then held
+    expect(host.windows()).toEqual([150]);
+    s.handleWsMessage(wsPayload(FIN, bytes(10)));
+    s.handleWsMessage(wsPayload(FIN, bytes(20)));
+    expect(host.windows()).toEqual([150]);
+    expect(host.returned).toBe(150);
+    congested = false;
+    s.resumeWs();
+    expect(host.windows()).toEqual([150, 30]);
+    expect(host.returned).toBe(180);
+    s.resumeWs(); // nothing held: no empty WINDOW
+    expect(host.windows()).toEqual([150, 30]);
+    s.handleWsMessage(wsPayload(FIN, bytes(10)));
+    expect(host.windows()).toEqual([150, 30]); // batched again
+    s.resumeWs(); // nothing held: the batch is not cut short either
+    expect(host.windows()).toEqual([150, 30]);
+  });
+
+  test("resumeWs after the peer closed returns no stream credit", () => {
+    const { host, s } = mkStream({ window: 400 });
+    s.onWsMessage = () => false;
+    s.handleWsMessage(wsPayload(FIN, bytes(10)));
+    s.handleWsMessage(wsPayload(FIN, bytes(10)));
+    s.handleWsClose(1000, "");
+    s.resumeWs();
+    expect(host.windows()).toEqual([]);
+    expect(host.returned).toBe(20);
+  });
+
+  test(`a message over ${MAX_WS_MESSAGE} bytes resets the stream PROTOCOL; exactly the limit is delivered`, () => {
+    const big = new Uint8Array(1 << 20);
+    const { host, s } = mkStream({ window: MAX_WS_MESSAGE * 2 });
+    let size = -1;
+    s.onWsMessage = (d) => void (size = d.length);
+    for (let i = 0; i < 64; i++) s.handleWsMessage(wsPayload(0, big));
+    s.handleWsMessage(wsPayload(FIN, new Uint8Array(0)));
+    expect(size).toBe(MAX_WS_MESSAGE);
+    expect(host.resets()).toEqual([]);
+    for (let i = 0; i < 64; i++) s.handleWsMessage(wsPayload(0, big));
+    s.handleWsMessage(wsPayload(FIN, new Uint8Array(1)));
+    expect(host.resets()).toEqual([{ code: ResetCode.PROTOCOL, reason: `WebSocket message larger than ${MAX_WS_MESSAGE} bytes` }]);
+    expect(size).toBe(MAX_WS_MESSAGE);
+  });
+
+  test("past the granted window a WebSocket message resets the stream FLOW_CONTROL and is not delivered", () => {
+    const { host, s } = mkStream({ window: 10 });
+    let got = 0;
+    s.onWsMessage = () => void got++;
+    s.handleWsMessage(wsPayload(FIN, bytes(11)));
+    expect(got).toBe(0);
+    expect(host.resets()[0]!.code).toBe(ResetCode.FLOW_CONTROL);
+  });
+});
+
+test("a stream built on a host starts with the host's window and the peer's credit", async () => {
+  const host = new RecordingHost(50);
+  const s = new TunnelStream(host, 3, 20, { kind: "http", method: "GET", target: "/x", headers: [] });
+  expect(s.head!.target).toBe("/x");
+  s.sendOpen(new Uint8Array([1]));
+  expect(host.frames[0]!.type).toBe(T.OPEN);
+  const w = s.write(bytes(21));
+  await turn();
+  expect(host.of(T.DATA)[0]!.payload.length).toBe(20);
+  s.handleData(bytes(50));
+  expect(host.resets()).toEqual([]);
+  s.handleData(bytes(1));
+  expect(host.resets()[0]!.code).toBe(ResetCode.FLOW_CONTROL);
+  await expect(w).rejects.toBeInstanceOf(StreamResetError);
+});
