@@ -3,6 +3,7 @@
  * and close codes its rules produce, what a closed session does. One session driven by hand
  * (`raw`, test/support/tunnel-peers.ts). Written to kill mutation survivors (issue 18).
  */
+import { DEFAULT_MAX_STREAM_WINDOW } from "../src/tunnel/window.ts";
 import { describe, expect, test } from "bun:test";
 import { FrameType as T, ResetCode, encodeFrames, parseReset, parseVarints, varintPayload, type Frame } from "../src/tunnel/frame.ts";
 import { Session, type Transport } from "../src/tunnel/session.ts";
@@ -44,11 +45,12 @@ describe("hello", () => {
     expect(a.s.isClosed).toBe(false);
   });
 
-  test("v2: the stream window may grow up to maxWindow (capped by the session window), never below the window", async () => {
+  test("v2: the stream window may grow up to maxWindow (default 32 MiB; the session window grows with it), never below the window", async () => {
     const r = raw({ role: "gateway", window: 1000, sessionWindow: 8000, maxWindow: 4000 }, V2_AGENT);
     expect(r.s.maxWindow).toBe(4000);
-    expect(raw({ role: "gateway", window: 1000, sessionWindow: 8000 }, V2_AGENT).s.maxWindow).toBe(8000);
-    expect(raw({ role: "gateway", window: 1000, sessionWindow: 8000, maxWindow: 99_000 }, V2_AGENT).s.maxWindow).toBe(8000);
+    expect(raw({ role: "gateway", window: 1000, sessionWindow: 8000 }, V2_AGENT).s.maxWindow).toBe(DEFAULT_MAX_STREAM_WINDOW);
+    expect(DEFAULT_MAX_STREAM_WINDOW).toBe(32 * 1024 * 1024);
+    expect(raw({ role: "gateway", window: 1000, sessionWindow: 8000, maxWindow: 99_000 }, V2_AGENT).s.maxWindow).toBe(99_000);
     expect(raw({ role: "gateway", window: 5000, sessionWindow: 8000, maxWindow: 10 }, V2_AGENT).s.maxWindow).toBe(5000);
     expect(raw({ role: "gateway", window: 1000, sessionWindow: 8000, maxWindow: 4000 }, { azhexgate: 1, versions: [1], role: "agent" }).s.maxWindow).toBe(1000);
     // the peer's session window is our send credit

@@ -5,6 +5,7 @@
 import { FrameType as T, parseReset, parseVarints, parseWsClose, type Frame } from "../../src/tunnel/frame.ts";
 import type { ResponseHead } from "../../src/tunnel/head.ts";
 import { TunnelStream, type StreamHost } from "../../src/tunnel/stream.ts";
+import { ProcessBudget } from "../../src/tunnel/window.ts";
 
 export class RecordingHost implements StreamHost {
   frames: Frame[] = [];
@@ -17,6 +18,20 @@ export class RecordingHost implements StreamHost {
   rtt = 0;
   maxWindow: number;
   tooLarge = false;
+  /** This host's own process budget (not the process-wide one), large unless a test lowers it. */
+  budget = new ProcessBudget(1 << 30);
+  /** Session window growth the streams asked for (granted) and gave back. */
+  grownSession = 0;
+  shrunkSession = 0;
+  growSession(extra: number): boolean {
+    if (!this.budget.takeGrowth(extra)) return false;
+    this.grownSession += extra;
+    return true;
+  }
+  shrinkSession(n: number): void {
+    this.shrunkSession += n;
+    this.budget.giveGrowth(n);
+  }
   private sessionWaiters: Array<() => void> = [];
   constructor(readonly window = 1000, maxWindow?: number) {
     this.maxWindow = maxWindow ?? window;
