@@ -271,3 +271,41 @@ test("an observer that throws does not stop supervision; stop reports stopping t
   await s.stop(); // a second stop after the end is harmless
   expect(s.state).toEqual({ state: "offline", reason: "stopped" });
 });
+
+test("a renewed token goes to the relay on the open control channel: one the relay refuses closes it", async () => {
+  const clock = new ManualClock(1_000_000);
+  const f = await relay(clock, 100_000);
+  const renew = async (g: TunnelGrant, o: { rejected: boolean }) => {
+    const t = await f.renew(g, o);
+    return o.rejected ? t : { ...t, token: t.token.replace(/sig=[^&]+/, "sig=AAAA") };
+  };
+  const { log } = start({ connect: f.connect, renew }, clock);
+  await log.next("online");
+  clock.advance(80_000);
+  const r = await log.next("reconnecting"); // the relay closed the channel on the bad renewal
+  expect(r.reason).toMatch(/Token renewal failed/);
+  await log.next("online");
+  expect(f.calls.connect).toBe(1);
+});
+
+test("stop waits for a stream in flight up to graceMs; a second stop cuts it at once", async () => {
+  const clock = new ManualClock(1_000_000);
+  const { promise: never } = Promise.withResolvers<Response>();
+  fx = await startAgentRelay({ fetch: () => never }, { ttlMs: 3_600_000, now: () => clock.now() });
+  const f = fx;
+  const { sup: s, log, events } = start({ connect: f.connect, renew: f.renew, origin: `http://127.0.0.1:${f.origin.port}` }, clock);
+  await log.next("online");
+  const pending = fetch(f.url).catch((e: Error) => e);
+  await waitFor(() => s.inFlight === 1, "a stream in flight");
+  const first = s.stop({ graceMs: 60_000 });
+  expect(await log.next("stopping")).toEqual({ state: "stopping", inFlight: 1, graceMs: 60_000 });
+  await Bun.sleep(100);
+  expect(s.state.state).toBe("stopping"); // still waiting for the stream (no clock time passed)
+  const second = s.stop();
+  expect(second).toBe(first);
+  await second;
+  expect(s.state).toEqual({ state: "offline", reason: "stopped" });
+  expect(events.find((e) => e.event === "stopped")?.fields).toEqual({ cutStreams: 1 });
+  expect(await s.closed).toBeNull();
+  await pending;
+});
