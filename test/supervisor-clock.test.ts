@@ -309,3 +309,129 @@ test("stop waits for a stream in flight up to graceMs; a second stop cuts it at 
   expect(await s.closed).toBeNull();
   await pending;
 });
+
+test("a dropped control channel is logged with its classification and reason", async () => {
+  const clock = new ManualClock(1_000_000);
+  const f = await relay(clock, 3_600_000);
+  const { log, events } = start({ connect: f.connect, renew: f.renew }, clock);
+  await log.next("online");
+  f.relay.faults.dropControlChannels(f.hcPath, { code: 1011, reason: "maintenance" });
+  const r = await log.next("reconnecting");
+  const d = events.find((e) => e.event === "disconnected")!;
+  expect(d.fields).toEqual({ code: r.code, permanent: false, fix: "none", error: r.reason });
+  expect(r.reason.length).toBeGreaterThan(0);
+});
+
+test("after a lost hybrid connection, a failed claim is followed by another claim, not the old grant", async () => {
+  const clock = new ManualClock(1_000_000);
+  const f = await relay(clock, 3_600_000);
+  let failNext = false;
+  const connect = async () => {
+    if (failNext) {
+      failNext = false;
+      throw new Error("management API unavailable");
+    }
+    return f.connect();
+  };
+  const { log } = start({ connect, renew: f.renew }, clock);
+  await log.next("online");
+  failNext = true;
+  f.relay.faults.deleteHc(f.hcPath);
+  for (let i = 0; i < 2; i++) clock.advance((await log.next("reconnecting")).inMs);
+  await log.next("online");
+  const r = log.of("reconnecting");
+  expect([r[0]?.code, r[1]?.reason]).toEqual(["entity_deleted", "management API unavailable"]);
+  expect(r).toHaveLength(2); // no attempt on the deleted hybrid connection in between
+  expect(f.calls.connect).toBe(2);
+});
+
+test("sleep / wake with healthy tunnel sessions prunes none (nothing logged); a wake while claiming is harmless", async () => {
+  const clock = new ManualClock(1_000_000);
+  const f = await relay(clock, 3_600_000);
+  const { promise: gate, resolve: open } = Promise.withResolvers<void>();
+  let first = true;
+  const connect = async () => {
+    if (first) {
+      first = false;
+      await gate;
+    }
+    return f.connect();
+  };
+  const { log, events } = start({ connect, renew: f.renew, origin: `http://127.0.0.1:${f.origin.port}` }, clock);
+  await log.next("connecting");
+  clock.jump(60_000);
+  expect(() => clock.advance(0)).not.toThrow(); // the tick finds no phase to end
+  open();
+  await log.next("online");
+  expect((await fetch(f.url)).status).toBe(200);
+  clock.jump(60_000);
+  clock.advance(0);
+  await log.next("reconnecting");
+  await log.next("online");
+  await Bun.sleep(200);
+  expect(events.filter((e) => e.event === "sessions pruned")).toEqual([]);
+});
+
+test("no round trip is measured without a session, nor while reconnecting", async () => {
+  const clock = new ManualClock(1_000_000);
+  const f = await relay(clock, 3_600_000);
+  const { log } = start(
+    { connect: f.connect, renew: f.renew, tickMs: 5000, rttEveryMs: 10_000, origin: `http://127.0.0.1:${f.origin.port}`, backoff: { baseMs: 600_000, capMs: 600_000, random: () => 1 - Number.EPSILON } },
+    clock,
+  );
+  await log.next("online");
+  clock.advance(10_000); // no session yet
+  await flush();
+  expect(sup!.rttMs).toBeUndefined();
+  expect((await fetch(f.url)).status).toBe(200);
+  f.relay.faults.dropControlChannels(f.hcPath);
+  await log.next("reconnecting");
+  clock.advance(20_000); // a session exists, but the agent is not online
+  await Bun.sleep(200);
+  expect(sup!.rttMs).toBeUndefined();
+});
+
+test("stop() while the control channel opens: the new listener is closed, not left listening", async () => {
+  const clock = new ManualClock(1_000_000);
+  const f = await relay(clock, 3_600_000);
+  let s!: SupervisorHandle;
+  let stopped: Promise<void> | undefined;
+  const connect = async () => {
+    const g = await f.connect();
+    setTimeout(() => (stopped = s.stop({ graceMs: 0 })), 0); // lands while the WebSocket opens
+    return g;
+  };
+  const started = start({ connect, renew: f.renew }, clock);
+  s = started.sup;
+  await waitFor(() => stopped !== undefined, "stop called");
+  await stopped;
+  await waitFor(() => f.relay.listenerCount(f.hcPath) === 0, "no listener left");
+  await Bun.sleep(100);
+  expect(f.relay.listenerCount(f.hcPath)).toBe(0);
+  expect(s.state).toEqual({ state: "offline", reason: "stopped" });
+  expect(await s.closed).toBeNull();
+  // (whether "online" was reported first depends on which lands first; the listener must go either way)
+  expect(started.log.all.at(-1)).toEqual({ state: "offline", reason: "stopped" });
+});
+
+test("after a permanent failure (exitOnFail), stop() keeps the failure; `await using` stops a running agent", async () => {
+  const clock = new ManualClock(1_000_000);
+  const bad = Object.assign(new Error("the API key was refused"), { code: "invalid_api_key", retryable: false });
+  const { sup: s } = start({ connect: async () => Promise.reject(bad), renew: f0, exitOnFail: true }, clock);
+  expect(await s.closed).toBe(bad);
+  await s.stop();
+  expect(s.state).toEqual({ state: "offline", reason: bad.message, error: bad });
+  sup = undefined;
+
+  const f = await relay(clock, 3_600_000);
+  const states: string[] = [];
+  {
+    await using s2 = superviseAgent({ origin: "http://127.0.0.1:9", hostHeader: "rewrite", clock, connect: f.connect, renew: f.renew, onState: (x) => states.push(x.state) });
+    await waitFor(() => states.includes("online"), "online");
+    void s2;
+  }
+  expect(states.slice(-2)).toEqual(["stopping", "offline"]);
+});
+const f0 = async (): Promise<never> => {
+  throw new Error("renew must not be called");
+};
