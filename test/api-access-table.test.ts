@@ -170,6 +170,9 @@ describe("the client behind trusted proxies (X-Forwarded-For hop walk)", () => {
     ["10.0.0.1", "[2001:db8::5]", "2001:db8::5"],
     ["10.0.0.1", "[2001:db8::5]:443", "2001:db8::5"],
     ["10.0.0.1", "[2001:db8::5]x", undefined],
+    ["10.0.0.1", "x[2001:db8::5]:443", undefined], // junk before the bracket
+    ["10.0.0.1", "x198.51.100.7:80", undefined], // junk before the address
+    ["10.0.0.1", "198.51.100.7:80x", undefined], // junk after the port
     ["10.0.0.1", "2001:db8::5", "2001:db8::5"], // a bare IPv6 address: its last group is not a port
     ["10.0.0.1", "2001:db8::5:80", "2001:db8::5:80"],
     ["10.0.0.1", "198.51.100.7, [2001:db8:f::9]:80", "198.51.100.7"], // an IPv6 proxy in the list
