@@ -107,6 +107,9 @@ describe("status line and headers", () => {
     [" HTTP/1.1 200 OK\r\n\r\n", 'the local app did not answer with HTTP/1.x (" HTTP/1.1 200 OK")'],
     [`SSH-2.0-${"x".repeat(60)}\r\n\r\n`, `the local app did not answer with HTTP/1.x ("SSH-2.0-${"x".repeat(32)}")`],
     ["HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", 'the local app sent a malformed header line ("no colon here")'],
+    ["HTTP/1.1 200 OK\r\nnocolon\r\n\r\n", 'the local app sent a malformed header line ("nocolon")'],
+    [`HTTP/1.1 200 OK\r\n${"n".repeat(50)}\r\n\r\n`, `the local app sent a malformed header line ("${"n".repeat(40)}")`],
+    ["\n\nHTTP/1.1 200 OK\r\n\r\n", 'the local app did not answer with HTTP/1.x ("")'],
     ["HTTP/1.1 200 OK\r\n: empty name\r\n\r\n", 'the local app sent a malformed header line (": empty name")'],
     ["HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n", 'the local app sent a malformed header line ("Bad Name: x")'],
     ["HTTP/1.1 200 OK\r\n X-Folded: x\r\n\r\n", 'the local app sent a malformed header line (" X-Folded: x")'],
@@ -118,13 +121,17 @@ describe("status line and headers", () => {
     ["HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", 'the local app sent an invalid Content-Length ("-1")'],
     ["HTTP/1.1 200 OK\r\nContent-Length: 1000000000000000\r\n\r\n", 'the local app sent an invalid Content-Length ("1000000000000000")'],
     ["HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\n", 'the local app sent an invalid Content-Length ("")'],
+    [`HTTP/1.1 200 OK\r\nContent-Length: ${"1".repeat(30)}, 2\r\n\r\n`, `the local app sent an invalid Content-Length ("${"1".repeat(30)}, 2")`],
+    [`HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: ${"2".repeat(50)}\r\n\r\n`, `the local app sent an invalid Content-Length ("1, ${"2".repeat(37)}")`],
   ];
   for (const [wire, message] of bad) {
     test(`refused: ${message}`, async () => {
       const r = await both(wire);
       expect(r).toEqual({ error: message, done: [false], keepAlive: true, destroyed: true });
-      const { ex } = setup();
+      const { ex, conn, done } = setup();
       ex.onData(enc(wire));
+      conn.onClose(new Error("reset")); // a failure is reported once
+      expect(done).toEqual([false]);
       expect(await ex.head.catch((e) => e)).toBeInstanceOf(OriginProtocolError);
     });
   }
@@ -137,6 +144,17 @@ describe("framing (RFC 9112 §6.3)", () => {
     expect(await both("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello")).toMatchObject({ body: "hello", done: [true] });
     expect(await both("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")).toMatchObject({ body: "", done: [true], keepAlive: true });
     expect(await both("HTTP/1.1 200 OK\r\nContent-Length: 005\r\n\r\nhello")).toMatchObject({ body: "hello", done: [true] });
+  });
+
+  test("a close after a complete answer changes nothing; a small answer never pauses or resumes the socket", async () => {
+    const { ex, conn, sock, done } = setup();
+    ex.onData(enc("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
+    conn.onClose(new Error("reset"));
+    ex.fail(new Error("late"));
+    expect(done).toEqual([true]);
+    const parts: string[] = [];
+    for await (const c of (await ex.head).body) parts.push(text(c));
+    expect([parts.join(""), sock.paused, sock.resumed]).toEqual(["ok", 0, 0]);
   });
 
   test("bytes after the answer are never taken for the next answer: the connection is dropped", async () => {
@@ -157,6 +175,7 @@ describe("framing (RFC 9112 §6.3)", () => {
   test("no framing: the body runs to the close, and the connection is not reused", async () => {
     const r = await both("HTTP/1.1 200 OK\r\nX: y\r\n\r\nall of it", { close: true });
     expect(r).toMatchObject({ body: "all of it", done: [false], keepAlive: false });
+    expect(r.error).toBeUndefined();
     const broken = setup();
     broken.ex.onData(enc("HTTP/1.1 200 OK\r\n\r\npart"));
     broken.conn.onClose(new Error("ECONNRESET"));
@@ -207,6 +226,7 @@ describe("chunked bodies", () => {
     ["00005\r\nhello\r\n000\r\n\r\n", "hello"],
     ["5\r\nhello\r\n0\r\nX-Trailer: 1\r\nX-Other: 2\r\n\r\n", "hello"],
     ["5\r\nhello\r\n0;ext\r\nX-T: 1\n\n", "hello"],
+    ["5\r\nhello\r\n0\r\nX\n\r\n", "hello"], // a one-character trailer line is not the end
     ["0\r\n\r\n", ""],
   ];
   for (const [body, want] of good) {
@@ -220,6 +240,7 @@ describe("chunked bodies", () => {
   const bad: Array<[string, string]> = [
     ["zz\r\n", 'the local app sent a malformed chunk size line ("zz")'],
     ["\r\n", 'the local app sent a malformed chunk size line ("")'],
+    ["\n5\r\nhello\r\n0\r\n\r\n", 'the local app sent a malformed chunk size line ("")'],
     ["-5\r\n", 'the local app sent a malformed chunk size line ("-5")'],
     ["0x5\r\n", 'the local app sent a malformed chunk size line ("0x5")'],
     ["1000000000000\r\n", 'the local app sent a malformed chunk size line ("1000000000000")'], // 13 hex digits
@@ -295,6 +316,8 @@ describe("interim answers and connection reuse", () => {
     ["max=100,timeout=8", 8000],
     ["Timeout = 3", 3000],
     ["timeout=0", 0],
+    ["timeout=15", 15_000],
+    ["timeout=123456", 123_456_000],
     ["xtimeout=5", null],
     ["timeout=", null],
     ["max=100", null],
@@ -304,8 +327,14 @@ describe("interim answers and connection reuse", () => {
       const { ex } = setup();
       ex.onData(enc(`HTTP/1.1 200 OK\r\nKeep-Alive: ${value}\r\nContent-Length: 0\r\n\r\n`));
       expect(ex.keepAliveMs).toBe(ms);
+      expect(ex.status).toBe(200);
     });
   }
+  test("only the Keep-Alive header sets the timeout", () => {
+    const { ex } = setup();
+    ex.onData(enc("HTTP/1.1 200 OK\r\nX-Info: timeout=5\r\nContent-Length: 0\r\n\r\n"));
+    expect([ex.status, ex.keepAliveMs]).toEqual([200, null]);
+  });
 });
 
 describe("head size", () => {
@@ -353,6 +382,20 @@ describe("the body queue", () => {
     expect((await it.next()).done).toBe(true);
   });
 
+  test("a read waiting for bytes gets them when they arrive, and the end after them", async () => {
+    const { ex } = setup();
+    ex.onData(enc("HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n"));
+    const it = (await ex.head).body[Symbol.asyncIterator]();
+    const first = it.next();
+    ex.onData(enc("abc"));
+    expect(text((await first).value)).toBe("abc");
+    const second = it.next();
+    const end = second.then(() => it.next());
+    ex.onData(enc("def"));
+    expect(text((await second).value)).toBe("def");
+    expect((await end).done).toBe(true);
+  });
+
   test("256 KiB unread pauses the socket; reading resumes it; a complete answer never leaves it paused", async () => {
     const { ex, sock, done } = setup();
     const piece = "z".repeat(64 * 1024);
@@ -367,14 +410,19 @@ describe("the body queue", () => {
     let total = 0;
     for (let r = await it.next(); !r.done; r = await it.next()) total += r.value.length;
     expect(total).toBe(5 * piece.length);
+    expect(sock.resumed).toBe(1); // not resumed again by the reads
 
     const reader = setup();
-    reader.ex.onData(enc(`HTTP/1.1 200 OK\r\nContent-Length: ${5 * piece.length}\r\n\r\n`));
+    reader.ex.onData(enc(`HTTP/1.1 200 OK\r\nContent-Length: ${8 * piece.length}\r\n\r\n`));
     const it2 = (await reader.ex.head).body[Symbol.asyncIterator]();
-    for (let i = 0; i < 4; i++) reader.ex.onData(enc(piece));
+    for (let i = 0; i < 5; i++) reader.ex.onData(enc(piece));
     expect(reader.sock.paused).toBe(1);
-    await it2.next(); // one piece read: below the mark again
+    await it2.next(); // 256 KiB still queued: stays paused
+    expect(reader.sock.resumed).toBe(0);
+    await it2.next(); // below the mark again
     expect(reader.sock.resumed).toBe(1);
+    await it2.next();
+    expect([reader.sock.paused, reader.sock.resumed]).toEqual([1, 1]);
   });
 
   test("a consumer that stops early drops the connection; one that reads to the end does not", async () => {
