@@ -76,6 +76,7 @@ describe("names", () => {
     ["abcdefghij2", "abcdefghij2"], // 11 characters
     ["a-b", "a-b"],
     ["abcdefghijk89", "abcdefghijk89"], // 8 and 9 are not base32 digits
+    ["123abc", "123abc"], // digits first, then letters
   ];
   for (const [name, want] of table) test(`${name} is accepted as ${want}`, () => expect(validateSubdomain(name)).toBe(want));
 
@@ -173,7 +174,9 @@ describe("create", () => {
     const r = await service({ randomId: () => (++draws < 16 ? taken : "zzzzzzzzzzzz2") }).create("key-b", {});
     expect([r.tunnel.id, draws]).toEqual(["zzzzzzzzzzzz2", 16]);
     draws = 0;
-    expect(await apiError(service({ randomId: () => (draws++, taken) }).create("key-b", {}))).toEqual({ status: 500, code: "internal", message: "Could not allocate a tunnel id; try again." });
+    const failed = service({ randomId: () => (draws++, taken) }).create("key-b", {});
+    expect(await apiError(failed)).toEqual({ status: 500, code: "internal", message: "Could not allocate a tunnel id; try again." });
+    expect(((await failed.catch((e: Error) => e)) as Error).cause).toEqual(new Error("16 id collisions in a row")); // logged by the API boundary
     expect(draws).toBe(16);
   });
 
@@ -194,7 +197,7 @@ describe("create", () => {
     const newKey = emu.entities.get("hc-demo-app")!.rules.get([...emu.entities.get("hc-demo-app")!.rules.keys()][0]!)!.primaryKey;
     expect(newKey).not.toBe(oldKey); // the stale agent's tokens are dead
     expect(again.tokenExpiresAt).toBe(T0 + 5000 + 3_600_000);
-    expect(logged("tunnel reclaimed")).toHaveLength(1);
+    expect(logged("tunnel reclaimed").map((l) => [l.tunnel_id, l.key_id])).toEqual([["demo-app", "key-a"]]);
   });
 
   test("a reserved name whose tunnel was deleted can be created again by its owner", async () => {
@@ -231,6 +234,8 @@ describe("create", () => {
       message: "Relay unavailable: the gateway could not reach the relay to manage the hybrid connection; check the relay namespace and the gateway's role assignment, then retry.",
     });
     expect(await registry.get("broken")).toBeUndefined();
+    const cause = ((await service().create("key-a", {}).catch((e: Error) => e)) as Error).cause;
+    expect(cause).toEqual(new Error("relay down")); // the boundary logs it
     failRelay = "issue";
     expect(await apiError(service().create("key-a", {}))).toEqual({
       status: 502,
@@ -310,6 +315,7 @@ describe("connect tokens (TCP tunnels)", () => {
       message: `Tunnel "${http.tunnel.id}" is an HTTP tunnel; open its public URL instead of azhexgate connect.`,
     });
     expect(await apiError(s.connectToken("key-a", "nope"))).toMatchObject({ status: 404, code: "not_found" });
+    expect(await apiError(s.connectToken("key-c", http.tunnel.id))).toMatchObject({ status: 403, code: "connect_forbidden" }); // someone else's HTTP tunnel
   });
 
   test("the Send token lives a quarter of the listener TTL, between 5 s and 15 min", async () => {
@@ -378,4 +384,35 @@ describe("names released, idle tunnels swept", () => {
     expect(hcExists(busy.tunnel.hcPath)).toBe(true);
     expect(logged("tunnel expired").map((l) => [l.tunnel_id, l.key_id])).toEqual([[idle.tunnel.id, "key-a"]]);
   });
+});
+
+test("a Send token the binding fails to sign: 502 saying the keys are the problem", async () => {
+  const s = new TunnelService({
+    registry,
+    provisioner,
+    issuer: { issue: binding.issuer.issue, issueSend: () => Promise.reject(new Error("no key")), invalidate: () => {} },
+    now: () => now,
+  });
+  const { tunnel } = await s.create("key-a", { tcp: { allow: [] } });
+  expect(await apiError(s.connectToken("key-a", tunnel.id))).toEqual({
+    status: 502,
+    code: "relay_unavailable",
+    message: "Relay unavailable: the gateway could not sign a listener token; check its access to the relay namespace keys, then retry.",
+  });
+});
+
+test("without a logger every operation still works (logging is optional)", async () => {
+  const s = new TunnelService({ registry, provisioner, issuer: binding.issuer, now: () => now });
+  await s.create("key-a", { subdomain: "quiet" });
+  await s.create("key-a", { subdomain: "quiet" }); // reclaim
+  await s.delete("key-a", "quiet");
+  await s.releaseName("key-a", "quiet");
+  const idle = await s.create("key-a", {});
+  const other = await s.create("key-a", {});
+  now += 7_200_000;
+  failRelay = "remove";
+  expect(await s.sweep()).toBe(0);
+  failRelay = undefined;
+  expect(await s.sweep()).toBe(2);
+  expect([await registry.get(idle.tunnel.id), await registry.get(other.tunnel.id)]).toEqual([undefined, undefined]);
 });
