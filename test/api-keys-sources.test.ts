@@ -239,23 +239,42 @@ describe("refreshing after the first load", () => {
     keys.stop();
   });
 
-  test("the timer re-reads every refreshMs; 0 never; env-only stores have no timer; stop() ends it", async () => {
+  test("the timer re-reads every refreshMs; 0 never; stop() cancels the next read", async () => {
     const timed = fileWith(`${K1}\n`);
     const never = fileWith(`${K1}\n`);
-    const a = await loadApiKeys({ file: timed, refreshMs: 20 });
+    const a = await loadApiKeys({ file: timed, refreshMs: 300 });
     const b = await loadApiKeys({ file: never, refreshMs: 0 });
     writeFileSync(timed, `${K2}\n`);
     writeFileSync(never, `${K2}\n`);
     await until(() => a.identify(K2) !== undefined, "timed refresh");
-    await Bun.sleep(100);
+    // the next read is ~300 ms away: stop now, then rotate
+    a.stop();
+    writeFileSync(timed, `${K3}\n`);
+    await Bun.sleep(700);
+    expect(a.identify(K3)).toBeUndefined();
     expect(b.identify(K2)).toBeUndefined();
     expect(b.identify(K1)).toBe(keyIdOf(K1));
-    a.stop();
-    await Bun.sleep(50); // a read already under way may finish
-    writeFileSync(timed, `${K3}\n`);
-    await Bun.sleep(150);
-    expect(a.identify(K3)).toBeUndefined();
     b.stop();
+  });
+
+  test("waitForSources with a file and no environment keys starts not ready instead of refusing", async () => {
+    const file = fileWith(undefined);
+    const keys = await loadApiKeys({ file, waitForSources: true, retry: { firstMs: 10, maxMs: 10 } });
+    try {
+      expect(keys.size).toBe(0);
+      expect(keys.unavailable).toBe(`API keys not loaded: cannot read the API keys file ${file}: ENOENT`);
+      writeFileSync(file, `${K4}\n`);
+      await until(() => keys.unavailable === undefined, "loaded");
+      expect(keys.identify(K4)).toBe(keyIdOf(K4));
+    } finally {
+      keys.stop();
+    }
+  });
+
+  test("a bad Key Vault URL is refused at start even when waiting for sources (configuration, not availability)", async () => {
+    await expect(loadApiKeys({ env: K1, keyVault: { ...kv("x"), vaultUrl: "http://vault.example.net" }, waitForSources: true })).rejects.toThrow(
+      'Key Vault URL "http://vault.example.net" must use https',
+    );
   });
 
   test("while unavailable the retries back off (first delay, doubling, capped), then the normal period resumes", async () => {
