@@ -46,10 +46,27 @@ export const groups = {
   },
   agent: {
     mutate: ["src/agent/policy.ts", "src/agent/backoff.ts", "src/agent/supervisor.ts"],
-    tests: ["test/backoff.test.ts", "test/supervisor.test.ts", "test/supervisor-attempt.test.ts", "test/agent-policy.test.ts"],
+    tests: ["test/backoff.test.ts", "test/supervisor.test.ts", "test/supervisor-attempt.test.ts", "test/supervisor-clock.test.ts", "test/agent-policy.test.ts"],
   },
   api: {
-    mutate: ["src/api/keys.ts", "src/api/access.ts"],
-    tests: ["test/api-keys.test.ts", "test/api-keys-refresh.test.ts", "test/api-access.test.ts", "test/api-keyvault-errors.test.ts"],
+    mutate: ["src/api/keys.ts"],
+    tests: ["test/api-keys.test.ts", "test/api-keys-refresh.test.ts", "test/api-keys-sources.test.ts", "test/api-keyvault-errors.test.ts"],
+  },
+  // The management API's network rules: the tables run in ~50 ms; api-access.test.ts adds the HTTP view.
+  "api-access": {
+    mutate: ["src/api/access.ts"],
+    tests: ["test/api-access-table.test.ts", "test/api-access.test.ts"],
+  },
+  // The tunnel service (business rules under the management API), without HTTP: ~0.1 s a run.
+  "api-tunnels": {
+    mutate: ["src/api/tunnels.ts"],
+    tests: ["test/api-tunnels-unit.test.ts"],
+  },
+  // The agent's HTTP/1.1 response parser: the Exchange class and its helpers (lines 126-441 of
+  // origin-conn.ts — move the range when the file changes), fed bytes by test/origin-parse.test.ts
+  // (~0.2 s a run; test/origin-http.test.ts needs real sockets, ~10 s).
+  "origin-parse": {
+    mutate: ["src/agent/origin-conn.ts:126-441"],
+    tests: ["test/origin-parse.test.ts"],
   },
 };

@@ -1,0 +1,418 @@
+/**
+ * The tunnel service's rules without HTTP (issue 18: src/api/tunnels.ts was only tested through
+ * the API, too slow to run per mutant): names, ids, lifetimes, quotas, reclaim, renew, connect
+ * tokens, release, sweep, and the 502 when the relay fails. Real parts: an in-memory SQLite
+ * registry and the local relay binding on a relay emulator (loopback); time is injected.
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { ApiError } from "../src/api/errors.ts";
+import { DEFAULT_IDLE_TTL_MS, RANDOM_ID, randomTunnelId, RESERVED_WORDS, TunnelService, type TunnelServiceOptions, validateSubdomain } from "../src/api/tunnels.ts";
+import { createLocalBinding } from "../src/control/local.ts";
+import type { Provisioner, RelayBinding } from "../src/control/types.ts";
+import { type EmulatorHandle, startEmulator } from "../src/emulator/server.ts";
+import { createLogger } from "../src/log.ts";
+import { openSqliteRegistry } from "../src/registry/sqlite.ts";
+import type { TunnelRegistry } from "../src/registry/types.ts";
+
+const T0 = 1_800_000_000_000;
+let emu: EmulatorHandle;
+let binding: RelayBinding;
+let registry: TunnelRegistry;
+let now = T0;
+let failRelay: "ensure" | "remove" | "issue" | undefined;
+let lines: string[];
+
+beforeAll(async () => {
+  emu = await startEmulator();
+  binding = createLocalBinding(emu, { now: () => now });
+});
+afterAll(async () => {
+  await emu.stop();
+});
+beforeEach(async () => {
+  await registry?.close();
+  registry = openSqliteRegistry(":memory:");
+  now = T0;
+  failRelay = undefined;
+  lines = [];
+});
+
+/** The local binding, with a switch that makes one kind of relay call fail (a relay outage). */
+const provisioner: Provisioner = {
+  ensure: (p) => (failRelay === "ensure" ? Promise.reject(new Error("relay down")) : binding.provisioner.ensure(p)),
+  remove: (p) => (failRelay === "remove" ? Promise.reject(new Error("relay down")) : binding.provisioner.remove(p)),
+};
+function service(o: Partial<TunnelServiceOptions> = {}): TunnelService {
+  const issuer = {
+    issue: (p: string, ttl: number) => (failRelay === "issue" ? Promise.reject(new Error("no key")) : binding.issuer.issue(p, ttl)),
+    issueSend: (p: string, ttl: number) => binding.issuer.issueSend!(p, ttl),
+    invalidate: (p?: string) => binding.issuer.invalidate(p),
+  };
+  const log = createLogger({ format: "json", level: "debug", sink: (l) => lines.push(l) });
+  return new TunnelService({ registry, provisioner, issuer, now: () => now, log, ...o });
+}
+async function apiError(p: Promise<unknown>): Promise<{ status: number; code: string; message: string; field?: string }> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(ApiError);
+    const a = e as ApiError;
+    return { status: a.status, code: a.code, message: a.message, ...(a.extra.field ? { field: a.extra.field } : {}) };
+  }
+  throw new Error("expected an ApiError");
+}
+const logged = (event: string) => lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.event === event);
+const hcExists = (hcPath: string) => emu.entities.get(hcPath) !== undefined;
+
+describe("names", () => {
+  const SHAPE = "subdomain must be 3-40 characters of a-z, 0-9 and '-', starting and ending with a letter or digit.";
+  const table: Array<[string, string]> = [
+    ["abc", "abc"],
+    ["My-App", "my-app"],
+    ["a".repeat(40), "a".repeat(40)],
+    ["a1b", "a1b"],
+    ["abcdefghijklm", "abcdefghijklm"], // 13 letters, no digit: not a random id
+    ["abcdefghijk23x", "abcdefghijk23x"], // 14 characters
+    ["abcdefghij2", "abcdefghij2"], // 11 characters
+    ["a-b", "a-b"],
+    ["abcdefghijk89", "abcdefghijk89"], // 8 and 9 are not base32 digits
+    ["123abc", "123abc"], // digits first, then letters
+  ];
+  for (const [name, want] of table) test(`${name} is accepted as ${want}`, () => expect(validateSubdomain(name)).toBe(want));
+
+  const refused: Array<[string, string]> = [
+    ["ab", SHAPE],
+    ["a".repeat(41), SHAPE],
+    ["-abc", SHAPE],
+    ["abc-", SHAPE],
+    ["ab_c", SHAPE],
+    ["ab.c", SHAPE],
+    ["", SHAPE],
+    ["123", "subdomain cannot be all digits (those are random tunnel ids); add a letter."],
+    ["abcdefghijkl2", "subdomain cannot have the shape of a random tunnel id (13 characters of a-z and 2-7 with a digit); make it longer or shorter."],
+    ["ABCDEFGHIJKL7", "subdomain cannot have the shape of a random tunnel id (13 characters of a-z and 2-7 with a digit); make it longer or shorter."],
+    ["xn--abc", "subdomain cannot contain '--' (reserved for punycode and internal names)."],
+    ["API", 'subdomain "api" is reserved; pick another name.'],
+    ["azhexgate", 'subdomain "azhexgate" is reserved; pick another name.'],
+    ["readyz", 'subdomain "readyz" is reserved; pick another name.'],
+  ];
+  for (const [name, message] of refused) {
+    test(`${JSON.stringify(name)} is refused: ${message}`, () => {
+      let err: unknown;
+      try {
+        validateSubdomain(name);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(ApiError);
+      expect([(err as ApiError).status, (err as ApiError).code, (err as ApiError).message, (err as ApiError).extra.field]).toEqual([400, "invalid_request", message, "subdomain"]);
+    });
+  }
+
+  test("reserved words are single lower-case labels", () => {
+    expect(RESERVED_WORDS.size).toBeGreaterThan(40);
+    for (const w of RESERVED_WORDS) expect(w).toMatch(/^[a-z0-9]+$/);
+    for (const w of ["www", "login", "test", "localhost", "tunnels"]) expect(RESERVED_WORDS.has(w)).toBe(true);
+  });
+
+  test("random ids: 13 base32 characters with at least one digit, all different", () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 300; i++) {
+      const id = randomTunnelId();
+      expect(id).toMatch(/^[a-z2-7]{13}$/);
+      expect(id).toMatch(/[2-7]/);
+      expect(RANDOM_ID.test(id)).toBe(true);
+      seen.add(id);
+    }
+    expect(seen.size).toBe(300);
+    expect(RANDOM_ID.test("abcdefghijklm")).toBe(false);
+    expect(RANDOM_ID.test("abcdefghijk2")).toBe(false);
+    expect(RANDOM_ID.test("abcdefghijkl22")).toBe(false);
+  });
+});
+
+describe("lifetimes", () => {
+  test("token TTL 5 s to 7 days, whole seconds; idle TTL defaults to max(2 h, 2 × token TTL) and may not be shorter", () => {
+    expect(service().tokenTtlSeconds).toBe(3600);
+    expect(service().idleTtlMs).toBe(DEFAULT_IDLE_TTL_MS);
+    expect(DEFAULT_IDLE_TTL_MS).toBe(7_200_000);
+    expect(service({ tokenTtlSeconds: 5 }).idleTtlMs).toBe(7_200_000);
+    expect(service({ tokenTtlSeconds: 604_800 }).idleTtlMs).toBe(2 * 604_800_000);
+    expect(service({ tokenTtlSeconds: 60, idleTtlMs: 120_000 }).idleTtlMs).toBe(120_000);
+    for (const t of [4, 604_801, 5.5, Number.NaN]) {
+      expect(() => service({ tokenTtlSeconds: t })).toThrow(`listener token TTL ${t}s is out of range: use 5 to 604800 seconds`);
+    }
+    expect(() => service({ tokenTtlSeconds: 60, idleTtlMs: 119_999 })).toThrow("tunnel idle TTL (119999 ms) must be at least twice the listener token TTL (60 s)");
+    expect(() => service({ idleTtlMs: Number.NaN })).toThrow(TypeError);
+  });
+});
+
+describe("create", () => {
+  test("a random tunnel: its record, its hybrid connection, a listener token for the TTL", async () => {
+    const s = service({ tokenTtlSeconds: 600 });
+    const r = await s.create("key-a", { localPort: 3000 });
+    expect(r.tunnel).toMatchObject({ keyId: "key-a", reserved: false, localPort: 3000, createdAt: T0, lastSeenAt: T0, expiresAt: T0 + 7_200_000 });
+    expect(r.tunnel.id).toMatch(RANDOM_ID);
+    expect(r.tunnel.hcPath).toBe(`hc-${r.tunnel.id}`);
+    expect(r.tunnel.sessionId).toMatch(/^[0-9a-f-]{36}$/);
+    expect("policy" in r.tunnel || "tcp" in r.tunnel).toBe(false);
+    expect(hcExists(r.tunnel.hcPath)).toBe(true);
+    expect(r.token).toContain(`skn=`);
+    expect(r.tokenExpiresAt).toBe(T0 + 600_000);
+    expect(await registry.get(r.tunnel.id)).toEqual(r.tunnel);
+    expect(logged("tunnel created").map((l) => [l.tunnel_id, l.key_id, l.reserved])).toEqual([[r.tunnel.id, "key-a", false]]);
+  });
+
+  test("policy and TCP settings are stored when given", async () => {
+    const r = await service().create("key-a", { policy: { maxStreams: 3 }, tcp: { allow: ["key-b"] } });
+    expect((await registry.get(r.tunnel.id))).toMatchObject({ policy: { maxStreams: 3 }, tcp: { allow: ["key-b"] } });
+  });
+
+  test("an id collision draws again, up to 16 times; then 500 internal", async () => {
+    const taken = (await service().create("key-a", {})).tunnel.id;
+    let draws = 0;
+    const r = await service({ randomId: () => (++draws < 16 ? taken : "zzzzzzzzzzzz2") }).create("key-b", {});
+    expect([r.tunnel.id, draws]).toEqual(["zzzzzzzzzzzz2", 16]);
+    draws = 0;
+    const failed = service({ randomId: () => (draws++, taken) }).create("key-b", {});
+    expect(await apiError(failed)).toEqual({ status: 500, code: "internal", message: "Could not allocate a tunnel id; try again." });
+    expect(((await failed.catch((e: Error) => e)) as Error).cause).toEqual(new Error("16 id collisions in a row")); // logged by the API boundary
+    expect(draws).toBe(16);
+  });
+
+  test("a reserved name: the owner keeps it; another key gets 409; the owner asking again reclaims it", async () => {
+    const s = service();
+    const first = await s.create("key-a", { subdomain: "Demo-App", localPort: 1 });
+    expect(first.tunnel).toMatchObject({ id: "demo-app", hcPath: "hc-demo-app", reserved: true });
+    expect(await apiError(s.create("key-b", { subdomain: "demo-app" }))).toEqual({
+      status: 409,
+      code: "subdomain_taken",
+      message: 'subdomain "demo-app" is reserved by another API key; pick another name.',
+    });
+    const oldKey = emu.entities.get("hc-demo-app")!.rules.get([...emu.entities.get("hc-demo-app")!.rules.keys()][0]!)!.primaryKey;
+    now = T0 + 5000;
+    const again = await s.create("key-a", { subdomain: "demo-app", localPort: 2, tcp: { allow: [] } });
+    expect(again.tunnel.sessionId).not.toBe(first.tunnel.sessionId);
+    expect(again.tunnel).toMatchObject({ id: "demo-app", localPort: 2, lastSeenAt: T0 + 5000, expiresAt: T0 + 5000 + 7_200_000, createdAt: T0, tcp: { allow: [] } });
+    const newKey = emu.entities.get("hc-demo-app")!.rules.get([...emu.entities.get("hc-demo-app")!.rules.keys()][0]!)!.primaryKey;
+    expect(newKey).not.toBe(oldKey); // the stale agent's tokens are dead
+    expect(again.tokenExpiresAt).toBe(T0 + 5000 + 3_600_000);
+    expect(logged("tunnel reclaimed").map((l) => [l.tunnel_id, l.key_id])).toEqual([["demo-app", "key-a"]]);
+  });
+
+  test("a reserved name whose tunnel was deleted can be created again by its owner", async () => {
+    const s = service();
+    await s.create("key-a", { subdomain: "keep-me" });
+    await s.delete("key-a", "keep-me");
+    expect(hcExists("hc-keep-me")).toBe(false);
+    const r = await s.create("key-a", { subdomain: "keep-me" });
+    expect(r.tunnel.reserved).toBe(true);
+    expect(await apiError(s.create("key-b", { subdomain: "keep-me" }))).toMatchObject({ status: 409, code: "subdomain_taken" });
+  });
+
+  test("quota per key: the limit counts held tunnels; reclaiming one's own name is not a new one; 0 = no limit", async () => {
+    const s = service({ maxTunnelsPerKey: 2 });
+    await s.create("key-a", {});
+    await s.create("key-a", { subdomain: "mine" });
+    expect(await apiError(s.create("key-a", {}))).toEqual({
+      status: 429,
+      code: "tunnel_quota",
+      message: "This API key already holds 2 tunnel(s), its limit (AZHEXGATE_MAX_TUNNELS_PER_KEY=2); stop or delete one (azhexgate tunnels delete) and try again.",
+    });
+    expect((await s.create("key-a", { subdomain: "mine" })).tunnel.id).toBe("mine");
+    await s.create("key-b", {}); // another key has its own count
+    const free = service({ maxTunnelsPerKey: 0 });
+    for (let i = 0; i < 3; i++) await free.create("key-a", {});
+    expect((await registry.list({ keyId: "key-a" })).length).toBe(5);
+  });
+
+  test("the relay failing: 502 relay_unavailable saying what to check; nothing is kept", async () => {
+    failRelay = "ensure";
+    expect(await apiError(service().create("key-a", { subdomain: "broken" }))).toEqual({
+      status: 502,
+      code: "relay_unavailable",
+      message: "Relay unavailable: the gateway could not reach the relay to manage the hybrid connection; check the relay namespace and the gateway's role assignment, then retry.",
+    });
+    expect(await registry.get("broken")).toBeUndefined();
+    const cause = ((await service().create("key-a", {}).catch((e: Error) => e)) as Error).cause;
+    expect(cause).toEqual(new Error("relay down")); // the boundary logs it
+    failRelay = "issue";
+    expect(await apiError(service().create("key-a", {}))).toEqual({
+      status: 502,
+      code: "relay_unavailable",
+      message: "Relay unavailable: the gateway could not sign a listener token; check its access to the relay namespace keys, then retry.",
+    });
+    expect(await registry.list()).toEqual([]);
+  });
+});
+
+describe("renew, get, list, delete", () => {
+  test("renewToken: a fresh token and a later idle deadline for the current session only", async () => {
+    const s = service();
+    const { tunnel } = await s.create("key-a", {});
+    now = T0 + 60_000;
+    const r = await s.renewToken("key-a", tunnel.id, { sessionId: tunnel.sessionId });
+    expect(r.tokenExpiresAt).toBe(T0 + 60_000 + 3_600_000);
+    expect(r.tunnel).toMatchObject({ lastSeenAt: T0 + 60_000, expiresAt: T0 + 60_000 + 7_200_000 });
+    expect(await apiError(s.renewToken("key-a", tunnel.id, { sessionId: "old" }))).toEqual({
+      status: 409,
+      code: "session_superseded",
+      message: "This tunnel was taken over by a newer session of your API key; stop this agent or create the tunnel again.",
+    });
+    expect(await apiError(s.renewToken("key-b", tunnel.id, { sessionId: tunnel.sessionId }))).toMatchObject({ status: 404, code: "not_found" });
+  });
+
+  test("renewToken with rejected: the hybrid connection is provisioned again (it was lost)", async () => {
+    const s = service();
+    const { tunnel } = await s.create("key-a", {});
+    await binding.provisioner.remove(tunnel.hcPath);
+    expect(await apiError(s.renewToken("key-a", tunnel.id, { sessionId: tunnel.sessionId }))).toMatchObject({ status: 502, code: "relay_unavailable" });
+    await s.renewToken("key-a", tunnel.id, { sessionId: tunnel.sessionId, rejected: true });
+    expect(hcExists(tunnel.hcPath)).toBe(true);
+  });
+
+  test("get and delete: 404 for another key's tunnel unless admin; the HC goes with the tunnel", async () => {
+    const s = service();
+    const { tunnel } = await s.create("key-a", {});
+    expect(await apiError(s.get("key-b", tunnel.id))).toEqual({ status: 404, code: "not_found", message: "No tunnel with this id exists for your API key." });
+    expect((await s.get("key-b", tunnel.id, true)).id).toBe(tunnel.id);
+    expect((await s.list("key-b")).length).toBe(0);
+    expect((await s.list("key-b", true)).map((t) => t.id)).toEqual([tunnel.id]);
+    expect(await apiError(s.delete("key-b", tunnel.id))).toMatchObject({ status: 404 });
+    expect(hcExists(tunnel.hcPath)).toBe(true);
+    await s.delete("key-b", tunnel.id, true);
+    expect(hcExists(tunnel.hcPath)).toBe(false);
+    expect(await registry.get(tunnel.id)).toBeUndefined();
+    expect(logged("tunnel deleted").map((l) => [l.key_id, l.owner])).toEqual([["key-b", "key-a"]]);
+    const own = await s.create("key-a", {});
+    await s.delete("key-a", own.tunnel.id);
+    expect(logged("tunnel deleted")[1]?.owner).toBeUndefined();
+    failRelay = "remove";
+    const kept = await s.create("key-a", {});
+    expect(await apiError(s.delete("key-a", kept.tunnel.id))).toMatchObject({ status: 502, code: "relay_unavailable" });
+    expect(await registry.get(kept.tunnel.id)).toBeDefined();
+  });
+});
+
+describe("connect tokens (TCP tunnels)", () => {
+  test("owner, allowed keys and admins get a short Send token; others 403; HTTP tunnels 409; unknown 404", async () => {
+    const s = service();
+    const { tunnel } = await s.create("key-a", { tcp: { allow: ["key-b"] } });
+    const owner = await s.connectToken("key-a", tunnel.id);
+    expect([owner.ttlSeconds, owner.tokenExpiresAt]).toEqual([900, T0 + 900_000]);
+    expect(owner.token).toContain("skn=");
+    expect((await s.connectToken("key-b", tunnel.id)).tunnel.id).toBe(tunnel.id);
+    expect((await s.connectToken("key-c", tunnel.id, true)).tunnel.id).toBe(tunnel.id);
+    expect(await apiError(s.connectToken("key-c", tunnel.id))).toEqual({
+      status: 403,
+      code: "connect_forbidden",
+      message: `You may not connect to tunnel "${tunnel.id}": ask its owner to run azhexgate tcp with --allow key-c (your key id or user id).`,
+    });
+    const http = await s.create("key-a", {});
+    expect(await apiError(s.connectToken("key-a", http.tunnel.id))).toEqual({
+      status: 409,
+      code: "not_tcp_tunnel",
+      message: `Tunnel "${http.tunnel.id}" is an HTTP tunnel; open its public URL instead of azhexgate connect.`,
+    });
+    expect(await apiError(s.connectToken("key-a", "nope"))).toMatchObject({ status: 404, code: "not_found" });
+    expect(await apiError(s.connectToken("key-c", http.tunnel.id))).toMatchObject({ status: 403, code: "connect_forbidden" }); // someone else's HTTP tunnel
+  });
+
+  test("the Send token lives a quarter of the listener TTL, between 5 s and 15 min", async () => {
+    for (const [ttl, want] of [
+      [3600, 900],
+      [4000, 900],
+      [60, 15],
+      [20, 5],
+      [5, 5],
+    ] as const) {
+      const s = service({ tokenTtlSeconds: ttl });
+      const { tunnel } = await s.create("key-a", { tcp: { allow: [] } });
+      expect([ttl, (await s.connectToken("key-a", tunnel.id)).ttlSeconds]).toEqual([ttl, want]);
+    }
+  });
+
+  test("a binding that cannot sign Send tokens: 501 connect_unavailable", async () => {
+    const s = new TunnelService({ registry, provisioner, issuer: { issue: binding.issuer.issue, invalidate: () => {} }, now: () => now });
+    const { tunnel } = await s.create("key-a", { tcp: { allow: [] } });
+    expect(await apiError(s.connectToken("key-a", tunnel.id))).toEqual({
+      status: 501,
+      code: "connect_unavailable",
+      message: "This gateway's relay binding cannot sign Send tokens, so azhexgate connect is not available here.",
+    });
+  });
+});
+
+describe("names released, idle tunnels swept", () => {
+  test("releaseName: 404 when not yours, 409 while in use, then anyone may take it", async () => {
+    const s = service();
+    await s.create("key-a", { subdomain: "shared" });
+    const notYours = { status: 404, code: "not_found", message: 'You have no reserved name "shared".' };
+    expect(await apiError(s.releaseName("key-b", "shared"))).toEqual(notYours);
+    expect(await apiError(s.releaseName("key-a", "other"))).toEqual({ ...notYours, message: 'You have no reserved name "other".' });
+    expect(await apiError(s.releaseName("key-a", "shared"))).toEqual({
+      status: 409,
+      code: "name_in_use",
+      message: "The tunnel shared still uses this name; delete the tunnel first, then release the name.",
+    });
+    await s.delete("key-a", "shared");
+    await s.releaseName("key-a", "shared");
+    expect(logged("name released").map((l) => [l.name, l.key_id, l.owner])).toEqual([["shared", "key-a", undefined]]);
+    expect((await s.create("key-b", { subdomain: "shared" })).tunnel.keyId).toBe("key-b");
+    await s.delete("key-b", "shared");
+    await s.releaseName("admin", "shared", true);
+    expect(logged("name released")[1]).toMatchObject({ key_id: "admin", owner: "key-b" });
+  });
+
+  test("sweep removes tunnels idle past their deadline with their HCs; a renewed one stays; a failed removal is retried", async () => {
+    const s = service();
+    const idle = await s.create("key-a", {});
+    const busy = await s.create("key-a", {});
+    now = T0 + 7_200_000 - 1;
+    expect(await s.sweep()).toBe(0);
+    await s.renewToken("key-a", busy.tunnel.id, { sessionId: busy.tunnel.sessionId });
+    now = T0 + 7_200_000; // the deadline itself
+    failRelay = "remove";
+    expect(await s.sweep()).toBe(0);
+    expect(logged("sweep remove failed").map((l) => l.tunnel_id)).toEqual([idle.tunnel.id]);
+    expect(await registry.get(idle.tunnel.id)).toBeDefined();
+    failRelay = undefined;
+    expect(await s.sweep()).toBe(1);
+    expect(await registry.get(idle.tunnel.id)).toBeUndefined();
+    expect(hcExists(idle.tunnel.hcPath)).toBe(false);
+    expect(await registry.get(busy.tunnel.id)).toBeDefined();
+    expect(hcExists(busy.tunnel.hcPath)).toBe(true);
+    expect(logged("tunnel expired").map((l) => [l.tunnel_id, l.key_id])).toEqual([[idle.tunnel.id, "key-a"]]);
+  });
+});
+
+test("a Send token the binding fails to sign: 502 saying the keys are the problem", async () => {
+  const s = new TunnelService({
+    registry,
+    provisioner,
+    issuer: { issue: binding.issuer.issue, issueSend: () => Promise.reject(new Error("no key")), invalidate: () => {} },
+    now: () => now,
+  });
+  const { tunnel } = await s.create("key-a", { tcp: { allow: [] } });
+  expect(await apiError(s.connectToken("key-a", tunnel.id))).toEqual({
+    status: 502,
+    code: "relay_unavailable",
+    message: "Relay unavailable: the gateway could not sign a listener token; check its access to the relay namespace keys, then retry.",
+  });
+});
+
+test("without a logger every operation still works (logging is optional)", async () => {
+  const s = new TunnelService({ registry, provisioner, issuer: binding.issuer, now: () => now });
+  await s.create("key-a", { subdomain: "quiet" });
+  await s.create("key-a", { subdomain: "quiet" }); // reclaim
+  await s.delete("key-a", "quiet");
+  await s.releaseName("key-a", "quiet");
+  const idle = await s.create("key-a", {});
+  const other = await s.create("key-a", {});
+  now += 7_200_000;
+  failRelay = "remove";
+  expect(await s.sweep()).toBe(0);
+  failRelay = undefined;
+  expect(await s.sweep()).toBe(2);
+  expect([await registry.get(idle.tunnel.id), await registry.get(other.tunnel.id)]).toEqual([undefined, undefined]);
+});
