@@ -301,6 +301,12 @@ describe("interim answers and connection reuse", () => {
     ["HTTP/1.0", "", false],
     ["HTTP/1.0", "Connection: keep-alive\r\n", true],
     ["HTTP/1.0", "Connection: Keep-Alive\r\n", true],
+    // options are comma-separated tokens compared whole (RFC 9110 §7.6.1), not words inside one
+    ["HTTP/1.0", "Connection: x-keep-alive-y\r\n", false],
+    ["HTTP/1.0", "Connection: foo , keep-alive\r\n", true],
+    ["HTTP/1.1", "Connection: x-close\r\n", true],
+    ["HTTP/1.1", "Connection: close-later\r\n", true],
+    ["HTTP/1.1", "Connection: upgrade ,close\r\n", false],
   ];
   for (const [version, header, reusable] of reuse) {
     test(`${version} ${JSON.stringify(header)} → ${reusable ? "reused" : "closed after the answer"}`, async () => {

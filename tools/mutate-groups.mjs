@@ -54,7 +54,7 @@ export const groups = {
   },
   // The management API's network rules: the tables run in ~50 ms; api-access.test.ts adds the HTTP view.
   "api-access": {
-    mutate: ["src/api/access.ts"],
+    mutate: ["src/api/access.ts", "src/net/cidr.ts"],
     tests: ["test/api-access-table.test.ts", "test/api-access.test.ts"],
   },
   // The tunnel service (business rules under the management API), without HTTP: ~0.1 s a run.
@@ -66,7 +66,7 @@ export const groups = {
   // origin-conn.ts — move the range when the file changes), fed bytes by test/origin-parse.test.ts
   // (~0.2 s a run; test/origin-http.test.ts needs real sockets, ~10 s).
   "origin-parse": {
-    mutate: ["src/agent/origin-conn.ts:126-441"],
+    mutate: ["src/agent/origin-conn.ts:126-440", "src/agent/origin-head.ts"],
     tests: ["test/origin-parse.test.ts"],
   },
 };

@@ -6,7 +6,7 @@
  */
 import type { Socket } from "bun";
 import type { HeaderList } from "../tunnel/head.ts";
-import { latin1Slice, OriginProtocolError, parseResponseHead } from "./origin-head.ts";
+import { hasConnectionOption, latin1Slice, OriginProtocolError, parseResponseHead } from "./origin-head.ts";
 
 export { OriginProtocolError } from "./origin-head.ts";
 
@@ -267,7 +267,7 @@ export class Exchange implements AsyncIterableIterator<Uint8Array> {
     }
     this.status = status;
     this.headers = headers;
-    if (minor === 0 ? !/\bkeep-alive\b/.test(connection) : connection !== "" && /\bclose\b/.test(connection)) this.keepAlive = false;
+    if (minor === 0 ? !hasConnectionOption(connection, "keep-alive") : connection !== "" && hasConnectionOption(connection, "close")) this.keepAlive = false;
     const te = teList ? teList.split(",").map((s) => s.trim()).filter(Boolean) : [];
     if (this.noBody || status === 204 || status === 304) this.mode = "done";
     else if (te.length > 0) {

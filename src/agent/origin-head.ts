@@ -94,3 +94,13 @@ export function parseResponseHead(text: string): ParsedHead {
   }
   return { status, minor, headers, connection, teList, clList, keepAliveMs };
 }
+
+/**
+ * True when the joined Connection options (`,opt1,opt2` as parseResponseHead collects them,
+ * lower-cased) hold `token` as a whole option: options are comma-separated tokens (RFC 9110
+ * §7.6.1), so `x-keep-alive-y` is not `keep-alive` and `close-later` is not `close`.
+ */
+export function hasConnectionOption(connection: string, token: string): boolean {
+  for (const opt of connection.split(",")) if (opt.trim() === token) return true;
+  return false;
+}
