@@ -384,7 +384,7 @@ describe("inbound", () => {
     expect(host.returned).toBe(250);
   });
 
-  test("a reader that keeps up within two round trips grows the window up to maxWindow; a slow link does not", async () => {
+  test("a reader that takes a whole window within a round trip grows it (quadruples, up to maxWindow); with no round trip measured it does not", async () => {
     const { host, s } = mkStream({ window: 400, maxWindow: 1000 });
     host.rtt = 60_000; // a long round trip: any reader keeps up
     const reader = s.body.getReader();
@@ -393,11 +393,14 @@ describe("inbound", () => {
       await reader.read();
     };
     for (let i = 0; i < 4; i++) await feed(100);
-    // a whole window (400) read: the grant doubles the window (100 + 400 extra)
-    expect(host.windows()).toEqual([100, 100, 100, 500]);
+    // a whole window (400) read well within a round trip: clearly window-bound, so the grant
+    // quadruples the window — 1600, capped at 1000: 100 + 600 extra, paid from the session
+    expect(host.windows()).toEqual([100, 100, 100, 700]);
+    expect([s.recv.size, host.grownSession]).toEqual([1000, 600]);
     for (let i = 0; i < 8; i++) await feed(200);
-    // window 800: quarter = 200; after 800 read it grows by 200 only (cap 1000); then quarter = 250
-    expect(host.windows()).toEqual([100, 100, 100, 500, 200, 200, 200, 400, 400, 400]);
+    // at the cap: a quarter window (250) batches the credit, no more growth
+    expect(host.windows()).toEqual([100, 100, 100, 700, 400, 400, 400, 400]);
+    expect(host.grownSession).toBe(600);
     // the peer may now send 1000 unacknowledged bytes
     s.handleData(bytes(1000));
     expect(host.resets()).toEqual([]);
@@ -424,10 +427,10 @@ describe("inbound", () => {
       s.handleData(bytes(100));
       await reader.read();
     }
-    expect(host.windows()).toEqual([100, 100, 100, 500]);
+    expect(host.windows()).toEqual([100, 100, 100, 700]);
   });
 
-  test("the window does not grow while bytes are still queued (the reader, not the window, is the limit)", async () => {
+  test("the window does not grow while more than a quarter of it is still queued (the reader, not the window, is the limit)", async () => {
     const { host, s } = mkStream({ window: 400, maxWindow: 1000 });
     host.rtt = 60_000;
     const reader = s.body.getReader();
@@ -436,9 +439,9 @@ describe("inbound", () => {
       await reader.read();
     }
     s.handleData(bytes(100));
-    s.handleData(bytes(50));
+    s.handleData(bytes(150));
     await reader.read();
-    // the fourth read made a whole window with 50 bytes still queued: no growth
+    // the fourth read made a whole window with 150 bytes (over a quarter window) still queued: no growth
     expect(host.windows()).toEqual([100, 100, 100, 100]);
     expect(s.isReset).toBe(false);
   });
