@@ -1,6 +1,6 @@
 /**
  * The agent's HTTP/1.1 response parser (`Exchange` in src/agent/origin-conn.ts) fed bytes
- * directly, whole and one byte at a time (issue 18: test/origin-http.test.ts drives it through
+ * directly, whole and one byte at a time (issue 18: test/origin-http-*.test.ts drive it through
  * real sockets, ~10 s a run, too slow to run per mutant). What the app's answer becomes: status,
  * headers, body bytes, whether the connection may be reused, and the sentence when the app breaks
  * HTTP/1.1 (RFC 9112). The connection's socket is a recorder of pause / resume / terminate: the

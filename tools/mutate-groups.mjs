@@ -64,7 +64,7 @@ export const groups = {
   },
   // The agent's HTTP/1.1 response parser: the Exchange class and its helpers (lines 126-441 of
   // origin-conn.ts — move the range when the file changes), fed bytes by test/origin-parse.test.ts
-  // (~0.2 s a run; test/origin-http.test.ts needs real sockets, ~10 s).
+  // (~0.2 s a run; test/origin-http-*.test.ts need real sockets, ~10 s).
   "origin-parse": {
     mutate: ["src/agent/origin-conn.ts:126-440", "src/agent/origin-head.ts"],
     tests: ["test/origin-parse.test.ts"],
