@@ -5,16 +5,15 @@
  * wstunnel: their one client↔server connection goes through two delay proxies in a chain, so the
  * delayed path is the same length (floor = 4 × delay for one request/response).
  */
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort, portOpen, run, spawn, type Child } from "./lib/proc.ts";
+import { freePort, portOpen, spawn, type Child } from "./lib/proc.ts";
+import { sshReverse, startSshd, which } from "./lib/sshd.ts";
 
 const BENCH = import.meta.dir;
 const ROOT = join(BENCH, "..");
 const NM = join(ROOT, "node_modules");
-const USER = Bun.spawnSync(["id", "-un"]).stdout.toString().trim() || "root";
-const which = (cmd: string) => Bun.which(cmd, { PATH: `${process.env.PATH}:/usr/sbin:/sbin` });
 
 export interface WanHandle {
   base: string;
@@ -116,27 +115,14 @@ export const ssh: WanRow = {
     const dir = join(tmpdir(), `azhexgate-wan-${process.pid}`, "ssh");
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
-    await run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", join(dir, "host_key")], 10_000);
-    await run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", join(dir, "user_key")], 10_000);
-    writeFileSync(join(dir, "authorized_keys"), await Bun.file(join(dir, "user_key.pub")).text());
-    mkdirSync("/run/sshd", { recursive: true });
-    const sshdPort = freePort();
-    writeFileSync(
-      join(dir, "sshd_config"),
-      [`Port ${sshdPort}`, "ListenAddress 127.0.0.1", `HostKey ${dir}/host_key`, `PidFile ${dir}/sshd.pid`, `AuthorizedKeysFile ${dir}/authorized_keys`,
-        "PermitRootLogin prohibit-password", "PasswordAuthentication no", "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no",
-        "AllowTcpForwarding yes", "LogLevel ERROR", ""].join("\n"),
-    );
     try {
-      const sshd = await spawn("sshd", [which("sshd")!, "-D", "-e", "-f", join(dir, "sshd_config")], { probe: () => portOpen(sshdPort) });
+      const { sshd, port: sshdPort } = await startSshd(dir);
       all.push(sshd);
       const via = await chain(sshdPort, delayMs, all);
       const port = freePort();
       const base = `http://127.0.0.1:${port}`;
       const startClient = async () => {
-        const c = await spawn("ssh", ["ssh", "-N", "-i", join(dir, "user_key"), "-o", "StrictHostKeyChecking=no", "-o", `UserKnownHostsFile=${dir}/known_hosts`,
-          "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", "-p", String(via), "-R", `127.0.0.1:${port}:127.0.0.1:${originPort}`, `${USER}@127.0.0.1`],
-          { probe: () => portOpen(port), timeoutMs: 30_000 });
+        const c = await spawn("ssh", sshReverse(dir, via, port, originPort), { probe: () => portOpen(port), timeoutMs: 30_000 });
         all.push(c);
         return c;
       };

@@ -6,6 +6,7 @@ import { mkdirSync, writeFileSync, existsSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, portOpen, run, spawn, type Child } from "./proc.ts";
+import { SSH_USER, sshReverse, startSshd, which } from "./sshd.ts";
 import { startTunnelProcs } from "./tunnel-procs.ts";
 
 export interface RowHandle {
@@ -30,8 +31,6 @@ export interface Row {
 const ROOT = join(import.meta.dir, "..", "..");
 const NM = join(ROOT, "node_modules");
 /** os.userInfo() says "unknown" under Bun here; ask id(1). */
-const USER = Bun.spawnSync(["id", "-un"]).stdout.toString().trim() || "root";
-const which = (cmd: string) => Bun.which(cmd, { PATH: `${process.env.PATH}:/usr/sbin:/sbin` });
 const scratch = (name: string) => {
   const d = join(tmpdir(), `azhexgate-bench-${process.pid}`, name);
   rmSync(d, { recursive: true, force: true });
@@ -83,7 +82,7 @@ export const nginx: Row = {
       `worker_processes 1;
 daemon off;
 master_process on;
-user ${USER};
+user ${SSH_USER};
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log error;
 worker_rlimit_nofile 20000;
@@ -235,32 +234,10 @@ export const ssh: Row = {
   unavailable: async () => (which("sshd") && which("ssh") && which("ssh-keygen") ? undefined : "OpenSSH server/client not installed (apt-get install openssh-server openssh-client)"),
   async start(originPort) {
     const dir = scratch("ssh");
-    await run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", join(dir, "host_key")], 10_000);
-    await run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", join(dir, "user_key")], 10_000);
-    writeFileSync(join(dir, "authorized_keys"), await Bun.file(join(dir, "user_key.pub")).text());
-    mkdirSync("/run/sshd", { recursive: true });
-    const sshdPort = freePort();
-    writeFileSync(
-      join(dir, "sshd_config"),
-      [
-        `Port ${sshdPort}`, "ListenAddress 127.0.0.1", `HostKey ${dir}/host_key`, `PidFile ${dir}/sshd.pid`,
-        `AuthorizedKeysFile ${dir}/authorized_keys`, "PermitRootLogin prohibit-password", "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no", "AllowTcpForwarding yes", "LogLevel ERROR", "",
-      ].join("\n"),
-    );
-    const sshd = await spawn("sshd", [which("sshd")!, "-D", "-e", "-f", join(dir, "sshd_config")], { probe: () => portOpen(sshdPort) });
+    const { sshd, port: sshdPort } = await startSshd(dir);
     const port = freePort();
     const base = `http://127.0.0.1:${port}`;
-    const startClient = () =>
-      spawn(
-        "ssh",
-        [
-          "ssh", "-N", "-i", join(dir, "user_key"), "-o", "StrictHostKeyChecking=no", "-o", `UserKnownHostsFile=${dir}/known_hosts`,
-          "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", "-p", String(sshdPort),
-          "-R", `127.0.0.1:${port}:127.0.0.1:${originPort}`, `${USER}@127.0.0.1`,
-        ],
-        { probe: () => portOpen(port) },
-      );
+    const startClient = () => spawn("ssh", sshReverse(dir, sshdPort, port, originPort), { probe: () => portOpen(port) });
     let client = await startClient();
     const h: RowHandle = {
       base,
