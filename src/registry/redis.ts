@@ -173,7 +173,7 @@ export async function openRedisRegistry(url: string, opts: RedisRegistryOptions 
     try {
       return await client.send("EVALSHA", [sha, ...tail]);
     } catch (err) {
-      if (!String((err as Error).message).startsWith("NOSCRIPT")) throw err;
+      if (redisErrorKind(err) !== "NOSCRIPT") throw err;
       return await client.send("EVAL", [script, ...tail]);
     }
   };
@@ -244,4 +244,16 @@ export async function openRedisRegistry(url: string, opts: RedisRegistryOptions 
       client.close();
     },
   };
+}
+
+/**
+ * The kind of a Redis error reply: its first word, which the protocol defines as the error's
+ * kind ("the first word after the - … represents the kind of error returned", RESP spec,
+ * https://redis.io/docs/latest/develop/reference/protocol-spec/#simple-errors). Bun's client
+ * reports every server error as code ERR_REDIS_SERVER_ERROR with the reply as its message.
+ */
+function redisErrorKind(err: unknown): string | undefined {
+  const e = err as { code?: unknown; message?: unknown };
+  if (e?.code !== "ERR_REDIS_SERVER_ERROR" || typeof e.message !== "string") return undefined;
+  return e.message.split(" ", 1)[0];
 }
