@@ -46,8 +46,8 @@ try {
     const code = await p.exited;
     const log = `${out}\n${err}`;
     writeFileSync(join(outDir, `run-${n}.log`), log);
-    const pass = /(\d+) pass/.exec(log)?.[1] ?? "?";
-    const fail = /(\d+) fail/.exec(log)?.[1] ?? "?";
+    const pass = /^\s*(\d+) pass$/m.exec(log)?.[1] ?? "?";
+    const fail = /^\s*(\d+) fail$/m.exec(log)?.[1] ?? "?";
     const min = ((performance.now() - t0) / 60000).toFixed(1);
     const line = `run ${n}/${runs}: exit ${code}, ${pass} pass, ${fail} fail, ${min} min, load ${load0.toFixed(1)} → ${loadavg()[0]!.toFixed(1)}${withBench ? `, bench runs so far ${benchRuns}` : ""}`;
     console.log(line);
