@@ -1,0 +1,147 @@
+/**
+ * The supervisor's remaining observable outputs (issue 18: mutation testing left them untested):
+ * the logs an operator reads when a tunnel session stops answering, when a wake prunes silent
+ * sessions, when the control channel reports an error; the close a gateway sees when the agent
+ * gives up; the default round-trip interval. A real relay emulator, gateway and sender socket on
+ * loopback; the faults are the emulator's own; only the supervisor's clock is faked.
+ */
+import { afterEach, expect, test } from "bun:test";
+import { ManualClock } from "../src/agent/clock.ts";
+import { type SupervisorHandle, type SupervisorOptions, type TunnelGrant, superviseAgent } from "../src/agent/supervisor.ts";
+import { resourceUri } from "../src/hc/address.ts";
+import { createSasToken } from "../src/hc/sas.ts";
+import { connectSender } from "../src/hc/sender.ts";
+import { sasTokenProvider } from "../src/hc/tokens.ts";
+import { startAgentRelay, type AgentRelay } from "./support/agent-relay.ts";
+import { StateLog } from "./support/states.ts";
+
+let fx: AgentRelay | undefined;
+let sup: SupervisorHandle | undefined;
+afterEach(async () => {
+  await sup?.stop({ graceMs: 0 });
+  sup = undefined;
+  await fx?.stop();
+  fx = undefined;
+});
+
+type Ev = { event: string; fields?: Record<string, unknown> };
+
+function start(o: Partial<SupervisorOptions> & Pick<SupervisorOptions, "connect" | "renew">, clock: ManualClock) {
+  const log = new StateLog();
+  const events: Ev[] = [];
+  sup = superviseAgent({
+    origin: "http://127.0.0.1:9",
+    hostHeader: "rewrite",
+    clock,
+    onState: log.push,
+    log: (event, fields) => events.push({ event, fields }),
+    backoff: { random: () => 0 },
+    ...o,
+  });
+  return { sup, log, events };
+}
+
+async function relay(clock: ManualClock): Promise<AgentRelay> {
+  fx = await startAgentRelay({ fetch: () => new Response("ok") }, { ttlMs: 3_600_000, now: () => clock.now() });
+  return fx;
+}
+
+async function waitFor(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not met in time`);
+    await Bun.sleep(2);
+  }
+}
+
+/** A sender socket of our own on the tunnel's hybrid connection (what the gateway dials). */
+function dialAsGateway(f: AgentRelay) {
+  const root = f.relay.entities.namespaceRules.get("RootManageSharedAccessKey")!;
+  return connectSender({ endpoint: f.relay.endpoint, hcPath: f.hcPath, token: sasTokenProvider(root.name, root.primaryKey) });
+}
+
+test("a tunnel session that stops answering pings is evicted and logged with its streams in flight", async () => {
+  const clock = new ManualClock(1_000_000);
+  const f = await relay(clock);
+  const { log, events } = start({ connect: f.connect, renew: f.renew, origin: `http://127.0.0.1:${f.origin.port}`, sessionPingMs: 100 }, clock);
+  await log.next("online");
+  expect((await fetch(f.url)).status).toBe(200); // the gateway opens a tunnel session
+  expect(f.relay.faults.blackholeConnection(f.hcPath)).toBe(1);
+  await waitFor(() => events.some((e) => e.event === "session evicted"), "eviction logged");
+  expect(events.find((e) => e.event === "session evicted")?.fields).toEqual({ reason: "no answer to tunnel pings", inFlight: 0 });
+  expect(sup!.state.state).toBe("online"); // the control channel is not involved
+});
+
+test("a wake pings every tunnel session and logs how many stayed silent and were closed", async () => {
+  const clock = new ManualClock(1_000_000);
+  const f = await relay(clock);
+  const { log, events } = start({ connect: f.connect, renew: f.renew, origin: `http://127.0.0.1:${f.origin.port}`, sessionPingMs: 0 }, clock);
+  await log.next("online");
+  expect((await fetch(f.url)).status).toBe(200);
+  expect(f.relay.faults.blackholeConnection(f.hcPath)).toBe(1);
+  clock.jump(60_000);
+  clock.advance(0); // the wake: every session is pinged, 5 s (on the clock) to answer
+  await log.next("reconnecting");
+  await Bun.sleep(50);
+  expect(events.some((e) => e.event === "sessions pruned")).toBe(false);
+  clock.advance(5000);
+  await waitFor(() => events.some((e) => e.event === "sessions pruned"), "prune logged");
+  expect(events.filter((e) => e.event === "sessions pruned").map((e) => e.fields)).toEqual([{ count: 1 }]);
+});
+
+test("a control-channel error (a relayed HTTP request whose rendezvous is refused) is logged with its code", async () => {
+  const clock = new ManualClock(1_000_000);
+  const f = await relay(clock);
+  const { log, events } = start({ connect: f.connect, renew: f.renew }, clock);
+  await log.next("online");
+  f.relay.faults.refuseAccepts(f.hcPath, 403);
+  const root = f.relay.entities.namespaceRules.get("RootManageSharedAccessKey")!;
+  const se = Math.floor(Date.now() / 1000) + 3600;
+  const token = createSasToken(resourceUri(f.relay.endpoint, f.hcPath), root.name, root.primaryKey, se);
+  // over 64 KB: the relay sends the listener an address-only request; its rendezvous is refused
+  const ac = new AbortController();
+  const res = fetch(`${f.relay.httpUrl}/${f.hcPath}`, { method: "POST", headers: { ServiceBusAuthorization: token }, body: new Uint8Array(70_000), signal: ac.signal }).catch(() => null);
+  await waitFor(() => events.some((e) => e.event === "listener error"), "listener error logged");
+  ac.abort();
+  await res;
+  const e = events.find((x) => x.event === "listener error")!;
+  expect(Object.keys(e.fields!).sort()).toEqual(["code", "error"]);
+  expect(e.fields!.code).toBe("forbidden");
+  expect(String(e.fields!.error)).toMatch(/403/);
+  expect(sup!.state.state).toBe("online"); // an error on one request is not a lost channel
+});
+
+test("with exitOnFail, a permanent failure closes the agent's tunnel sessions with 1001 'agent failed'", async () => {
+  const clock = new ManualClock(1_000_000);
+  const f = await relay(clock);
+  const refused = Object.assign(new Error("the tunnel was revoked"), { code: "tunnel_revoked", retryable: false });
+  const renew = async (g: TunnelGrant, o: { rejected: boolean }) => (o.rejected ? Promise.reject(refused) : f.renew(g, o));
+  const { sup: s, log } = start({ connect: f.connect, renew, exitOnFail: true }, clock);
+  await log.next("online");
+  const conn = await dialAsGateway(f);
+  const { promise: closed, resolve } = Promise.withResolvers<[number, string]>();
+  conn.on("close", (code, reason) => resolve([code, reason]));
+  await Bun.sleep(100); // the rendezvous is paired: the agent accepted it; let it start the session
+  f.relay.faults.dropControlChannels(f.hcPath, { code: 1008, reason: "token expired" }); // → renew, which is refused for good
+  expect(await s.closed).toBe(refused);
+  const timeout = Bun.sleep(5000).then(() => [0, "not closed"] as [number, string]);
+  expect(await Promise.race([closed, timeout])).toEqual([1001, "agent failed"]);
+});
+
+test("the default round-trip interval is 15 s", async () => {
+  const clock = new ManualClock(1_000_000);
+  const f = await relay(clock);
+  const { log } = start({ connect: f.connect, renew: f.renew, origin: `http://127.0.0.1:${f.origin.port}` }, clock);
+  await log.next("online");
+  expect((await fetch(f.url)).status).toBe(200);
+  clock.advance(10_000); // two ticks (default 5 s), 10 s since the start
+  await Bun.sleep(100);
+  expect(sup!.rttMs).toBeUndefined();
+  const t0 = performance.now();
+  clock.advance(5000);
+  await waitFor(() => sup!.rttMs !== undefined, "rtt measured");
+  const elapsed = performance.now() - t0;
+  // a tenth of a millisecond, and no longer than the wall time the measurement took
+  expect(sup!.rttMs!).toBeGreaterThan(0);
+  expect(sup!.rttMs!).toBeLessThanOrEqual(elapsed + 0.05);
+});
