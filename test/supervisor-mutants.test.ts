@@ -145,3 +145,34 @@ test("the default round-trip interval is 15 s", async () => {
   expect(sup!.rttMs!).toBeGreaterThan(0);
   expect(sup!.rttMs!).toBeLessThanOrEqual(elapsed + 0.05);
 });
+
+test("the disconnected log names the fix the next attempt applies: a failed claim claims again, a failed near-expiry renewal tries as is", async () => {
+  const clock = new ManualClock(1_000_000);
+  const f = await relay(clock);
+  f.ttlMs = 999; // every token is near expiry: a reconnect on the same claim renews first
+  let connectFails = 1;
+  const connect = async () => {
+    if (connectFails-- > 0) throw new Error("management API down");
+    return f.connect();
+  };
+  let renewFails = 1;
+  const renew = async (g: TunnelGrant, o: { rejected: boolean }) => {
+    if (renewFails-- > 0) throw new Error("management API busy");
+    return f.renew(g, o);
+  };
+  const { log, events } = start({ connect, renew }, clock);
+  clock.advance((await log.next("reconnecting")).inMs);
+  await log.next("online");
+  f.relay.faults.dropControlChannels(f.hcPath);
+  await log.next("reconnecting"); // the drop: try as is, at once
+  clock.advance((await log.next("reconnecting")).inMs); // the renewal failed
+  await log.next("online");
+  const d = events.filter((e) => e.event === "disconnected").map((e) => [e.fields!.fix, e.fields!.code, e.fields!.error]);
+  expect(d).toEqual([
+    ["connect", "error", "management API down"],
+    ["none", d[1]![1], d[1]![2]],
+    ["none", "error", "management API busy"],
+  ]);
+  expect(f.calls.connect).toBe(1);
+  expect(f.calls.renew).toEqual([{ rejected: false }]);
+});
