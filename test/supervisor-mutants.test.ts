@@ -176,3 +176,55 @@ test("the disconnected log names the fix the next attempt applies: a failed clai
   expect(f.calls.connect).toBe(1);
   expect(f.calls.renew).toEqual([{ rejected: false }]);
 });
+
+test("a renewal that completes after the tunnel was claimed afresh is dropped: the new claim's token stays", async () => {
+  const clock = new ManualClock(1_000_000);
+  const f = await relay(clock);
+  f.ttlMs = 100_000;
+  const { promise: gate, resolve: release } = Promise.withResolvers<void>();
+  let calls = 0;
+  const renew = async (g: TunnelGrant, o: { rejected: boolean }) => {
+    if (++calls === 1) await gate;
+    return f.renew(g, o);
+  };
+  const { log, events } = start({ connect: f.connect, renew }, clock);
+  expect((await log.next("online")).sessionId).toBe("s-1");
+  clock.advance(80_000); // the renewal starts…
+  expect(calls).toBe(1);
+  f.relay.faults.deleteHc(f.hcPath); // …the hybrid connection goes: the agent claims the tunnel again
+  expect((await log.next("reconnecting")).code).toBe("entity_deleted");
+  expect((await log.next("online")).sessionId).toBe("s-2");
+  release();
+  await Bun.sleep(100);
+  expect(events.some((e) => e.event === "token renewed")).toBe(false);
+  // the new claim's renewal is due at 80 % of its own life, not the stale token's
+  clock.advance(79_999);
+  await Bun.sleep(20);
+  expect(calls).toBe(1);
+  clock.advance(1);
+  await waitFor(() => events.some((e) => e.event === "token renewed"), "the new claim renewed");
+  expect(calls).toBe(2);
+});
+
+test("a log sink that stops the agent on a clock jump leaves no timer behind", async () => {
+  const clock = new ManualClock(1_000_000);
+  const f = await relay(clock);
+  let stopped: Promise<void> | undefined;
+  const { log } = start(
+    {
+      connect: f.connect,
+      renew: f.renew,
+      log: (event) => {
+        if (event === "clock jump") stopped = sup!.stop({ graceMs: 0 });
+      },
+    },
+    clock,
+  );
+  await log.next("online");
+  clock.jump(60_000);
+  clock.advance(0);
+  expect(stopped).toBeDefined();
+  await stopped;
+  expect(sup!.state).toEqual({ state: "offline", reason: "stopped" });
+  expect(clock.pending).toBe(0);
+});
