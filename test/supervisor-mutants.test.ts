@@ -6,6 +6,7 @@
  * loopback; the faults are the emulator's own; only the supervisor's clock is faked.
  */
 import { afterEach, expect, test } from "bun:test";
+import { Backoff } from "../src/agent/backoff.ts";
 import { ManualClock } from "../src/agent/clock.ts";
 import { type SupervisorHandle, type SupervisorOptions, type TunnelGrant, superviseAgent } from "../src/agent/supervisor.ts";
 import { resourceUri } from "../src/hc/address.ts";
@@ -228,3 +229,23 @@ test("a log sink that stops the agent on a clock jump leaves no timer behind", a
   expect(sup!.state).toEqual({ state: "offline", reason: "stopped" });
   expect(clock.pending).toBe(0);
 });
+
+test("a Backoff instance passed in is the one the supervisor counts on", async () => {
+  const clock = new ManualClock(1_000_000);
+  const backoff = new Backoff({ baseMs: 1000, capMs: 1000, random: () => 0.5 });
+  let fails = 2;
+  const connect = async (): Promise<TunnelGrant> => {
+    if (fails-- > 0) throw new Error("relay down");
+    throw Object.assign(new Error("stop here"), { retryable: false });
+  };
+  const { sup: s, log } = start({ connect, renew: f0, backoff, exitOnFail: true }, clock);
+  for (let i = 0; i < 2; i++) {
+    expect(await log.next("reconnecting")).toMatchObject({ inMs: 500, attempt: i + 1 });
+    expect(backoff.attempt).toBe(i + 1);
+    clock.advance(500);
+  }
+  expect((await s.closed)?.message).toBe("stop here");
+});
+const f0 = async (): Promise<never> => {
+  throw new Error("renew must not be called");
+};
