@@ -245,7 +245,26 @@ test("a Backoff instance passed in is the one the supervisor counts on", async (
     clock.advance(500);
   }
   expect((await s.closed)?.message).toBe("stop here");
+  expect(clock.pending).toBe(0); // no tick left armed after giving up
 });
 const f0 = async (): Promise<never> => {
   throw new Error("renew must not be called");
 };
+
+test("a second stop does not wait for a relay that never answers the control channel's close", async () => {
+  const clock = new ManualClock(1_000_000);
+  const f = await relay(clock);
+  const { sup: s, log } = start({ connect: f.connect, renew: f.renew }, clock);
+  await log.next("online");
+  expect(f.relay.faults.pingsUnanswered(f.hcPath, true)).toBe(1); // the relay stops reading the channel
+  const first = s.stop({ graceMs: 60_000 });
+  await log.next("stopping");
+  await Bun.sleep(50);
+  const second = s.stop();
+  // the close handshake would time out after 5 s; the second stop ends it now
+  const outcome = await Promise.race([second.then(() => "stopped"), Bun.sleep(3000).then(() => "still waiting for the close")]);
+  expect(outcome).toBe("stopped");
+  await first;
+  expect(s.state).toEqual({ state: "offline", reason: "stopped" });
+  f.relay.faults.pingsUnanswered(f.hcPath, false);
+});
