@@ -7,6 +7,8 @@
 import { afterEach, expect, test } from "bun:test";
 import { startAgent, type AgentHandle } from "../src/agent/agent.ts";
 import { sasTokenProvider } from "../src/hc/tokens.ts";
+import { PoolError, SessionPool } from "../src/tunnel/pool.ts";
+import { Dialer, echo } from "./support/pool-dial.ts";
 import { startStack, type Stack } from "./support/stack.ts";
 
 let stack: Stack | undefined;
@@ -75,4 +77,18 @@ test("a tunnel nobody used within the re-warm window is not re-dialed", async ()
     hostHeader: "rewrite",
   });
   expect(await sessionsWithin(again, 2000)).toBe(0);
+});
+
+test("a dial that fails before the agent's hello starts no re-warm: only an open session lost does", async () => {
+  // (found under load: a background dial after a handshake timeout made one rendezvous too many)
+  const d = new Dialer(echo, { silent: true });
+  const pool = new SessionPool({ dial: () => d.dial(), helloMs: 30 });
+  try {
+    const err = await pool.acquire().catch((e) => e);
+    expect(err).toBeInstanceOf(PoolError);
+    await Bun.sleep(1000); // past the first re-warm delays (250 ms, 500 ms)
+    expect([d.dials, pool.rewarmDials, pool.rewarming]).toEqual([1, 0, false]);
+  } finally {
+    pool.close();
+  }
 });

@@ -313,13 +313,14 @@ export class SessionPool {
 
   private remove(e: Entry): void {
     clearTimeout(e.retireTimer);
+    const wasOpen = this.entries.includes(e); // a dial that failed before its hello never joined
     this.entries = this.entries.filter((x) => x !== e);
     this.wake();
     if (this.entries.length === 0 && this.pinger) {
       clearInterval(this.pinger);
       this.pinger = null;
     }
-    if (!e.retired) this.startRewarm();
+    if (wasOpen && !e.retired) this.startRewarm(); // an open session lost (the agent went away), not a failed dial
   }
 
   /**
