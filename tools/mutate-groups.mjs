@@ -19,7 +19,7 @@ export const groups = {
   // a stream and cost a timeout, so these files must stay fast).
   stream: {
     mutate: ["src/tunnel/stream.ts"],
-    tests: ["test/tunnel-stream-mutants.test.ts", "test/tunnel-session.test.ts", "test/tunnel-v2-session.test.ts", "test/tunnel-ws-stream.test.ts", "test/tunnel-v2-flow.test.ts"],
+    tests: ["test/tunnel-stream-mutants.test.ts", "test/tunnel-stream-writenow.test.ts", "test/tunnel-session.test.ts", "test/tunnel-v2-session.test.ts", "test/tunnel-ws-stream.test.ts", "test/tunnel-v2-flow.test.ts"],
   },
   // Session credit, liveness, frame dispatch to a stream, the inbound body queue.
   credit: {
