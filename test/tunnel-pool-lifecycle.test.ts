@@ -238,3 +238,40 @@ describe("re-warm: the agent goes away while the tunnel is in use", () => {
     expect(pool.rewarmDials).toBe(0);
   });
 });
+
+describe("re-warm: edges", () => {
+  test.concurrent("rewarming stays true while the background dial is in flight; a request meanwhile makes it unneeded", async () => {
+    const d = new Dialer(echo, { delayMs: 150 });
+    const { pool } = mkPool(d, { min: 1 });
+    const s = await pool.acquire();
+    d.agents[0]!.close(1001, "agent restarting");
+    expect(await until(() => s.isClosed)).toBe(true);
+    expect(await until(() => pool.rewarmDials === 1)).toBe(true);
+    expect(pool.rewarming).toBe(true); // the timer is gone; the dial is not done
+    expect(await until(() => pool.size === 1)).toBe(true);
+    expect(pool.rewarming).toBe(false);
+
+    const r = new Dialer(echo);
+    const q = mkPool(r, { min: 1 }).pool;
+    const sq = await q.acquire();
+    r.agents[0]!.close(1001, "agent restarting");
+    expect(await until(() => sq.isClosed)).toBe(true);
+    expect(q.rewarming).toBe(true);
+    expect(await get(q)).toEqual({ status: 200, body: "hello /" }); // the request dials before the re-warm is due
+    await Bun.sleep(400);
+    expect(q.rewarmDials).toBe(0);
+    expect(r.dials).toBe(2);
+    expect(q.rewarming).toBe(false);
+  });
+
+  test.concurrent("closing a pool in use starts no re-warm when its sessions' sockets close", async () => {
+    const d = new Dialer(echo);
+    const { pool } = mkPool(d, { min: 1 });
+    await get(pool);
+    pool.close();
+    await Bun.sleep(20); // the sockets' close events
+    expect(pool.rewarming).toBe(false);
+    await Bun.sleep(400);
+    expect(d.dialedAt.length).toBe(1);
+  });
+});
