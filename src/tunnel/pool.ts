@@ -61,6 +61,8 @@ export interface PoolOptions {
   maxMissedPings?: number;
   /** Retire sessions before their sender token expires (default true; false only to show what happens without). */
   retireBeforeExpiry?: boolean;
+  /** When a dialed connection's token expires, ms since the epoch (default: what the HC sender recorded, `senderTokenExpiry`; tests with an in-process dial give their own). */
+  tokenExpiry?: (conn: WsConnection) => number | undefined;
   /** A session left the pool early: `evicted` (no answer to PINGs), `retired` (token about to expire), `hello_timeout` (no hello in time). */
   onSessionEvent?: (e: "evicted" | "retired" | "hello_timeout") => void;
   /** Sessions held in any state: open, draining after GOAWAY, dialing (default 2 × max). */
@@ -283,7 +285,7 @@ export class SessionPool {
         throw new PoolClosedError();
       }
       this.entries.push(entry);
-      const exp = senderTokenExpiry(conn);
+      const exp = (this.o.tokenExpiry ?? senderTokenExpiry)(conn);
       if (exp !== undefined && this.o.retireBeforeExpiry !== false) {
         const now = Date.now();
         entry.retireTimer = setTimeout(() => this.retire(entry), Math.min(retireDelay(now, exp), 2 ** 31 - 1));

@@ -58,6 +58,8 @@ export interface DialerOptions {
   delayMs?: number;
   /** The agent sends GOAWAY right after its hello. */
   goAwayAtOnce?: boolean;
+  /** Each connection's token expires this many ms after its dial (see `tokenExpiry`). */
+  tokenMs?: number;
 }
 
 export class Dialer {
@@ -66,12 +68,24 @@ export class Dialer {
   pipes: Pipe[] = [];
   /** Codes and reasons the gateway closed its ends with. */
   closes: Array<[number, string]> = [];
+  /** The agent is offline: dials are refused (the relay's 404 "no listener"), as `connectSender` rejects. */
+  offline = false;
+  /** Refused dials, and when each dial began (ms since the epoch). */
+  refused = 0;
+  dialedAt: number[] = [];
+  private readonly expiries = new WeakMap<object, number>();
   constructor(private readonly onStream: (s: TunnelStream) => void, private readonly o: DialerOptions = {}) {}
 
   async dial(): Promise<WsConnection> {
+    this.dialedAt.push(Date.now());
+    if (this.offline) {
+      this.refused++;
+      throw new Error("no listener for the hybrid connection (test: agent offline)");
+    }
     this.dials++;
     if (this.o.delayMs) await Bun.sleep(this.o.delayMs);
     const pipe = new Pipe((code, reason) => this.closes.push([code, reason]));
+    if (this.o.tokenMs !== undefined) this.expiries.set(pipe, Date.now() + this.o.tokenMs);
     let helloSent = false;
     const agent = new Session(
       {
@@ -93,6 +107,14 @@ export class Dialer {
     this.agents.push(agent);
     this.pipes.push(pipe);
     return pipe as unknown as WsConnection;
+  }
+
+  /**
+   * The expiry recorded for a connection this dialer made, for `PoolOptions.tokenExpiry`: what
+   * `senderTokenExpiry` answers for a real sender socket (the `se` of the SAS token it was opened with).
+   */
+  tokenExpiry(conn: WsConnection): number | undefined {
+    return this.expiries.get(conn);
   }
 
   /** The i-th session's agent stops answering (nothing it sends arrives; nothing reaches it). */
