@@ -80,11 +80,17 @@ export interface GatewayOptions {
   metricsAccess?: (req: Request, address: string) => GatewayError | null;
 }
 
-/** The public client's address for the access log: the trusted-proxy aware `client` when given, else the peer. */
-function clientAddress(req: Request, server: Server<PublicWsData>, client?: GatewayOptions["client"]): string {
-  const peer = server.requestIP(req);
-  if (!peer) return "";
-  return client ? client(req, peer).address : peer.address;
+/**
+ * The public client of `req` — the trusted-proxy aware `client` when given, else the peer — worked
+ * out once per request and kept in `r` (the access log, the admission gate and the request head
+ * all need it; `requestIP` and the X-Forwarded-For walk are not free).
+ */
+function clientOf(req: Request, server: Server<PublicWsData>, r: Routed, client?: GatewayOptions["client"]): PublicClient | undefined {
+  if (r.client === undefined) {
+    const peer = server.requestIP(req);
+    r.client = peer ? (client ? client(req, peer) : { address: peer.address, port: peer.port }) : null;
+  }
+  return r.client ?? undefined;
 }
 
 export interface PublicClient {
@@ -133,6 +139,8 @@ interface Routed {
   entry: AccessEntry | undefined;
   target: string;
   host: string | null;
+  /** The public client (trusted-proxy aware), worked out once per request: `clientOf`. */
+  client?: PublicClient | null;
 }
 
 export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
@@ -157,7 +165,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
   };
 
   /** Opens a stream for `req` and waits for the response head, within the TTFB limit. */
-  const openStream = async (req: Request, server: Server<PublicWsData>, id: string, route: TunnelRoute, kind: "http" | "ws", target: string, host: string, entry: AccessEntry | undefined, throttle?: Throttle, retried = false): Promise<{ stream: TunnelStream; resHead: ResponseHead }> => {
+  const openStream = async (req: Request, client: PublicClient | undefined, id: string, route: TunnelRoute, kind: "http" | "ws", target: string, host: string, entry: AccessEntry | undefined, throttle?: Throttle, retried = false): Promise<{ stream: TunnelStream; resHead: ResponseHead }> => {
     // The first-byte limit covers acquiring a session too (issue 12 item 8): the pool gives up at
     // the deadline — 504 `tunnel_timeout` (a dial or hello still pending) or 503
     // `tunnel_session_limit` (no slot came free) — and the app gets what is left of it.
@@ -168,8 +176,6 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     } catch (err) {
       throw tunnelError(err, id);
     }
-    const peer = server.requestIP(req);
-    const client = peer ? (o.client ? o.client(req, peer) : { address: peer.address, port: peer.port }) : undefined;
     const head = requestHeadFrom(req, {
       kind,
       proto: client?.proto ?? scheme,
@@ -201,7 +207,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
       if (!retried && err instanceof StreamResetError && err.code === ResetCode.REFUSED && kind === "http" && methodHasNoBody(req.method) && !req.signal.aborted) {
         req.signal.removeEventListener("abort", onAbort);
         if (entry) entry.ended = undefined; // the refused stream's end is not this request's
-        return openStream(req, server, id, route, kind, target, host, entry, throttle, true);
+        return openStream(req, client, id, route, kind, target, host, entry, throttle, true);
       }
       throw tunnelError(err, id);
     } finally {
@@ -225,7 +231,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
       try {
         const fixedId = fixed.size ? fixed.get(server) : undefined;
         r.host = o.publicHost ? o.publicHost(req, server.requestIP(req)?.address ?? "") : req.headers.get("host");
-        const served = fixedId === undefined ? healthAnswer(req, r.target, r.host, () => clientAddress(req, server, o.client), health) : undefined;
+        const served = fixedId === undefined ? healthAnswer(req, r.target, r.host, () => clientOf(req, server, r, o.client)?.address ?? "", health) : undefined;
         if (served) return await served;
         const route = await routing(req, server, r, fixedId);
         if (route instanceof Response) return route;
@@ -272,7 +278,7 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
    * Throws the public error of a malformed Host, CONNECT, an unknown or deleted tunnel.
    */
   async function routing(req: Request, server: Server<PublicWsData>, r: Routed, fixedId: string | undefined): Promise<TunnelRoute | Response> {
-    if (o.accessLog) r.entry = o.accessLog.begin("", req.method, r.target, clientAddress(req, server, o.client));
+    if (o.accessLog) r.entry = o.accessLog.begin("", req.method, r.target, clientOf(req, server, r, o.client)?.address ?? "");
     if (req.method === "CONNECT") throw publicError("method_not_allowed");
     const id = (r.id = fixedId ?? routeHost(r.host, o.baseDomain, o.localHosts));
     if (r.entry) r.entry.tunnel = id;
@@ -302,14 +308,15 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     server.timeout(req, 0); // our own TTFB limit applies; long responses and SSE must not be cut
     if (req.headers.get("upgrade")?.toLowerCase() === "websocket") r.kind = "ws";
     const kind = r.kind;
-    let refused = o.admit ? admit(req, server, id, route, kind, host) : undefined;
+    const client = clientOf(req, server, r, o.client);
+    let refused = o.admit ? admit(req, client, id, route, kind, host) : undefined;
     if (refused instanceof Promise) refused = await refused; // only for visitor sign-in
     if (refused) {
       countRequest(id, kind, refused.status);
       return refused;
     }
     const throttle = kind === "http" ? o.throttle?.(id, route) : undefined;
-    const { stream, resHead } = await openStream(req, server, id, route, kind, r.target, host, entry, throttle);
+    const { stream, resHead } = await openStream(req, client, id, route, kind, r.target, host, entry, throttle);
     countRequest(id, kind, resHead.status);
     if (kind === "ws") return upgradePublic(req, server, stream, resHead);
     return httpResponse(req, stream, resHead, throttle);
@@ -326,11 +333,9 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     return errorResponse(e, req.headers.get("accept"), req.method);
   }
 
-  function admit(req: Request, server: Server<PublicWsData>, id: string, route: TunnelRoute, kind: "http" | "ws", host: string) {
-    const peer = server.requestIP(req);
-    const client = peer ? (o.client ? o.client(req, peer) : { address: peer.address, port: peer.port }) : { address: "", port: 0 };
+  function admit(req: Request, client: PublicClient | undefined, id: string, route: TunnelRoute, kind: "http" | "ws", host: string) {
     const activeStreams = pools.activeStreamsOf(id);
-    return o.admit!(req, { id, host, kind, client: client.address, proto: client.proto ?? scheme, policy: route.policy, activeStreams });
+    return o.admit!(req, { id, host, kind, client: client?.address ?? "", proto: client?.proto ?? scheme, policy: route.policy, activeStreams });
   }
 
   const port = server.port!;
