@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { OriginProtocolError } from "../src/agent/origin-http.ts";
-import { answering, bodyError, bytes, cleanupOrigins, enc, get, latin1, newPool, ok, prng, rawOrigin, rejection, serve, streamOf, text, waitFor, within } from "./support/origin-kit.ts";
+import { answering, bodyError, cleanupOrigins, enc, get, latin1, newPool, ok, prng, rawOrigin, rejection, serve, streamOf, text, waitFor, within } from "./support/origin-kit.ts";
 
 afterEach(cleanupOrigins);
 

@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import type { Socket, TCPSocketListener } from "bun";
 import { OriginProtocolError } from "../src/agent/origin-http.ts";
-import { answering, bodyError, bytes, cleanupOrigins, freePort, get, latin1, newPool, ok, origins, rawOrigin, rejection, serve, text, waitFor, within } from "./support/origin-kit.ts";
+import { answering, bodyError, cleanupOrigins, freePort, get, latin1, newPool, ok, origins, rawOrigin, rejection, serve, text, waitFor, within } from "./support/origin-kit.ts";
 import { startStack } from "./support/stack.ts";
 
 afterEach(cleanupOrigins);

@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { OriginProtocolError } from "../src/agent/origin-http.ts";
-import { answering, bytes, cleanupOrigins, get, newPool, ok, prng, rawOrigin, readAll, rejection, text, waitFor, within } from "./support/origin-kit.ts";
+import { answering, cleanupOrigins, get, newPool, ok, prng, rawOrigin, readAll, rejection, text, waitFor, within } from "./support/origin-kit.ts";
 
 afterEach(cleanupOrigins);
 

@@ -1,5 +1,5 @@
 /**
- * The agent's HTTP/1.1 response parser (`Exchange` in src/agent/origin-conn.ts) fed bytes
+ * The agent's HTTP/1.1 response parser (`Exchange` in src/agent/origin-exchange.ts) fed bytes
  * directly, whole and one byte at a time (issue 18: test/origin-http-*.test.ts drive it through
  * real sockets, ~10 s a run, too slow to run per mutant). What the app's answer becomes: status,
  * headers, body bytes, whether the connection may be reused, and the sentence when the app breaks

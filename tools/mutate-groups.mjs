@@ -74,11 +74,11 @@ export const groups = {
     mutate: ["src/api/tunnels.ts"],
     tests: ["test/api-tunnels-unit.test.ts"],
   },
-  // The agent's HTTP/1.1 response parser: the Exchange class and its helpers (lines 126-441 of
-  // origin-conn.ts — move the range when the file changes), fed bytes by test/origin-parse.test.ts
+  // The agent's HTTP/1.1 response parser: the Exchange class and its helpers
+  // src/agent/origin-exchange.ts + origin-head.ts), fed bytes by test/origin-parse.test.ts
   // (~0.2 s a run; test/origin-http-*.test.ts need real sockets, ~10 s).
   "origin-parse": {
-    mutate: ["src/agent/origin-conn.ts:126-440", "src/agent/origin-head.ts"],
+    mutate: ["src/agent/origin-exchange.ts", "src/agent/origin-head.ts"],
     tests: ["test/origin-parse.test.ts"],
   },
 };
