@@ -82,4 +82,23 @@ describe("routeHost", () => {
   test("the 404 names the host the visitor asked for, normalised", () => {
     expect(() => routeHost("A.B.AzHexGate.com.:80", base)).toThrow("No tunnel is served at a.b.azhexgate.com.");
   });
+
+  test("remembered answers never cross modes or base domains, and stay right past the memo's size", () => {
+    // the same host asked with and without localHosts, alternately (the service check and the request do)
+    for (let i = 0; i < 3; i++) {
+      expect(outcome("localhost:3000", base, true)).toBe("tunnel:");
+      expect(outcome("localhost:3000", base, false)).toBe("404 tunnel_not_found");
+    }
+    expect(outcome("demo.azhexgate.com", base)).toBe("tunnel:demo");
+    expect(outcome("demo.azhexgate.com", "other.example")).toBe("404 tunnel_not_found");
+    expect(outcome("demo.other.example", "other.example")).toBe("tunnel:demo");
+    expect(outcome("demo.azhexgate.com", base)).toBe("tunnel:demo");
+    // more distinct hosts than the memo holds: every answer still right, the first ones included
+    for (let i = 0; i < 1100; i++) expect(routeHost(`t${i}.azhexgate.com`, base)).toBe(`t${i}`);
+    expect(routeHost("t0.azhexgate.com", base)).toBe("t0");
+    expect(routeHost("t1099.azhexgate.com", base)).toBe("t1099");
+    // a refusal is not remembered as an answer
+    expect(outcome("bad host", base)).toBe("400 bad_host");
+    expect(outcome("bad host", base)).toBe("400 bad_host");
+  });
 });

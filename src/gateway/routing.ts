@@ -33,26 +33,27 @@ export function serviceHost(host: string | null, baseDomain: string): boolean {
  */
 export function routeHost(host: string | null, baseDomain: string, localHosts = false): string {
   // Every request routes its Host: the answers for hosts seen lately are kept (successes only,
-  // bounded; the memo is for one base domain and mode at a time).
-  if (baseDomain !== memoBase || localHosts !== memoLocal) {
-    memo.clear();
+  // bounded), one memo per mode (the service check asks with localHosts, the request without),
+  // for one base domain at a time.
+  if (baseDomain !== memoBase) {
+    memos[0].clear();
+    memos[1].clear();
     memoBase = baseDomain;
-    memoLocal = localHosts;
   }
+  const memo = memos[localHosts ? 1 : 0];
   if (host !== null) {
     const hit = memo.get(host);
     if (hit !== undefined) return hit;
   }
   const id = route(host, baseDomain, localHosts);
   if (memo.size >= MEMO_MAX) memo.clear();
-  memo.set(host!, id);
+  memo.set(host as string, id);
   return id;
 }
 
 const MEMO_MAX = 1024;
-const memo = new Map<string, string>();
+const memos: [Map<string, string>, Map<string, string>] = [new Map(), new Map()];
 let memoBase = "";
-let memoLocal = false;
 
 function route(host: string | null, baseDomain: string, localHosts: boolean): string {
   if (!host || host.includes(",") || !HOST_RE.test(host)) {
