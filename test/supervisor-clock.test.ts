@@ -8,7 +8,7 @@ import { afterEach, expect, test } from "bun:test";
 import { ManualClock } from "../src/agent/clock.ts";
 import { type SupervisorHandle, type SupervisorOptions, type TunnelGrant, superviseAgent } from "../src/agent/supervisor.ts";
 import { startAgentRelay, type AgentRelay } from "./support/agent-relay.ts";
-import { StateLog } from "./support/states.ts";
+import { startRecorded } from "./support/supervisor-kit.ts";
 
 let fx: AgentRelay | undefined;
 let sup: SupervisorHandle | undefined;
@@ -19,21 +19,10 @@ afterEach(async () => {
   fx = undefined;
 });
 
-type Ev = { event: string; fields?: Record<string, unknown> };
-
 function start(o: Partial<SupervisorOptions> & Pick<SupervisorOptions, "connect" | "renew">, clock: ManualClock) {
-  const log = new StateLog();
-  const events: Ev[] = [];
-  sup = superviseAgent({
-    origin: "http://127.0.0.1:9",
-    hostHeader: "rewrite",
-    clock,
-    onState: log.push,
-    log: (event, fields) => events.push({ event, fields }),
-    backoff: { random: () => 0 },
-    ...o,
-  });
-  return { sup, log, events };
+  const r = startRecorded(o, clock);
+  sup = r.sup;
+  return r;
 }
 
 async function relay(clock: ManualClock, ttlMs: number): Promise<AgentRelay> {

@@ -8,31 +8,11 @@
  * test/pool-rewarm.test.ts show the same end to end over the relay emulator.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { type PoolOptions, SessionPool } from "../src/tunnel/pool.ts";
-import { Dialer, echo } from "./support/pool-dial.ts";
+import { Dialer, echo, poolGet, poolKit, until } from "./support/pool-dial.ts";
 
-const pools: SessionPool[] = [];
-afterAll(() => {
-  for (const p of pools.splice(0)) p.close();
-});
-function mkPool(d: Dialer, o: Partial<PoolOptions> = {}, hook = true) {
-  const events: string[] = [];
-  const pool = new SessionPool({ dial: () => d.dial(), tokenExpiry: (c) => d.tokenExpiry(c), ...(hook ? { onSessionEvent: (e) => events.push(e) } : {}), ...o });
-  pools.push(pool);
-  return { pool, events };
-}
-async function get(pool: SessionPool, path = "/") {
-  const s = await pool.acquire();
-  const st = await s.open({ kind: "http", method: "GET", target: path, headers: [] });
-  st.end();
-  const head = await st.response;
-  return { status: head.status, body: await new Response(st.body).text() };
-}
-const until = async (cond: () => boolean, ms = 4000) => {
-  const end = Date.now() + ms;
-  while (!cond() && Date.now() < end) await Bun.sleep(2);
-  return cond();
-};
+const { mkPool, closeAll } = poolKit();
+afterAll(closeAll);
+const get = poolGet;
 
 describe("retirement before the token expires (token lifetime 1.25 s: retired after 1 s)", () => {
   test.concurrent("an idle session: GOAWAY, closed 'session retired', a replacement dialed at once; no re-warm for it", async () => {

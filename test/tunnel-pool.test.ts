@@ -6,33 +6,13 @@
  * gateway tests) show the same over the emulator.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { PoolClosedError, PoolError, SessionPool, retireDelay, type PoolOptions } from "../src/tunnel/pool.ts";
-import { Dialer, echo } from "./support/pool-dial.ts";
+import { PoolClosedError, PoolError, retireDelay } from "../src/tunnel/pool.ts";
+import { Dialer, echo, poolGet, poolKit, until } from "./support/pool-dial.ts";
 import { tick } from "./support/tunnel-peers.ts";
 
-const pools: SessionPool[] = [];
-afterEach(() => {
-  for (const p of pools.splice(0)) p.close();
-});
-function mkPool(d: Dialer, o: Partial<PoolOptions> = {}) {
-  const events: string[] = [];
-  const pool = new SessionPool({ dial: () => d.dial(), onSessionEvent: (e) => events.push(e), ...o });
-  pools.push(pool);
-  return { pool, events };
-}
-async function get(pool: SessionPool, path = "/") {
-  const s = await pool.acquire();
-  const st = await s.open({ kind: "http", method: "GET", target: path, headers: [] });
-  st.end();
-  const head = await st.response;
-  return { status: head.status, body: await new Response(st.body).text() };
-}
-/** Polls `cond` for up to `ms` (generous: the box is shared). */
-const until = async (cond: () => boolean, ms = 3000) => {
-  const end = Date.now() + ms;
-  while (!cond() && Date.now() < end) await Bun.sleep(1);
-  return cond();
-};
+const { mkPool, closeAll } = poolKit();
+afterEach(closeAll);
+const get = poolGet;
 
 describe("session pool", () => {
   test("a cold tunnel dials one session; the request is served; the pool then warms to min (2)", async () => {
@@ -295,12 +275,10 @@ describe("session pool: edges", () => {
 
   test("without an event hook, a hello timeout is still a 502 and a silent session is still evicted", async () => {
     const d = new Dialer(echo, { silent: true });
-    const pool = new SessionPool({ dial: () => d.dial(), helloMs: 10 });
-    pools.push(pool);
+    const { pool } = mkPool(d, { helloMs: 10 }, false);
     expect((await pool.acquire().catch((x) => x)).code).toBe("tunnel_handshake_timeout");
     const e = new Dialer(() => {});
-    const q = new SessionPool({ dial: () => e.dial(), min: 1, pingMs: 15 });
-    pools.push(q);
+    const { pool: q } = mkPool(e, { min: 1, pingMs: 15 }, false);
     const s = await q.acquire();
     e.mute(0);
     expect(await until(() => s.isClosed)).toBe(true);

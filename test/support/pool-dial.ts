@@ -6,6 +6,7 @@
 import { Emitter } from "../../src/ws/emitter.ts";
 import type { WsConnection, WsEvents } from "../../src/ws/client.ts";
 import { Session } from "../../src/tunnel/session.ts";
+import { type PoolOptions, SessionPool } from "../../src/tunnel/pool.ts";
 import type { TunnelStream } from "../../src/tunnel/stream.ts";
 
 class Pipe extends Emitter<WsEvents> {
@@ -127,3 +128,39 @@ export const echo = (s: TunnelStream) => {
   s.sendResponse({ status: 200, headers: [] });
   void s.write(new TextEncoder().encode(`hello ${s.head!.target}`)).then(() => s.end(), () => {});
 };
+
+/**
+ * Pools for one test file: `mkPool` makes one on `d` (session events recorded unless `hook` is
+ * false; the dialer's recorded token expiries given to the pool), `closeAll` closes them (the file's
+ * afterEach / afterAll).
+ */
+export function poolKit() {
+  const pools: SessionPool[] = [];
+  return {
+    mkPool(d: Dialer, o: Partial<PoolOptions> = {}, hook = true) {
+      const events: string[] = [];
+      const pool = new SessionPool({ dial: () => d.dial(), tokenExpiry: (c) => d.tokenExpiry(c), ...(hook ? { onSessionEvent: (e) => events.push(e) } : {}), ...o });
+      pools.push(pool);
+      return { pool, events };
+    },
+    closeAll() {
+      for (const p of pools.splice(0)) p.close();
+    },
+  };
+}
+
+/** One GET through a pool session: its status and body. */
+export async function poolGet(pool: SessionPool, path = "/") {
+  const s = await pool.acquire();
+  const st = await s.open({ kind: "http", method: "GET", target: path, headers: [] });
+  st.end();
+  const head = await st.response;
+  return { status: head.status, body: await new Response(st.body).text() };
+}
+
+/** Polls `cond` for up to `ms` (generous: the box is shared); its last answer. */
+export async function until(cond: () => boolean, ms = 4000): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (!cond() && Date.now() < end) await Bun.sleep(2);
+  return cond();
+}
