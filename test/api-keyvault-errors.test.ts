@@ -26,6 +26,8 @@ beforeAll(() => {
         case "firewall": return Response.json({ error: { code: "Forbidden", innererror: { code: "ForbiddenByFirewall" } } }, { status: 403 });
         case "firewall401": return Response.json({ error: { innererror: { code: "ForbiddenByFirewall" } } }, { status: 401 });
         case "role": return Response.json({ error: { code: "Forbidden" } }, { status: 403 });
+        // Key Vault's role refusal; the firewall code's name appears in the body, but not as the code
+        case "rbacWords": return Response.json({ error: { code: "Forbidden", message: "Caller is not authorized", innererror: { code: "ForbiddenByRbac" } }, ruledOut: ["ForbiddenByFirewall"] }, { status: 403 });
         case "big403": return new Response(`"ForbiddenByFirewall"${" ".repeat(64 * 1024)}`, { status: 403 });
         case "busy": return new Response("x", { status: 429 });
         case "novalue": return Response.json({ id: "x" });
@@ -62,8 +64,8 @@ describe("readKeyVaultSecret", () => {
     expect(r.err.status).toBeUndefined();
   });
 
-  test("403 / 401 without the firewall code, or a huge body, name the role", async () => {
-    for (const [name, status] of [["role", 403], ["firewall401", 401], ["big403", 403]] as const) {
+  test("403 / 401 without the firewall code (read from error.innererror.code, never from the words), or a huge body, name the role", async () => {
+    for (const [name, status] of [["role", 403], ["firewall401", 401], ["big403", 403], ["rbacWords", 403]] as const) {
       const r = (await read(name)) as { err: KeyVaultReadError };
       expect(r.err.message).toBe(`Key Vault 127.0.0.1:${vault.port} refused to read secret "${name}" (${status}); grant the gateway's identity the "Key Vault Secrets User" role`);
       expect(r.err.status).toBe(status);

@@ -200,6 +200,21 @@ describe("create", () => {
     expect(logged("tunnel reclaimed").map((l) => [l.tunnel_id, l.key_id])).toEqual([["demo-app", "key-a"]]);
   });
 
+  test("a reclaim race (the record changed under the owner): 409 with Retry-After, the mark clients retry on", async () => {
+    await service().create("key-a", { subdomain: "racy" });
+    // the record vanishes between create's insert and reclaim's read (another request deleted it)
+    const racing = new Proxy(registry, {
+      get: (t, p) => (p === "get" ? async () => undefined : typeof Reflect.get(t, p) === "function" ? (Reflect.get(t, p) as Function).bind(t) : Reflect.get(t, p)),
+    });
+    const e = await service({ registry: racing }).create("key-a", { subdomain: "racy" }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(ApiError);
+    expect(e).toMatchObject({ status: 409, code: "subdomain_taken", extra: { headers: { "retry-after": "1" } } });
+    // the lasting refusal (another key's name) carries no Retry-After
+    const lasting = await service().create("key-b", { subdomain: "racy" }).catch((x: unknown) => x);
+    expect(lasting).toMatchObject({ status: 409, code: "subdomain_taken" });
+    expect((lasting as ApiError).extra.headers).toBeUndefined();
+  });
+
   test("a reserved name whose tunnel was deleted can be created again by its owner", async () => {
     const s = service();
     await s.create("key-a", { subdomain: "keep-me" });

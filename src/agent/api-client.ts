@@ -129,8 +129,8 @@ export function createApiClient(o: ApiClientOptions) {
         throw new ApiClientError("not_found", `The tunnel no longer exists on the gateway (404): ${detail}`, true, 404);
       case 409:
         // "reserved by another API key" and "taken over by a newer session" stay true however often we retry;
-        // "in use; try again in a moment" (a reclaim race) does not.
-        throw new ApiClientError(code, `${detail}`, code === "subdomain_taken" && /try again/i.test(detail), 409);
+        // a reclaim race does not: the gateway marks that one with Retry-After (src/api/tunnels.ts).
+        throw new ApiClientError(code, `${detail}`, code === "subdomain_taken" && res.headers.has("retry-after"), 409);
       case 429: {
         // the per-key tunnel quota: retried (a tunnel may be deleted or expire), with the gateway's sentence
         if (code === "tunnel_quota") throw new ApiClientError(code, detail, true, 429);

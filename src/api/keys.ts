@@ -104,6 +104,16 @@ export function parseKeyList(text: string, source: string, opts: { comments?: bo
   return keys;
 }
 
+/** `error.innererror.code` of a Key Vault error body (JSON), or undefined. */
+function innerErrorCode(text: string): string | undefined {
+  try {
+    const code = (JSON.parse(text) as { error?: { innererror?: { code?: unknown } } })?.error?.innererror?.code;
+    return typeof code === "string" ? code : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function isLoopbackHost(host: string): boolean {
   const h = host.replace(/^\[|\]$/g, "").toLowerCase();
   return h === "localhost" || h === "::1" || h.startsWith("127.");
@@ -153,7 +163,7 @@ export async function readKeyVaultSecret(kv: KeyVaultSource): Promise<string> {
     // A firewall refusal is a 403 too (innererror ForbiddenByFirewall,
     // https://learn.microsoft.com/en-us/azure/key-vault/general/private-link-diagnostics): not a role.
     const text = await res.text().catch(() => "");
-    if (res.status === 403 && text.length < 64 * 1024 && text.includes('"ForbiddenByFirewall"')) {
+    if (res.status === 403 && text.length < 64 * 1024 && innerErrorCode(text) === "ForbiddenByFirewall") {
       throw new KeyVaultReadError(
         `Key Vault ${base.host} refused the gateway's network address (403 ForbiddenByFirewall); allow the gateway's outbound addresses in the vault's firewall or use a private endpoint`,
         undefined,

@@ -13,6 +13,12 @@ import type { Logger } from "../log.ts";
 import type { TcpSettings, TunnelPolicy, TunnelRecord, TunnelRegistry } from "../registry/types.ts";
 import { ApiError, invalid, notFound } from "./errors.ts";
 
+/**
+ * A 409 that passes by itself (a reclaim race) carries Retry-After; one that stays true however
+ * often it is retried (reserved by another key) does not. Clients read the header, not the words.
+ */
+const RETRY_SOON = { headers: { "retry-after": "1" } };
+
 export interface TunnelServiceOptions {
   registry: TunnelRegistry;
   provisioner: Provisioner;
@@ -245,11 +251,11 @@ export class TunnelService {
     const { localPort, policy, tcp } = input;
     const old = await this.o.registry.get(name);
     if (!old || old.keyId !== keyId) {
-      throw new ApiError(409, "subdomain_taken", `subdomain "${name}" is in use; try again in a moment.`);
+      throw new ApiError(409, "subdomain_taken", `subdomain "${name}" is in use; try again in a moment.`, RETRY_SOON);
     }
     const now = this.now();
     const rec = await this.o.registry.update(name, { sessionId, localPort, policy, tcp, lastSeenAt: now, expiresAt: now + this.idleTtlMs });
-    if (!rec) throw new ApiError(409, "subdomain_taken", `subdomain "${name}" changed while being reclaimed; try again.`);
+    if (!rec) throw new ApiError(409, "subdomain_taken", `subdomain "${name}" changed while being reclaimed; try again.`, RETRY_SOON);
     // Remove + ensure: closes the stale listeners (1001) and rotates the Listen rule's key.
     await this.relay("remove", () => this.o.provisioner.remove(rec.hcPath));
     this.o.issuer.invalidate(rec.hcPath);

@@ -61,7 +61,7 @@ export async function checkReadyz(t: Target, net: NetOptions): Promise<Outcome> 
   }
   const reason = probeReason(await readText(res));
   if (res.status === 200) return pass("ready", `GET /readyz → 200 ${reason}`);
-  const fix = /drain/i.test(reason)
+  const fix = res.headers.get("x-azhexgate-error") === "gateway_draining"
     ? "The gateway is shutting down (a restart or a new revision); retry in a minute."
     : "The gateway runs but cannot serve yet: the reason above says what it waits for (registry, API keys secret, relay role assignment); see its log, fix that, and it becomes ready without a restart.";
   return fail("ready", `GET /readyz → ${res.status}: ${reason}`, fix);

@@ -21,6 +21,13 @@ export interface ServedCert {
   error?: string;
 }
 
+/**
+ * Verification codes that only say the name does not match (judged by checkServerIdentity below),
+ * not that the chain is untrusted: Node's and Bun's code for the SNI name check, and OpenSSL's
+ * X509_V_ERR_HOSTNAME_MISMATCH / IP_ADDRESS_MISMATCH as node:tls names them. Codes, never text.
+ */
+const NAME_MISMATCH_CODES = new Set(["ERR_TLS_CERT_ALTNAME_INVALID", "HOSTNAME_MISMATCH", "IP_ADDRESS_MISMATCH"]);
+
 /** Opens a TLS connection to `host:port` (SNI `host`) and returns the certificate served. */
 export async function fetchCertificate(host: string, port: number, ca: string | undefined, timeoutMs: number): Promise<ServedCert> {
   const address = isIP(host) ? host : (await resolve(host, timeoutMs))[0]!;
@@ -37,7 +44,7 @@ export async function fetchCertificate(host: string, port: number, ca: string | 
     const cert = socket.getPeerCertificate(false);
     const error = socket.authorizationError ? String((socket.authorizationError as { code?: string }).code ?? socket.authorizationError) : undefined;
     // A name mismatch shows up here too when SNI is set; names are judged by checkServerIdentity.
-    const trusted = socket.authorized || error === "ERR_TLS_CERT_ALTNAME_INVALID" || /altname|hostname/i.test(error ?? "");
+    const trusted = socket.authorized || (error !== undefined && NAME_MISMATCH_CODES.has(error));
     done({ cert, trusted, error: trusted ? undefined : error });
     socket.end();
   });

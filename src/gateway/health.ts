@@ -33,11 +33,12 @@ export function healthAnswer(req: Request, target: string, host: string | null, 
 }
 
 async function service(path: string, o: HealthOptions): Promise<Response> {
-  const text = (body: string, status = 200, type = "text/plain; charset=utf-8") =>
-    new Response(body, { status, headers: { "content-type": type, "cache-control": "no-store" } });
+  const text = (body: string, status = 200, type = "text/plain; charset=utf-8", extra: Record<string, string> = {}) =>
+    new Response(body, { status, headers: { "content-type": type, "cache-control": "no-store", ...extra } });
   if (path === "/healthz") return text("ok\n");
   if (path === "/metrics") return text(o.metrics(), 200, "text/plain; version=0.0.4; charset=utf-8");
-  if (o.draining()) return text("draining\n", 503);
+  // The state is in a header too, so a client (doctor) tells draining apart without reading words.
+  if (o.draining()) return text("draining\n", 503, undefined, { "x-azhexgate-error": "gateway_draining" });
   const r = await Promise.resolve(o.ready ? o.ready() : true).catch((): Readiness => ({ ready: false, reason: "the readiness check failed" }));
   if (typeof r === "boolean") return r ? text("ready\n") : text("not ready\n", 503);
   return Response.json(r.reason === undefined ? { ready: r.ready } : r, { status: r.ready ? 200 : 503, headers: { "cache-control": "no-store" } });
