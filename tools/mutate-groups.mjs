@@ -32,7 +32,7 @@ export const groups = {
     tests: ["test/tunnel-window.test.ts"],
   },
   session: {
-    mutate: ["src/tunnel/session.ts"],
+    mutate: ["src/tunnel/session.ts", "src/tunnel/outbox.ts"],
     tests: ["test/tunnel-session-mutants.test.ts", "test/tunnel-session.test.ts", "test/tunnel-v2-session.test.ts", "test/tunnel-v2-flow.test.ts", "test/tunnel-credit-liveness.test.ts"],
   },
   // The pool; the lifecycle file (token retirement, re-warm) waits on real timers: ~2 s a run.

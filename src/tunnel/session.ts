@@ -11,7 +11,7 @@
  * TCP streams, and the rules in docs/protocol.md "Rules every end enforces" — each violation
  * either closes the session (1002, `protocol error: …`) or resets one stream.
  */
-import { FrameType, PING_PAYLOAD, PROTOCOL_VERSIONS, ResetCode, decodeFrames, encodeFrames, frameParts, parseVarints, varintPayload, type Frame } from "./frame.ts";
+import { FrameType, PING_PAYLOAD, PROTOCOL_VERSIONS, ResetCode, decodeFrames, parseVarints, varintPayload, type Frame } from "./frame.ts";
 import { decodeOpenHead, encodeOpenHead, encodeResponseHead, type HeadError, type OpenHead, type TcpHead } from "./head-binary.ts";
 import {
   helloMessage, jsonHead, parseHello, parseJsonHead, parseRequestHead, pickVersion, versionMismatch, type Hello, type RequestHead, type ResponseHead,
@@ -20,18 +20,10 @@ import { SessionCredit } from "./credit.ts";
 import { DEFAULT_MAX_STREAM_WINDOW, type ProcessBudget } from "./window.ts";
 import { deliverToStream } from "./deliver.ts";
 import { Liveness } from "./liveness.ts";
+import { Outbox, type Transport } from "./outbox.ts";
 import { SessionLostError, StreamResetError, TunnelStream, type StreamHost } from "./stream.ts";
 
-/** The message transport under a session (our WebSocket client or a Bun server socket). */
-export interface Transport {
-  /** Sends one message; false when the transport is over its high-water mark. */
-  send(data: Uint8Array | string): boolean;
-  /** Optional gather-send of one binary message (saves a copy of every payload). */
-  sendParts?(parts: readonly Uint8Array[]): boolean;
-  /** Resolves when the transport can take more. */
-  drained(): Promise<void>;
-  close(code?: number, reason?: string): void;
-}
+export type { Transport } from "./outbox.ts";
 
 export interface SessionOptions {
   role: "gateway" | "agent";
@@ -60,8 +52,6 @@ export interface SessionOptions {
 
 export const DEFAULT_WINDOW = 2 << 20;
 export const DEFAULT_SESSION_WINDOW = 16 << 20;
-/** PONGs queued per event-loop turn at most (a PING flood cannot grow the send queue). */
-const MAX_PONGS_PER_TURN = 16;
 
 /** The session's hello failed: no common protocol version (the message says who must upgrade). */
 export class ProtocolMismatchError extends Error {
@@ -80,10 +70,7 @@ export class Session implements StreamHost {
   private readyResolve!: (h: Hello) => void;
   private readyReject!: (e: Error) => void;
   private readonly streams = new Map<number, TunnelStream>();
-  private out: Frame[] = [];
-  private outBytes = 0;
-  private flushScheduled = false;
-  private congested: Promise<void> | null = null;
+  private readonly outbox: Outbox;
   private nextId = 1;
   /** Agent side: the highest stream id the peer opened (ids must increase). */
   private peerHighest = 0;
@@ -93,12 +80,10 @@ export class Session implements StreamHost {
   private readonly credit: SessionCredit;
   private readonly unsubscribeRoom: () => void;
   private readonly liveness = new Liveness((p) => this.enqueue(FrameType.PING, 0, p));
-  private pongsThisTurn = 0;
   private rttProbed = false;
-  /** The latest PING that arrived while the transport was congested: answered when it drains. */
-  private pendingPong: Uint8Array | null = null;
 
   constructor(private readonly transport: Transport, private readonly opts: SessionOptions) {
+    this.outbox = new Outbox(transport, () => this.closed !== null, opts.flushBytes);
     this.window = opts.window ?? DEFAULT_WINDOW;
     this.sessionWindow = opts.sessionWindow ?? DEFAULT_SESSION_WINDOW;
     this.credit = new SessionCredit(this.sessionWindow, opts.maxSessionWindow);
@@ -202,18 +187,11 @@ export class Session implements StreamHost {
   // ---- StreamHost ----
 
   enqueue(type: number, stream: number, payload: Uint8Array): void {
-    if (this.closed) return;
-    this.out.push({ type: type as Frame["type"], stream, payload });
-    this.outBytes += payload.length;
-    if (this.outBytes >= (this.opts.flushBytes ?? 256 * 1024)) this.flush();
-    else if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => this.flush());
-    }
+    if (!this.closed) this.outbox.push(type, stream, payload);
   }
 
   writable(): Promise<void> | null {
-    return this.congested;
+    return this.outbox.congested;
   }
 
   /** The latest round trip; the first ask (a stream moved a whole window) sends one PING to measure it. */
@@ -321,7 +299,7 @@ export class Session implements StreamHost {
   }
 
   close(code = 1000, reason = "session closed"): void {
-    this.flush();
+    this.outbox.flush();
     this.transport.close(code, reason);
     this.handleClose(reason);
   }
@@ -378,14 +356,8 @@ export class Session implements StreamHost {
     switch (f.type) {
       case FrameType.PING:
         if (f.payload.length !== PING_PAYLOAD) return this.fatal(`PING payload of ${f.payload.length} bytes (must be ${PING_PAYLOAD})`);
-        // Under backpressure only the latest PING is remembered (answered on drain): a PING flood
-        // never grows the send queue; at most MAX_PONGS_PER_TURN PONGs go per turn.
-        if (this.congested) this.pendingPong = f.payload.slice(); // a copy: the message is not kept
-        else if (this.pongsThisTurn < MAX_PONGS_PER_TURN) {
-          this.pongsThisTurn++;
-          this.enqueue(FrameType.PONG, 0, f.payload);
-        }
-        return;
+        // Bounded answers (outbox.ts): a PING flood never grows the send queue.
+        return this.outbox.pong(f.payload);
       case FrameType.PONG: {
         if (f.payload.length !== PING_PAYLOAD) return this.fatal(`PONG payload of ${f.payload.length} bytes (must be ${PING_PAYLOAD})`);
         return this.liveness.pong(f.payload);
@@ -402,24 +374,6 @@ export class Session implements StreamHost {
         }
         return;
       }
-    }
-  }
-
-  private flush(): void {
-    this.flushScheduled = false;
-    this.pongsThisTurn = 0;
-    if (this.out.length === 0 || this.closed) return;
-    const frames = this.out;
-    this.out = [];
-    this.outBytes = 0;
-    const ok = this.transport.sendParts ? this.transport.sendParts(frameParts(frames)) : this.transport.send(encodeFrames(frames));
-    if (!ok && !this.congested) {
-      this.congested = this.transport.drained().then(() => {
-        this.congested = null;
-        const pong = this.pendingPong;
-        this.pendingPong = null;
-        if (pong) this.enqueue(FrameType.PONG, 0, pong);
-      });
     }
   }
 
