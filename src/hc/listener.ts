@@ -3,30 +3,14 @@
  * `accept` and `request` messages as events, accepts / rejects rendezvous, answers HTTP-mode
  * requests, renews its token, and keeps the channel alive (see "Keep-alive" below).
  * No reconnect policy here: `close` carries a RelayError whose `retryable` tells a supervisor what to do.
- *
- * Keep-alive. Azure drops a control channel that stays silent for about 4 min (Azure/azure-relay
- * issue #33); the .NET SDK keeps it alive every 3.5 min (Azure/azure-relay-dotnet
- * src/Microsoft.Azure.Relay/HybridConnectionConstants.cs, KeepAliveInterval). The protocol guide
- * describes a "ping" that tells a dead channel (relay-hybrid-connections-protocol.md, "Ping
- * operation") but not whether the service answers a listener's WebSocket ping; Microsoft's own
- * clients do not wait for one: hyco-https sends an unsolicited pong every keepAliveTimeout
- * (Azure/azure-relay-node hyco-https/lib/HybridConnectionHttpsServer.js, `controlChannel.pong()`,
- * added in PR #34), recent .NET relies on ClientWebSocket's KeepAliveInterval (unsolicited pongs),
- * and one report has the service dropping a channel on a listener's ping (Azure/azure-relay-dotnet
- * issue #103). So, to survive either answer, every `keepAliveMs` (default 30 s):
- *  - any inbound frame (message, ping, pong) counts as life;
- *  - we ping; once the relay has answered a ping on this channel, `deadAfterIntervals` (3)
- *    intervals in a row with nothing at all received tear the channel down (a retryable timeout);
- *  - if no pong comes for `pingsBeforePong` (2) pings, we switch to unsolicited pongs, as
- *    Microsoft's clients do; silence is then no longer a sign of death (nothing would answer);
- *  - if the relay closes the channel right after our ping twice in a row, pings are unsafe on
- *    that relay: later channels to it (`KeepAliveMemo`, per relay host) use pongs from the start.
+ * Keep-alive: keepalive.ts (what the relay does with pings, and how we survive either answer).
  */
 import { Emitter } from "../ws/emitter.ts";
 import { connectWebSocket, type WsConnection } from "../ws/client.ts";
 import { listenUrl, type RelayEndpoint, rejectUrl, resourceUri } from "./address.ts";
 import { closeError, RelayError } from "./errors.ts";
 import { type AcceptMessage, decodeControlMessage, encodeControlMessage, needsRendezvous, type RequestMessage } from "./messages.ts";
+import { ControlKeepAlive, KeepAliveMemo } from "./keepalive.ts";
 import { AUTH_HEADER, tokenExpiry, toRelayError, toTokenProvider } from "./sender.ts";
 import type { TokenProvider } from "./tokens.ts";
 
@@ -77,27 +61,7 @@ export interface ListenerEvents {
   keepAlive: (mode: "pong", why: string) => void;
 }
 
-/**
- * Per relay host: how often in a row the relay closed a control channel right after our ping.
- * Two strikes and pings are unsafe there; a channel that outlives a ping clears the count.
- */
-export class KeepAliveMemo {
-  private readonly strikes = new Map<string, number>();
-
-  pongOnly(host: string): boolean {
-    return (this.strikes.get(host) ?? 0) >= 2;
-  }
-
-  strike(host: string): void {
-    this.strikes.set(host, (this.strikes.get(host) ?? 0) + 1);
-  }
-
-  survived(host: string): void {
-    if (!this.pongOnly(host)) this.strikes.delete(host);
-  }
-}
-
-const processMemo = new KeepAliveMemo();
+export { KeepAliveMemo };
 
 const INLINE_LIMIT = 64 * 1024;
 
@@ -105,18 +69,8 @@ export { tokenExpiry };
 
 export class HybridConnectionListener extends Emitter<ListenerEvents> {
   private readonly provider: TokenProvider;
-  private readonly keepAliveMs: number;
-  private readonly deadAfter: number;
-  private readonly pingsBeforePong: number;
-  private readonly memo: KeepAliveMemo;
   /** Keep-alive state of the current channel. */
-  private mode: "ping" | "pong" = "ping";
-  private rx = 0;
-  private rxAtTick = 0;
-  private silentTicks = 0;
-  private pongSeen = false;
-  private unanswered = 0;
-  private lastPingAt: number | undefined;
+  private readonly alive: ControlKeepAlive;
   private readonly autoRenew: boolean;
   private control: WsConnection | null = null;
   private closingByUs = false;
@@ -129,10 +83,7 @@ export class HybridConnectionListener extends Emitter<ListenerEvents> {
   constructor(readonly options: ListenerOptions) {
     super();
     this.provider = toTokenProvider(options.token);
-    this.keepAliveMs = Math.max(10, Math.min(options.keepAliveMs ?? 30_000, 60_000));
-    this.deadAfter = Math.max(2, options.deadAfterIntervals ?? 3);
-    this.pingsBeforePong = Math.max(1, options.pingsBeforePong ?? 2);
-    this.memo = options.keepAliveMemo ?? processMemo;
+    this.alive = new ControlKeepAlive(options.endpoint.host, options, (why) => this.emit("keepAlive", "pong", why));
     this.autoRenew = options.autoRenew ?? typeof options.token !== "string";
   }
 
@@ -175,23 +126,16 @@ export class HybridConnectionListener extends Emitter<ListenerEvents> {
     this.control = ws;
     this.closingByUs = false;
     this.failure = null;
-    this.mode = this.memo.pongOnly(o.endpoint.host) ? "pong" : "ping";
-    this.rx = this.rxAtTick = this.silentTicks = this.unanswered = 0;
-    this.pongSeen = false;
-    this.lastPingAt = undefined;
+    this.alive.reset();
     ws.on("message", (data, binary) => {
-      this.rx++;
+      this.alive.rx++;
       if (binary) this.onBinary(data as Uint8Array);
       else this.onText(data as string);
     });
-    ws.on("pong", () => {
-      this.rx++;
-      this.pongSeen = true;
-      this.unanswered = 0;
-    });
-    ws.on("ping", () => this.rx++);
+    ws.on("pong", () => this.alive.pong());
+    ws.on("ping", () => this.alive.rx++);
     ws.on("close", (code, reason) => this.onClosed(code, reason));
-    this.keepAlive = setInterval(() => this.tick(), this.keepAliveMs);
+    this.keepAlive = setInterval(() => this.tick(), this.alive.intervalMs);
     this.scheduleRenew(token);
   }
 
@@ -277,38 +221,20 @@ export class HybridConnectionListener extends Emitter<ListenerEvents> {
 
   /** Keep-alive mode of the current channel: pinging, or unsolicited pongs only. */
   get keepAliveMode(): "ping" | "pong" {
-    return this.mode;
+    return this.alive.mode;
   }
 
-  /** One keep-alive interval (see the file comment). */
+  /** One keep-alive interval (keepalive.ts): a ping or a pong, or a dead channel torn down. */
   private tick(): void {
     const ws = this.control;
     if (!ws || ws.readyState !== "open") return;
-    if (this.rx !== this.rxAtTick) {
-      this.rxAtTick = this.rx;
-      this.silentTicks = 0;
-    } else this.silentTicks++;
-    if (this.mode === "ping") {
-      if (this.lastPingAt !== undefined) this.memo.survived(this.options.endpoint.host);
-      if (this.pongSeen && this.silentTicks >= this.deadAfter) {
-        this.failure = new RelayError("timeout", `nothing received on the control channel for ${this.silentTicks} keep-alive intervals (${this.keepAliveMs} ms each)`, true);
-        ws.terminate();
-        return;
-      }
-      if (!this.pongSeen && this.unanswered >= this.pingsBeforePong) this.fallBack(`no answer to ${this.unanswered} pings`);
+    const act = this.alive.tick();
+    if (act === "ping") ws.ping();
+    else if (act === "pong") ws.pong();
+    else {
+      this.failure = act;
+      ws.terminate();
     }
-    if (this.mode === "pong") {
-      ws.pong();
-      return;
-    }
-    this.unanswered++;
-    this.lastPingAt = Date.now();
-    ws.ping();
-  }
-
-  private fallBack(why: string): void {
-    this.mode = "pong";
-    this.emit("keepAlive", "pong", why);
   }
 
   private scheduleRenew(token: string): void {
@@ -329,12 +255,7 @@ export class HybridConnectionListener extends Emitter<ListenerEvents> {
     clearInterval(this.keepAlive);
     clearTimeout(this.renewTimer);
     this.control = null;
-    // Closed by the relay right after our ping (not for an expired token or a deleted entity)?
-    const window = Math.min(2000, this.keepAliveMs * 0.9);
-    if (!this.closingByUs && !this.failure && this.mode === "ping" && this.lastPingAt !== undefined && Date.now() - this.lastPingAt <= window && code !== 1008 && code !== 1001) {
-      this.memo.strike(this.options.endpoint.host);
-      if (this.memo.pongOnly(this.options.endpoint.host)) this.emit("keepAlive", "pong", "the relay closed the control channel right after a ping, twice in a row");
-    }
+    if (!this.closingByUs && !this.failure) this.alive.closedByRelay(code);
     this.pendingBody = null;
     const err = this.failure ?? (this.closingByUs ? null : (closeError(code, reason) ?? new RelayError("closed", "relay closed the control channel normally", true, { closeCode: code })));
     if (err?.code === "token_expired") this.forceRefresh = true;
