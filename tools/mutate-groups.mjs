@@ -19,12 +19,12 @@ export const groups = {
   // a stream and cost a timeout, so these files must stay fast).
   stream: {
     mutate: ["src/tunnel/stream.ts"],
-    tests: ["test/tunnel-stream-mutants.test.ts", "test/tunnel-stream-writenow.test.ts", "test/tunnel-session.test.ts", "test/tunnel-v2-session.test.ts", "test/tunnel-ws-stream.test.ts", "test/tunnel-v2-flow.test.ts"],
+    tests: ["test/tunnel-stream-mutants.test.ts", "test/tunnel-stream-inbound-mutants.test.ts", "test/tunnel-stream-writenow.test.ts", "test/tunnel-session.test.ts", "test/tunnel-v2-session.test.ts", "test/tunnel-ws-stream.test.ts", "test/tunnel-v2-flow.test.ts"],
   },
   // Session credit, liveness, frame dispatch to a stream, the inbound body queue.
   credit: {
     mutate: ["src/tunnel/credit.ts", "src/tunnel/liveness.ts", "src/tunnel/deliver.ts", "src/tunnel/inbound.ts"],
-    tests: ["test/tunnel-credit-growth.test.ts", "test/tunnel-credit-liveness.test.ts", "test/tunnel-stream-mutants.test.ts", "test/tunnel-session.test.ts", "test/tunnel-v2-session.test.ts", "test/tunnel-v2-flow.test.ts"],
+    tests: ["test/tunnel-credit-growth.test.ts", "test/tunnel-credit-liveness.test.ts", "test/tunnel-stream-mutants.test.ts", "test/tunnel-stream-inbound-mutants.test.ts", "test/tunnel-session.test.ts", "test/tunnel-v2-session.test.ts", "test/tunnel-v2-flow.test.ts"],
   },
   // Receive-window growth and the process budget: pure tables (~0.1 s a run).
   window: {
