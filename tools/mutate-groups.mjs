@@ -58,7 +58,7 @@ export const groups = {
   // emulator on a manual clock; a third of its mutants stall a phase and cost a timeout (~12 min).
   supervisor: {
     mutate: ["src/agent/supervisor.ts"],
-    tests: ["test/supervisor.test.ts", "test/supervisor-attempt.test.ts", "test/supervisor-clock.test.ts", "test/supervisor-mutants.test.ts"],
+    tests: ["test/supervisor.test.ts", "test/supervisor-attempt.test.ts", "test/supervisor-clock.test.ts", "test/supervisor-clock-channel.test.ts", "test/supervisor-mutants.test.ts"],
   },
   api: {
     mutate: ["src/api/keys.ts"],
