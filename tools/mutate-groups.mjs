@@ -79,6 +79,6 @@ export const groups = {
   // (~0.2 s a run; test/origin-http-*.test.ts need real sockets, ~10 s).
   "origin-parse": {
     mutate: ["src/agent/origin-exchange.ts", "src/agent/origin-head.ts"],
-    tests: ["test/origin-parse.test.ts", "test/origin-head.test.ts"],
+    tests: ["test/origin-parse.test.ts", "test/origin-parse-conn.test.ts", "test/origin-head.test.ts"],
   },
 };
