@@ -5,15 +5,14 @@
  * when the store reads again. A real file on disk, a local Key Vault stand-in (test/support/keyvault.ts)
  * reached with a real TokenCredential; no key ever appears in a log line.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { KEY_VAULT_SCOPE, keyIdOf, loadApiKeys, MIN_KEY_LENGTH, parseKeyList } from "../src/api/keys.ts";
 import { rolePropagation } from "../src/control/propagation.ts";
 import { createLogger } from "../src/log.ts";
-import { startVaultStandIn, type VaultStandIn } from "./support/keyvault.ts";
-import { HttpTokenCredential, startTokenServer, type TokenServer } from "./support/token-server.ts";
+import { vaultFixture } from "./support/keyvault.ts";
+import { HttpTokenCredential } from "./support/token-server.ts";
 
 const K1 = "first-key-aaaaaaaaaaaaaaaaaaaaaa";
 const K2 = "second-key-bbbbbbbbbbbbbbbbbbbbb";
@@ -22,19 +21,7 @@ const K4 = "fourth-key-ddddddddddddddddddddd";
 const JWT_SECRET = "keys-sources-jwt-secret";
 const NO_KEYS = "no management API keys are configured: set AZHEXGATE_API_KEYS, --api-keys-file or a Key Vault secret";
 
-let tokens: TokenServer;
-let vault: VaultStandIn;
-let dir: string;
-beforeAll(() => {
-  tokens = startTokenServer({ jwtSecret: JWT_SECRET, aud: "https://vault.azure.net" });
-  vault = startVaultStandIn(JWT_SECRET, { scope: KEY_VAULT_SCOPE });
-  dir = mkdtempSync(join(tmpdir(), "azhexgate-keys-sources-"));
-});
-afterAll(async () => {
-  vault.stop();
-  await tokens.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
+const fx = vaultFixture(JWT_SECRET, "azhexgate-keys-sources-", KEY_VAULT_SCOPE);
 
 type Line = { event: string; level: string; [k: string]: unknown };
 function collect() {
@@ -47,10 +34,10 @@ function collect() {
   };
   return { log, lines, named, noKeyLeaked };
 }
-const kv = (secretName: string) => ({ vaultUrl: vault.url, secretName, credential: new HttpTokenCredential(tokens) });
+const kv = (secretName: string) => ({ vaultUrl: fx.vault.url, secretName, credential: new HttpTokenCredential(fx.tokens) });
 let n = 0;
 const fileWith = (text: string | undefined) => {
-  const f = join(dir, `keys-${n++}.txt`);
+  const f = join(fx.dir, `keys-${n++}.txt`);
   if (text !== undefined) writeFileSync(f, text);
   return f;
 };
@@ -87,7 +74,7 @@ describe("the key list", () => {
 
 describe("sources merged", () => {
   test("env, file and Key Vault keys all work; a key in two sources counts once", async () => {
-    vault.secrets.set("merged", `${K3},${K1}`);
+    fx.vault.secrets.set("merged", `${K3},${K1}`);
     const file = fileWith(`${K2}\n${K1}\n`);
     const keys = await loadApiKeys({ env: `${K1},${K4}`, file, keyVault: kv("merged"), refreshMs: 0 });
     expect(keys.size).toBe(4);
@@ -147,7 +134,7 @@ describe("readiness while a source cannot be read (waitForSources)", () => {
   });
 
   test("an empty source is a reason of its own, naming both sources", async () => {
-    vault.secrets.set("empty-one", " , ");
+    fx.vault.secrets.set("empty-one", " , ");
     const file = fileWith("# none yet\n");
     const { log, named } = collect();
     const keys = await loadApiKeys({ file, keyVault: kv("empty-one"), waitForSources: true, retry: { firstMs: 10, maxMs: 20 }, log });
@@ -156,7 +143,7 @@ describe("readiness while a source cannot be read (waitForSources)", () => {
       expect(keys.unavailable).toBe(why);
       await Bun.sleep(100);
       expect(named("api keys unavailable").map((l) => l.reason)).toEqual([why]);
-      vault.secrets.set("empty-one", K3);
+      fx.vault.secrets.set("empty-one", K3);
       await until(() => keys.unavailable === undefined, "loaded");
       expect([keys.size, keys.identify(K3)]).toEqual([1, keyIdOf(K3)]);
     } finally {
@@ -183,8 +170,8 @@ describe("readiness while a source cannot be read (waitForSources)", () => {
   });
 
   test("a 403 while the role assignment may still be propagating says so; after the window it says what it is", async () => {
-    vault.secrets.set("rbac-one", K2);
-    vault.forbidden.add("rbac-one");
+    fx.vault.secrets.set("rbac-one", K2);
+    fx.vault.forbidden.add("rbac-one");
     const notes: string[] = [];
     let now = 0;
     const rp = rolePropagation({ windowMs: 60_000, now: () => now, log: (m) => notes.push(m) });
@@ -195,7 +182,7 @@ describe("readiness while a source cannot be read (waitForSources)", () => {
       now = 60_000;
       await until(() => !keys.unavailable?.includes("not yet effective"), "window over");
       expect(keys.unavailable).toMatch(/refused to read secret "rbac-one" \(403\); grant the gateway's identity the "Key Vault Secrets User" role$/);
-      vault.forbidden.delete("rbac-one");
+      fx.vault.forbidden.delete("rbac-one");
       await until(() => keys.unavailable === undefined, "granted");
       expect(keys.identify(K2)).toBe(keyIdOf(K2));
     } finally {
@@ -226,16 +213,16 @@ describe("refreshing after the first load", () => {
   });
 
   test("refresh() while one is running joins it: one read", async () => {
-    vault.secrets.set("joined", K1);
+    fx.vault.secrets.set("joined", K1);
     const keys = await loadApiKeys({ keyVault: kv("joined"), refreshMs: 0 });
-    const before = vault.statuses.length;
+    const before = fx.vault.statuses.length;
     const a = keys.refresh();
     const b = keys.refresh();
     expect(b).toBe(a);
     await a;
-    expect(vault.statuses.length).toBe(before + 1);
+    expect(fx.vault.statuses.length).toBe(before + 1);
     await keys.refresh(); // …and a later one reads again
-    expect(vault.statuses.length).toBe(before + 2);
+    expect(fx.vault.statuses.length).toBe(before + 2);
     keys.stop();
   });
 
@@ -278,19 +265,19 @@ describe("refreshing after the first load", () => {
   });
 
   test("while unavailable the retries back off (first delay, doubling, capped), then the normal period resumes", async () => {
-    vault.secrets.delete("backoff-one");
+    fx.vault.secrets.delete("backoff-one");
     const keys = await loadApiKeys({ env: K1, keyVault: kv("backoff-one"), waitForSources: true, retry: { firstMs: 40, maxMs: 160 }, refreshMs: 60_000 });
     try {
-      const start = vault.statuses.length;
+      const start = fx.vault.statuses.length;
       const t0 = Date.now();
-      await until(() => vault.statuses.length - start >= 4, "four retries", 10_000);
+      await until(() => fx.vault.statuses.length - start >= 4, "four retries", 10_000);
       // retries after 40, 80, 160, 160 ms (cumulative ≥ 440 ms); a fixed 40 ms would be ~160 ms
       expect(Date.now() - t0).toBeGreaterThanOrEqual(400);
-      vault.secrets.set("backoff-one", K2);
+      fx.vault.secrets.set("backoff-one", K2);
       await until(() => keys.unavailable === undefined, "loaded", 10_000);
-      const reads = vault.statuses.length;
+      const reads = fx.vault.statuses.length;
       await Bun.sleep(400); // the 60 s period now: no more reads
-      expect(vault.statuses.length).toBe(reads);
+      expect(fx.vault.statuses.length).toBe(reads);
     } finally {
       keys.stop();
     }

@@ -3,33 +3,20 @@
  * (`GET /secrets/{name}?api-version=7.4`, Bearer JWT checked: signature, audience, scope), reached
  * with a real TokenCredential (HttpTokenCredential → the local token server over HTTP).
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { KEY_VAULT_SCOPE, keyIdOf, loadApiKeys, readKeyVaultSecret } from "../src/api/keys.ts";
 import { createLogger } from "../src/log.ts";
-import { startVaultStandIn, type VaultStandIn } from "./support/keyvault.ts";
-import { HttpTokenCredential, startTokenServer, type TokenServer } from "./support/token-server.ts";
+import { vaultFixture } from "./support/keyvault.ts";
+import { HttpTokenCredential, startTokenServer } from "./support/token-server.ts";
 
 const K1 = "first-key-aaaaaaaaaaaaaaaaaaaaaa";
 const K2 = "second-key-bbbbbbbbbbbbbbbbbbbbb";
 const K3 = "third-key-cccccccccccccccccccccc";
 const JWT_SECRET = "vault-test-jwt-secret";
 
-let tokens: TokenServer;
-let vault: VaultStandIn;
-let dir: string;
-beforeAll(() => {
-  tokens = startTokenServer({ jwtSecret: JWT_SECRET, aud: "https://vault.azure.net" });
-  vault = startVaultStandIn(JWT_SECRET, { scope: KEY_VAULT_SCOPE });
-  dir = mkdtempSync(join(tmpdir(), "azhexgate-keys-"));
-});
-afterAll(async () => {
-  vault.stop();
-  await tokens.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
+const fx = vaultFixture(JWT_SECRET, "azhexgate-keys-", KEY_VAULT_SCOPE);
 
 describe("env and file keys", () => {
   test("identify returns a 16-hex key id (not the key) for configured keys only", async () => {
@@ -53,7 +40,7 @@ describe("env and file keys", () => {
   });
 
   test("a file: one per line, comments and blank lines; re-read on refresh; a vanished file keeps the last set", async () => {
-    const file = join(dir, "keys.txt");
+    const file = join(fx.dir, "keys.txt");
     writeFileSync(file, `# operators\n${K1}\n\n${K2}   # ci\n`);
     const lines: string[] = [];
     const keys = await loadApiKeys({ file, refreshMs: 0, log: createLogger({ format: "json", level: "debug", sink: (l) => lines.push(l) }) });
@@ -68,28 +55,28 @@ describe("env and file keys", () => {
     expect(keys.identify(K3)).toBe(keyIdOf(K3));
     expect(lines.some((l) => l.includes("api keys refresh failed") && l.includes("ENOENT"))).toBe(true);
     for (const l of lines) for (const k of [K1, K2, K3]) expect(l).not.toContain(k);
-    await expect(loadApiKeys({ file: join(dir, "missing.txt") })).rejects.toThrow(/cannot read the API keys file .*missing\.txt: ENOENT/);
+    await expect(loadApiKeys({ file: join(fx.dir, "missing.txt") })).rejects.toThrow(/cannot read the API keys file .*missing\.txt: ENOENT/);
   });
 });
 
 describe("Key Vault", () => {
   test("reads the secret with a bearer token for the vault scope from a real TokenCredential", async () => {
-    vault.secrets.set("api-keys", `${K1},${K2}\n`);
-    const credential = new HttpTokenCredential(tokens);
-    const keys = await loadApiKeys({ env: K3, keyVault: { vaultUrl: vault.url, secretName: "api-keys", credential } });
+    fx.vault.secrets.set("api-keys", `${K1},${K2}\n`);
+    const credential = new HttpTokenCredential(fx.tokens);
+    const keys = await loadApiKeys({ env: K3, keyVault: { vaultUrl: fx.vault.url, secretName: "api-keys", credential } });
     expect(keys.size).toBe(3);
     for (const k of [K1, K2, K3]) expect(keys.identify(k)).toBe(keyIdOf(k));
     expect(credential.scopesAsked).toEqual([KEY_VAULT_SCOPE]);
-    expect(vault.authHeaders.at(-1)).toStartWith("Bearer ey");
+    expect(fx.vault.authHeaders.at(-1)).toStartWith("Bearer ey");
     keys.stop();
   });
 
   test("refreshed on its timer: a rotated secret adds and revokes keys", async () => {
-    vault.secrets.set("rotating", K1);
-    const keys = await loadApiKeys({ keyVault: { vaultUrl: `${vault.url}/`, secretName: "rotating", credential: new HttpTokenCredential(tokens) }, refreshMs: 10 });
+    fx.vault.secrets.set("rotating", K1);
+    const keys = await loadApiKeys({ keyVault: { vaultUrl: `${fx.vault.url}/`, secretName: "rotating", credential: new HttpTokenCredential(fx.tokens) }, refreshMs: 10 });
     try {
       expect(keys.identify(K1)).toBeDefined();
-      vault.secrets.set("rotating", `${K2}\r\n${K3}`);
+      fx.vault.secrets.set("rotating", `${K2}\r\n${K3}`);
       for (let i = 0; i < 500 && keys.identify(K2) === undefined; i++) await Bun.sleep(5);
       expect(keys.identify(K2)).toBe(keyIdOf(K2));
       expect(keys.identify(K3)).toBe(keyIdOf(K3));
@@ -100,7 +87,7 @@ describe("Key Vault", () => {
   });
 
   test("a failing refresh keeps the last good keys; an injected fetch is used", async () => {
-    vault.secrets.set("flaky", K1);
+    fx.vault.secrets.set("flaky", K1);
     let calls = 0;
     let broken = false;
     const viaProxy = (async (input: string | URL | Request, init?: RequestInit) => {
@@ -108,7 +95,7 @@ describe("Key Vault", () => {
       if (broken) throw new Error("network down");
       return fetch(input, init);
     }) as typeof fetch;
-    const keys = await loadApiKeys({ keyVault: { vaultUrl: vault.url, secretName: "flaky", credential: new HttpTokenCredential(tokens), fetch: viaProxy }, refreshMs: 0 });
+    const keys = await loadApiKeys({ keyVault: { vaultUrl: fx.vault.url, secretName: "flaky", credential: new HttpTokenCredential(fx.tokens), fetch: viaProxy }, refreshMs: 0 });
     expect(calls).toBe(1);
     broken = true;
     await keys.refresh();
@@ -117,24 +104,24 @@ describe("Key Vault", () => {
   });
 
   test("errors say what to fix: role, missing secret, bad token, https only", async () => {
-    const credential = new HttpTokenCredential(tokens);
-    vault.forbidden.add("locked");
-    await expect(readKeyVaultSecret({ vaultUrl: vault.url, secretName: "locked", credential })).rejects.toThrow(/"Key Vault Secrets User" role/);
-    await expect(readKeyVaultSecret({ vaultUrl: vault.url, secretName: "nope", credential })).rejects.toThrow(/Key Vault secret nope not found \(404\) in 127\.0\.0\.1:\d+ — create it/);
-    const wrongSecret = new HttpTokenCredential(tokens, "not-the-secret");
-    await expect(readKeyVaultSecret({ vaultUrl: vault.url, secretName: "api-keys", credential: wrongSecret })).rejects.toThrow(/token server answered 401/);
+    const credential = new HttpTokenCredential(fx.tokens);
+    fx.vault.forbidden.add("locked");
+    await expect(readKeyVaultSecret({ vaultUrl: fx.vault.url, secretName: "locked", credential })).rejects.toThrow(/"Key Vault Secrets User" role/);
+    await expect(readKeyVaultSecret({ vaultUrl: fx.vault.url, secretName: "nope", credential })).rejects.toThrow(/Key Vault secret nope not found \(404\) in 127\.0\.0\.1:\d+ — create it/);
+    const wrongSecret = new HttpTokenCredential(fx.tokens, "not-the-secret");
+    await expect(readKeyVaultSecret({ vaultUrl: fx.vault.url, secretName: "api-keys", credential: wrongSecret })).rejects.toThrow(/token server answered 401/);
     const wrongAudience = startTokenServer({ jwtSecret: JWT_SECRET });
     try {
       await expect(
-        readKeyVaultSecret({ vaultUrl: vault.url, secretName: "api-keys", credential: new HttpTokenCredential(wrongAudience) }),
+        readKeyVaultSecret({ vaultUrl: fx.vault.url, secretName: "api-keys", credential: new HttpTokenCredential(wrongAudience) }),
       ).rejects.toThrow(/refused to read secret "api-keys" \(401\)/);
     } finally {
       await wrongAudience.stop();
     }
     await expect(readKeyVaultSecret({ vaultUrl: "http://vault.example.com", secretName: "k", credential })).rejects.toThrow(/must use https/);
     await expect(readKeyVaultSecret({ vaultUrl: "not a url", secretName: "k", credential })).rejects.toThrow(/is not a URL/);
-    await expect(readKeyVaultSecret({ vaultUrl: vault.url, secretName: "../x", credential })).rejects.toThrow(/letters, digits and hyphens/);
-    vault.secrets.set("weak", `${K1},tiny`);
-    await expect(loadApiKeys({ keyVault: { vaultUrl: vault.url, secretName: "weak", credential } })).rejects.toThrow(/API key #2 from Key Vault secret "weak"/);
+    await expect(readKeyVaultSecret({ vaultUrl: fx.vault.url, secretName: "../x", credential })).rejects.toThrow(/letters, digits and hyphens/);
+    fx.vault.secrets.set("weak", `${K1},tiny`);
+    await expect(loadApiKeys({ keyVault: { vaultUrl: fx.vault.url, secretName: "weak", credential } })).rejects.toThrow(/API key #2 from Key Vault secret "weak"/);
   });
 });

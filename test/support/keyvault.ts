@@ -5,7 +5,12 @@
  * answers 403 to that many reads first (a role assignment that has not propagated yet). Shapes per
  * https://learn.microsoft.com/en-us/azure/key-vault/general/rest-error-codes.
  */
+import { afterAll, beforeAll } from "bun:test";
 import { createHmac } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startTokenServer, type TokenServer } from "./token-server.ts";
 
 export interface VaultStandIn {
   url: string;
@@ -61,4 +66,23 @@ export function startVaultStandIn(jwtSecret: string, o: { scope?: string } = {})
   });
   v.url = `http://127.0.0.1:${server.port}`;
   return v;
+}
+
+/**
+ * A test file's Key Vault set-up, started in beforeAll and stopped in afterAll: the token server
+ * (Entra ID stand-in, audience Key Vault), a vault stand-in that trusts it, a temp directory.
+ */
+export function vaultFixture(jwtSecret: string, dirPrefix: string, scope: string) {
+  const fx = {} as { tokens: TokenServer; vault: VaultStandIn; dir: string };
+  beforeAll(() => {
+    fx.tokens = startTokenServer({ jwtSecret, aud: "https://vault.azure.net" });
+    fx.vault = startVaultStandIn(jwtSecret, { scope });
+    fx.dir = mkdtempSync(join(tmpdir(), dirPrefix));
+  });
+  afterAll(async () => {
+    fx.vault.stop();
+    await fx.tokens.stop();
+    rmSync(fx.dir, { recursive: true, force: true });
+  });
+  return fx;
 }
