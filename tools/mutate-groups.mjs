@@ -72,7 +72,7 @@ export const groups = {
   // The tunnel service (business rules under the management API), without HTTP: ~0.1 s a run.
   "api-tunnels": {
     mutate: ["src/api/tunnels.ts"],
-    tests: ["test/api-tunnels-unit.test.ts"],
+    tests: ["test/api-tunnels-unit.test.ts", "test/api-tunnels-lifecycle.test.ts"],
   },
   // The agent's HTTP/1.1 response parser: the Exchange class and its helpers
   // src/agent/origin-exchange.ts + origin-head.ts), fed bytes by test/origin-parse.test.ts
