@@ -8,46 +8,12 @@ import { FrameType, MAX_FRAME_PAYLOAD, ResetCode, WsFlags, resetPayload, varintP
 import type { TcpHead } from "./head-binary.ts";
 import type { RequestHead, ResponseHead } from "./head.ts";
 import { Answer, Fragments, InboundBody } from "./inbound.ts";
-import { StreamWindow, type GrowthHost } from "./window.ts";
+import { MAX_WS_MESSAGE, SessionLostError, StreamResetError, type StreamHost } from "./stream-host.ts";
+import { StreamWindow } from "./window.ts";
 
-/** What a stream needs from its session (kept narrow so streams are testable alone). */
-export interface StreamHost extends GrowthHost {
-  enqueue(type: number, stream: number, payload: Uint8Array): void;
-  /** Null when the transport takes more now, else a promise that resolves when it drains. */
-  writable(): Promise<void> | null;
-  release(id: number): void;
-  readonly window: number;
-  /** Session-level credit the peer granted that is left (Infinity when the peer speaks v1). */
-  readonly sessionCredit: number;
-  /** Charges `n` bytes to the session credit. */
-  spendSession(n: number): void;
-  /** Resolves when session credit arrives (or the session closes). */
-  sessionCreditWaiter(): Promise<void>;
-  /** `n` inbound bytes were consumed or dropped: session credit goes back to the peer. */
-  returnSession(n: number): void;
-  /** Largest window a stream may grow to (= `window` with a v1 peer: no growth). */
-  readonly maxWindow: number;
-  /** The response head as a RESPONSE payload, or null when over the head limit. */
-  encodeResponse(head: ResponseHead): Uint8Array | null;
-}
-
-export class StreamResetError extends Error {
-  override readonly name = "StreamResetError";
-  constructor(readonly code: number, readonly reason: string) {
-    super(reason || `stream reset (code ${code})`);
-  }
-}
-
-/** Every stream of a session that closed fails with this (a kind, so no one matches the reason text). */
-export class SessionLostError extends StreamResetError {
-  constructor(reason: string) {
-    super(ResetCode.INTERNAL, `tunnel session lost: ${reason}`);
-  }
-}
+export { MAX_WS_MESSAGE, SessionLostError, StreamResetError, type StreamHost } from "./stream-host.ts";
 
 const EMPTY = new Uint8Array(0);
-/** Largest WebSocket message a stream reassembles (Bun's server default is 16 MiB; we allow more). */
-export const MAX_WS_MESSAGE = 64 << 20;
 
 export class TunnelStream {
   /** Peer credit left for our DATA / WS_MESSAGE bytes. */
