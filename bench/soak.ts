@@ -9,7 +9,8 @@
  */
 import { rss, sampleRss, spawn, stopAll } from "./lib/proc.ts";
 import { startTunnelProcs } from "./lib/tunnel-procs.ts";
-import { connectWebSocket, type WsConnection } from "../src/ws/client.ts";
+import { type WsConnection } from "../src/ws/client.ts";
+import { connectWebSocket } from "../src/ws/connect.ts";
 
 const arg = (name: string, def: number) => {
   const i = process.argv.indexOf(`--${name}`);

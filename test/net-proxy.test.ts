@@ -11,7 +11,7 @@ import { classify } from "../src/agent/policy.ts";
 import { ProxyError } from "../src/net/proxy-dial.ts";
 import { connectSender } from "../src/hc/sender.ts";
 import { RelayError } from "../src/hc/errors.ts";
-import { connectWebSocket } from "../src/ws/client.ts";
+import { connectWebSocket } from "../src/ws/connect.ts";
 import { selfSignedCert } from "./support/relay-probe.ts";
 import { startTinyproxy, type Tinyproxy } from "./support/tinyproxy.ts";
 import { startEmulator } from "../src/emulator/server.ts";

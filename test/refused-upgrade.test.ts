@@ -5,7 +5,8 @@
  * stream released on both ends. Whole path on loopback: emulator, gateway, agent, app.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { connectWebSocket, WsHandshakeError } from "../src/ws/client.ts";
+import { WsHandshakeError } from "../src/ws/client.ts";
+import { connectWebSocket } from "../src/ws/connect.ts";
 import { startStack, type Stack } from "./support/stack.ts";
 
 const MiB = 1 << 20;

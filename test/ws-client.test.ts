@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Server, ServerWebSocket } from "bun";
 import { createHash } from "node:crypto";
-import { connectWebSocket, type WsConnection, WsConnectError, WsHandshakeError, WsProtocolError } from "../src/ws/client.ts";
+import { type WsConnection, WsConnectError, WsHandshakeError, WsProtocolError } from "../src/ws/client.ts";
+import { connectWebSocket } from "../src/ws/connect.ts";
 import { selfSignedCert } from "./support/relay-probe.ts";
 
 type Data = { path: string };

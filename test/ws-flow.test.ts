@@ -6,7 +6,8 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { sampleRss } from "../bench/lib/proc.ts";
-import { connectWebSocket, type WsConnection } from "../src/ws/client.ts";
+import { type WsConnection } from "../src/ws/client.ts";
+import { connectWebSocket } from "../src/ws/connect.ts";
 import { startProcStack, until, type ProcStack } from "./support/proc-stack.ts";
 
 const MiB = 1 << 20;

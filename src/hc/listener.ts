@@ -6,7 +6,8 @@
  * Keep-alive: keepalive.ts (what the relay does with pings, and how we survive either answer).
  */
 import { Emitter } from "../ws/emitter.ts";
-import { connectWebSocket, type WsConnection } from "../ws/client.ts";
+import { type WsConnection } from "../ws/client.ts";
+import { connectWebSocket } from "../ws/connect.ts";
 import { listenUrl, type RelayEndpoint, rejectUrl, resourceUri } from "./address.ts";
 import { closeError, RelayError } from "./errors.ts";
 import { type AcceptMessage, decodeControlMessage, encodeControlMessage, needsRendezvous, type RequestMessage } from "./messages.ts";

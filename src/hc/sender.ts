@@ -2,7 +2,8 @@
  * Hybrid Connections WebSocket sender (`sb-hc-action=connect`), plus the helpers the listener
  * shares: token resolution and the mapping of WebSocket failures to typed RelayErrors.
  */
-import { connectWebSocket, type WsConnectOptions, type WsConnection, WsConnectError, WsHandshakeError } from "../ws/client.ts";
+import { type WsConnectOptions, type WsConnection, WsConnectError, WsHandshakeError } from "../ws/client.ts";
+import { connectWebSocket } from "../ws/connect.ts";
 import { ProxyError } from "../net/proxy-dial.ts";
 import { connectUrl, type RelayEndpoint, resourceUri } from "./address.ts";
 import { handshakeError, RelayError } from "./errors.ts";
