@@ -6,11 +6,12 @@
  * Cost (issue 13): both legs end here, so Bun's WebSocket server parses and unmasks each message
  * and frames it again for the other leg; that native work and the kernel's copies are most of the
  * emulator's CPU per MiB (bench/results/README.md, "Relay emulator re-framing"). What the
- * emulator itself adds is kept small: small messages that arrive in one event-loop turn are
- * written to the other leg together (corked, one socket write) at the end of the turn instead of
- * one write each; a message of COALESCE_BELOW bytes or more goes out at once unless smaller ones
- * are still waiting ahead of it (order is kept per direction). A close is sent only after
- * everything read before it.
+ * emulator itself adds is kept small: the first message for a leg in an event-loop turn goes out
+ * at once (no added latency); further small ones for that leg in the same turn (a burst read in
+ * one go) wait for the end of the turn and are written together, corked, in one socket write
+ * instead of one each. A message of COALESCE_BELOW bytes or more goes out at once unless smaller
+ * ones wait ahead of it (order is kept per direction). A close is sent after everything read
+ * before it.
  */
 import { type Ws, relayableCloseCode } from "./types.ts";
 
@@ -19,6 +20,25 @@ type Msg = string | Uint8Array;
 
 /** Messages this small wait for the end of the event-loop turn (Bun's cork buffer is 16 KiB). */
 export const COALESCE_BELOW = 16 * 1024;
+
+/** Event-loop turns, counted while any pair relays: one setImmediate per turn for all pairs. */
+let turn = 0;
+let ticking = false;
+const toFlush = new Set<Pair>();
+
+function endOfTurn(): void {
+  ticking = false;
+  turn++;
+  const pairs = [...toFlush];
+  toFlush.clear();
+  for (const p of pairs) p.flushAll();
+}
+
+function noteTurn(): void {
+  if (ticking) return;
+  ticking = true;
+  setImmediate(endOfTurn);
+}
 
 function other(side: Side): Side {
   return side === "sender" ? "listener" : "sender";
@@ -30,7 +50,8 @@ export class Pair {
   private readonly queue: Record<Side, Msg[]> = { sender: [], listener: [] };
   /** Messages read this turn for a leg, written together at the end of the turn. */
   private readonly outbox: Record<Side, Msg[]> = { sender: [], listener: [] };
-  private flushing: ReturnType<typeof setImmediate> | undefined;
+  /** The turn in which a message last went out to each leg. */
+  private readonly sentIn: Record<Side, number> = { sender: -1, listener: -1 };
   private readonly closedWith: Partial<Record<Side, [number, string]>> = {};
   private readonly done: Partial<Record<Side, boolean>> = {};
   private readonly gone: Partial<Record<Side, boolean>> = {};
@@ -112,16 +133,18 @@ export class Pair {
 
   private deliver(from: Side, to: Side, msg: Msg): void {
     const box = this.outbox[to];
-    if (box.length === 0 && (typeof msg === "string" ? msg.length * 3 : msg.byteLength) >= COALESCE_BELOW) {
+    noteTurn();
+    if (box.length === 0 && (this.sentIn[to] !== turn || (typeof msg === "string" ? msg.length * 3 : msg.byteLength) >= COALESCE_BELOW)) {
+      this.sentIn[to] = turn;
       this.write(from, to, msg);
       return;
     }
     box.push(msg);
-    this.flushing ??= setImmediate(() => this.flushAll());
+    toFlush.add(this);
   }
 
-  private flushAll(): void {
-    this.flushing = undefined;
+  /** End of the turn: write what waits for either leg. */
+  flushAll(): void {
     this.flush("listener");
     this.flush("sender");
   }
