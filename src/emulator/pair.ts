@@ -9,9 +9,9 @@
  * emulator itself adds is kept small: the first message for a leg in an event-loop turn goes out
  * at once (no added latency); further small ones for that leg in the same turn (a burst read in
  * one go) wait for the end of the turn and are written together, corked, in one socket write
- * instead of one each. A message of COALESCE_BELOW bytes or more goes out at once unless smaller
- * ones wait ahead of it (order is kept per direction). A close is sent after everything read
- * before it.
+ * instead of one each. A message of COALESCE_BELOW bytes or more always goes out at once, together
+ * with any smaller ones waiting ahead of it (order is kept per direction). A close is sent after
+ * everything read before it.
  */
 import { type Ws, relayableCloseCode } from "./types.ts";
 
@@ -134,13 +134,15 @@ export class Pair {
   private deliver(from: Side, to: Side, msg: Msg): void {
     const box = this.outbox[to];
     noteTurn();
-    if (box.length === 0 && (this.sentIn[to] !== turn || (typeof msg === "string" ? msg.length * 3 : msg.byteLength) >= COALESCE_BELOW)) {
+    const big = (typeof msg === "string" ? msg.length * 3 : msg.byteLength) >= COALESCE_BELOW;
+    if (box.length === 0 && (big || this.sentIn[to] !== turn)) {
       this.sentIn[to] = turn;
       this.write(from, to, msg);
       return;
     }
     box.push(msg);
-    toFlush.add(this);
+    if (big) this.flush(to); // never held back: the small ones waiting ahead go with it, corked
+    else toFlush.add(this);
   }
 
   /** End of the turn: write what waits for either leg. */
