@@ -1,8 +1,7 @@
 /**
  * WebSocket senders (hybrid-connections.md §4–5): hold the sender's upgrade, send `accept` to one
- * listener, wait (≤ acceptTimeoutMs) for its rendezvous, then complete both legs and relay whole
- * messages both ways (text / binary kept, backpressure via pause / drain, close codes carried leg
- * to leg). A rendezvous carrying `sb-hc-statusCode` is a reject: the listener gets 410, the sender
+ * listener, wait (≤ acceptTimeoutMs) for its rendezvous, then complete both legs (pair.ts relays
+ * the messages). A rendezvous carrying `sb-hc-statusCode` is a reject: the listener gets 410, the sender
  * that status with the description as body.
  */
 import { randomUUID } from "node:crypto";
@@ -10,111 +9,8 @@ import { encodeControlMessage } from "../hc/messages.ts";
 import { stripRelayQuery } from "../hc/address.ts";
 import { authorize, describe, failureResponse, wsToken } from "./auth.ts";
 import type { HybridConnection } from "./entities.ts";
-import { type Core, type Ws, canonicalHeader, relayableCloseCode } from "./types.ts";
-
-type Side = "sender" | "listener";
-type Msg = string | Uint8Array;
-
-/** The two legs of one relayed WebSocket connection. */
-export class Pair {
-  private readonly ws: Partial<Record<Side, Ws>> = {};
-  private readonly queue: Record<Side, Msg[]> = { sender: [], listener: [] };
-  private readonly closedWith: Partial<Record<Side, [number, string]>> = {};
-  private readonly done: Partial<Record<Side, boolean>> = {};
-  private readonly gone: Partial<Record<Side, boolean>> = {};
-  /** Fault: nothing is forwarded either way any more, not even a close (liveness-faults.ts). */
-  blackholed = false;
-
-  /** `onGone`: both legs have closed (the fault registry forgets the connection). */
-  constructor(private readonly onGone?: () => void) {}
-
-  /** Both legs are open. */
-  get established(): boolean {
-    return !!this.ws.sender && !!this.ws.listener && !this.done.sender && !this.done.listener;
-  }
-
-  /** Fault: stop forwarding messages and closes in both directions, silently. */
-  blackhole(): void {
-    this.blackholed = true;
-  }
-
-  /** Closes both legs with `code` (e.g. 1008 when the sender's token expired). */
-  closeBoth(code: number, reason: string): void {
-    this.closeLeg("sender", code, reason);
-    this.closeLeg("listener", code, reason);
-  }
-
-  /** A leg's socket closed (Bun's close handler); `close` decides what to forward. */
-  legClosed(side: Side, code: number, reason: string): void {
-    this.gone[side] = true;
-    if (!this.blackholed) this.close(side, code, reason);
-    else this.done[side] = true;
-    if (this.gone.sender && this.gone.listener) this.onGone?.();
-  }
-
-  private static other(side: Side): Side {
-    return side === "sender" ? "listener" : "sender";
-  }
-
-  open(side: Side, ws: Ws): void {
-    this.ws[side] = ws;
-    const from = Pair.other(side);
-    for (const m of this.queue[side].splice(0)) this.deliver(from, side, m);
-    this.ws[from]?.resume();
-    const pendingClose = this.closedWith[from];
-    if (pendingClose) this.closeLeg(side, pendingClose[0], pendingClose[1]);
-  }
-
-  message(side: Side, msg: Msg): void {
-    const to = Pair.other(side);
-    if (this.done[to] || this.blackholed) return;
-    if (!this.ws[to]) {
-      this.queue[to].push(msg);
-      this.ws[side]?.pause();
-      return;
-    }
-    this.deliver(side, to, msg);
-  }
-
-  drain(side: Side): void {
-    if (this.blackholed) return;
-    const from = this.ws[Pair.other(side)];
-    if (from && !this.done[Pair.other(side)]) from.resume();
-  }
-
-  close(side: Side, code: number, reason: string): void {
-    this.done[side] = true;
-    this.closedWith[side] = [code, reason];
-    const to = Pair.other(side);
-    if (this.ws[to] && !this.done[to]) this.closeLeg(to, code, reason);
-  }
-
-  /** The other leg never came (sender vanished before its upgrade completed). */
-  abandon(side: Side, code: number, reason: string): void {
-    this.close(Pair.other(side), code, reason);
-  }
-
-  private deliver(from: Side, to: Side, msg: Msg): void {
-    const target = this.ws[to];
-    if (!target) return;
-    const r = target.send(msg);
-    if (r === -1) this.ws[from]?.pause();
-    else if (r === 0) {
-      this.closeLeg(to, 1011, "Message dropped under backpressure");
-      this.closeLeg(from, 1011, "Message dropped under backpressure");
-    }
-  }
-
-  private closeLeg(side: Side, code: number, reason: string): void {
-    if (this.done[side]) return;
-    this.done[side] = true;
-    try {
-      this.ws[side]?.close(relayableCloseCode(code), reason);
-    } catch {
-      this.ws[side]?.terminate();
-    }
-  }
-}
+import { Pair } from "./pair.ts";
+import { type Core, canonicalHeader } from "./types.ts";
 
 type Outcome =
   | { kind: "accepted"; pair: Pair; protocol?: string }

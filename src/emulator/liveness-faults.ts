@@ -11,7 +11,7 @@
  * Azure/azure-relay-dotnet issue #103 (a listener's ping got its channel dropped).
  */
 import { randomUUID } from "node:crypto";
-import type { Pair } from "./connect.ts";
+import type { Pair } from "./pair.ts";
 
 /** A value switched on for one hybrid connection (lower-cased path) or for all (`*`); off without a path = off everywhere. */
 class PathSwitch<T> {

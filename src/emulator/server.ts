@@ -200,6 +200,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       sendPings: false,
       perMessageDeflate: false,
       open(ws) {
+        ws.binaryType = "uint8array"; // binary messages arrive as plain Uint8Arrays (no Buffer, no extra view)
         const d = ws.data;
         if (d.kind === "control") listeners.open(ws, d.listener);
         else if (d.kind === "leg") d.pair.open(d.side, ws);
@@ -207,7 +208,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       },
       message(ws, msg) {
         const d = ws.data;
-        const m = typeof msg === "string" ? msg : new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength);
+        const m = msg as string | Uint8Array;
         if (d.kind === "control") listeners.message(ws, d.listener, m);
         else if (d.kind === "leg") d.pair.message(d.side, m);
         else http.rendezvousMessage(ws, d.exchange, m);

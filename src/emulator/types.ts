@@ -5,7 +5,7 @@
 import type { Server, ServerWebSocket } from "bun";
 import type { AuthContext } from "./auth.ts";
 import type { ListenerRegistry, Listener } from "./control.ts";
-import type { Pair } from "./connect.ts";
+import type { Pair } from "./pair.ts";
 import type { EntityStore } from "./entities.ts";
 import type { FaultState } from "./faults.ts";
 import type { LivenessFaultState } from "./liveness-faults.ts";
