@@ -100,6 +100,11 @@ export class TunnelSessions {
     conn.on("close", (code, reason) => session.handleClose(`relay connection closed (${code}${reason ? ` ${reason}` : ""})`));
     conn.on("error", () => {});
     if (this.goneAway) session.goAway();
+    // One round trip now, while nothing flows on the session: windows grow from the round trip
+    // (src/tunnel/window.ts) and the session keeps the smallest it measured. Without it the first
+    // sample was taken behind a window of upload data, 14 ms on loopback instead of < 1 ms, and
+    // the agent's windows grew to 32 MiB (bench/results/README.md, "Memory on large uploads").
+    if (!this.goneAway) void probeRtt(session);
     return session;
   }
 
@@ -199,4 +204,13 @@ export class TunnelSessions {
       new Promise<undefined>((r) => (timer = this.clock.setTimeout(() => r(undefined), ms))),
     ]).finally(() => this.clock.clearTimeout(timer));
   }
+}
+
+/**
+ * A few round trips in a row on a new session, while nothing flows yet: the session keeps the
+ * smallest (src/tunnel/liveness.ts). More than one because the first crosses three processes
+ * that have not run that code yet: 2–6 ms on loopback where a warm one takes well under 1 ms.
+ */
+async function probeRtt(session: Session, n = 3): Promise<void> {
+  for (let i = 0; i < n && !session.isClosed; i++) await session.ping(10_000).catch(() => {});
 }

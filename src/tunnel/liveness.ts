@@ -12,7 +12,12 @@ export class Liveness {
   private readonly pings = new Map<string, { resolve: (rtt: number) => void; reject: (e: Error) => void; timer: Timer }>();
   /** Messages received so far (a counter: the cheapest "something arrived" a timer can compare). */
   rx = 0;
-  /** The latest round trip measured (ms; 0 until one was): explicit pings and liveness PINGs. */
+  /**
+   * The smallest round trip measured (ms; 0 until one was): explicit pings and liveness PINGs.
+   * The smallest, not the latest (QUIC's min_rtt, RFC 9002 §5.2): a PONG that came back behind a
+   * window of our own bulk data measures that queue, not the path — taken as the round trip, it
+   * made windows grow on loopback (bench/results/README.md, "Memory on large uploads (agent)").
+   */
   rtt = 0;
   private checkSentAt = 0;
   private rxAtCheck = 0;
@@ -34,8 +39,9 @@ export class Liveness {
       timer.unref?.();
       this.pings.set(key, {
         resolve: () => {
-          this.rtt = performance.now() - t0;
-          resolve(this.rtt);
+          const ms = performance.now() - t0;
+          this.note(ms);
+          resolve(ms);
         },
         reject,
         timer,
@@ -62,7 +68,7 @@ export class Liveness {
 
   pong(payload: Uint8Array): void {
     if (this.checkSentAt && payload.every((b, i) => b === LIVENESS_PING[i])) {
-      this.rtt = performance.now() - this.checkSentAt;
+      this.note(performance.now() - this.checkSentAt);
       this.checkSentAt = 0;
       return;
     }
@@ -73,6 +79,10 @@ export class Liveness {
     clearTimeout(p.timer);
     this.pings.delete(key);
     p.resolve(0);
+  }
+
+  private note(ms: number): void {
+    if (ms > 0 && (this.rtt === 0 || ms < this.rtt)) this.rtt = ms;
   }
 
   /** The session closed: every pending ping rejects now. */
