@@ -12,6 +12,7 @@
 import type { HybridConnectionListener } from "../hc/listener.ts";
 import type { AcceptMessage } from "../hc/messages.ts";
 import { Session } from "../tunnel/session.ts";
+import { probeRtt } from "../tunnel/liveness.ts";
 import type { TunnelStream } from "../tunnel/stream.ts";
 import type { WsConnection } from "../ws/client.ts";
 import { type Clock, realClock, type TimerHandle } from "./clock.ts";
@@ -100,10 +101,7 @@ export class TunnelSessions {
     conn.on("close", (code, reason) => session.handleClose(`relay connection closed (${code}${reason ? ` ${reason}` : ""})`));
     conn.on("error", () => {});
     if (this.goneAway) session.goAway();
-    // One round trip now, while nothing flows on the session: windows grow from the round trip
-    // (src/tunnel/window.ts) and the session keeps the smallest it measured. Without it the first
-    // sample was taken behind a window of upload data, 14 ms on loopback instead of < 1 ms, and
-    // the agent's windows grew to 32 MiB (bench/results/README.md, "Memory on large uploads").
+    // round trips now, while nothing flows: they size the session's windows (liveness.ts probeRtt)
     if (!this.goneAway) void probeRtt(session);
     return session;
   }
@@ -204,13 +202,4 @@ export class TunnelSessions {
       new Promise<undefined>((r) => (timer = this.clock.setTimeout(() => r(undefined), ms))),
     ]).finally(() => this.clock.clearTimeout(timer));
   }
-}
-
-/**
- * A few round trips in a row on a new session, while nothing flows yet: the session keeps the
- * smallest (src/tunnel/liveness.ts). More than one because the first crosses three processes
- * that have not run that code yet: 2–6 ms on loopback where a warm one takes well under 1 ms.
- */
-async function probeRtt(session: Session, n = 3): Promise<void> {
-  for (let i = 0; i < n && !session.isClosed; i++) await session.ping(10_000).catch(() => {});
 }

@@ -82,7 +82,8 @@ export class Liveness {
   }
 
   private note(ms: number): void {
-    if (ms > 0 && (this.rtt === 0 || ms < this.rtt)) this.rtt = ms;
+    const v = ms > 0 ? ms : 0.001; // under the clock's resolution (0 here means "none measured")
+    if (this.rtt === 0 || v < this.rtt) this.rtt = v;
   }
 
   /** The session closed: every pending ping rejects now. */
@@ -94,4 +95,17 @@ export class Liveness {
     }
     this.pings.clear();
   }
+}
+
+/**
+ * A few round trips in a row on a new session, while nothing flows yet: the session keeps the
+ * smallest (`Liveness.rtt`), which sizes its receive windows (window.ts). Without it the first
+ * sample was taken behind a window of bulk data (6–14 ms on loopback instead of < 1 ms) and windows
+ * grew to 32 MiB where they should not grow at all (bench/results/README.md, "Memory on large
+ * uploads (agent)"). More than one because the first crosses code that has not run yet in every
+ * process on the way (2–6 ms on loopback where a warm one takes well under 1 ms).
+ */
+export async function probeRtt(session: { ping(timeoutMs: number): Promise<number>; readonly isClosed: boolean; readonly ready: Promise<unknown> }, n = 3): Promise<void> {
+  if (!(await session.ready.then(() => true, () => false))) return; // no PING before the hellos
+  for (let i = 0; i < n && !session.isClosed; i++) await session.ping(10_000).catch(() => {});
 }
