@@ -129,6 +129,20 @@ describe("StreamWindow.grant", () => {
     expect(w.size).toBe(8 * MiB);
   });
 
+  test("credit batch: a quarter window until a round trip is known and on long links; half of it under a MIN_EPOCH_MS round trip", () => {
+    const w = new StreamWindow(1000, 16_000, 0);
+    expect(w.batch).toBe(250); // no grant yet: no round trip seen
+    w.grant(250, 0, host(0), 1);
+    expect(w.batch).toBe(250); // asked, none measured yet
+    w.grant(250, 0, host(0.5), 2);
+    expect(w.batch).toBe(500); // loopback: credit is back long before the other half drains
+    w.grant(250, 0, host(MIN_EPOCH_MS), 3);
+    expect(w.batch).toBe(250); // 10 ms and more: as before
+    const wan = new StreamWindow(1000, 16_000, 0);
+    wan.grant(1000, 0, host(100), 10); // ×4 on a long link
+    expect([wan.size, wan.batch]).toEqual([4000, 1000]);
+  });
+
   test("the epoch starts over after each check: growth at most once per round trip", () => {
     const w = new StreamWindow(1000, 16_000, 0);
     const h = host();
