@@ -6,7 +6,7 @@
  * test/tunnel-wan-windows.test.ts) show the same through a real stream.
  */
 import { describe, expect, test } from "bun:test";
-import { DEFAULT_MAX_SESSION_WINDOW, DEFAULT_MAX_STREAM_WINDOW, type GrowthHost, ProcessBudget, StreamWindow, processBudget } from "../src/tunnel/window.ts";
+import { DEFAULT_MAX_SESSION_WINDOW, DEFAULT_MAX_STREAM_WINDOW, type GrowthHost, MIN_EPOCH_MS, ProcessBudget, StreamWindow, processBudget } from "../src/tunnel/window.ts";
 
 /** A session side that records what it was asked to grow and shrink. */
 function host(rtt = 100, o: { limit?: number; allow?: boolean } = {}) {
@@ -102,6 +102,45 @@ describe("StreamWindow.grant", () => {
     // at time 0 (no time passed) a whole window is clearly window-bound: ×4
     const w3 = new StreamWindow(1000, 16_000, 0);
     expect(w3.grant(1000, 0, host(), 0)).toBe(1000 + 3000);
+  });
+
+  test("a sub-millisecond round trip (loopback): a reader draining a backlog in one go does not grow the window", () => {
+    // 1 MiB taken within one 0.46 ms round trip, the agent's 1 GiB upload on loopback before the
+    // floor: read as "a whole window per round trip", it doubled a 2 MiB window, again and again
+    const MiB = 1 << 20;
+    const w = new StreamWindow(2 * MiB, 32 * MiB, 0);
+    const h = host(0.46);
+    // bursts: 2 MiB in four quarter-window grants within 0.47 ms, every 5 ms (400 MB/s on average)
+    for (let t = 5; t <= 200; t += 5) for (const dt of [0, 0.15, 0.3, 0.47]) expect(w.grant(MiB / 2, 0, h, t + dt)).toBe(MiB / 2);
+    expect(h.grew).toEqual([]);
+    expect(w.size).toBe(2 * MiB);
+  });
+
+  test("a short round trip (5 ms, under MIN_EPOCH_MS): the rate is taken over 10 ms, and a window-bound stream still grows", () => {
+    const MiB = 1 << 20;
+    const w = new StreamWindow(2 * MiB, 32 * MiB, 0);
+    const h = host(5);
+    // a whole 2 MiB window per 5 ms round trip, a quarter window every 1.25 ms
+    for (let i = 1; i < 8; i++) expect(w.grant(MiB / 2, 0, h, i * 1.25)).toBe(MiB / 2);
+    expect(h.grew).toEqual([]); // 9.75 ms: the epoch goes on although a whole window went
+    expect(MIN_EPOCH_MS).toBe(10);
+    // at 10 ms: 4 MiB taken, 2 MiB per round trip (a whole window): ×4
+    expect(w.grant(MiB / 2, 0, h, 10)).toBe(MiB / 2 + 6 * MiB);
+    expect(w.size).toBe(8 * MiB);
+  });
+
+  test("credit batch: a quarter window until a round trip is known and on long links; half of it under a MIN_EPOCH_MS round trip", () => {
+    const w = new StreamWindow(1000, 16_000, 0);
+    expect(w.batch).toBe(250); // no grant yet: no round trip seen
+    w.grant(250, 0, host(0), 1);
+    expect(w.batch).toBe(250); // asked, none measured yet
+    w.grant(250, 0, host(0.5), 2);
+    expect(w.batch).toBe(500); // loopback: credit is back long before the other half drains
+    w.grant(250, 0, host(MIN_EPOCH_MS), 3);
+    expect(w.batch).toBe(250); // 10 ms and more: as before
+    const wan = new StreamWindow(1000, 16_000, 0);
+    wan.grant(1000, 0, host(100), 10); // ×4 on a long link
+    expect([wan.size, wan.batch]).toEqual([4000, 1000]);
   });
 
   test("the epoch starts over after each check: growth at most once per round trip", () => {

@@ -12,6 +12,7 @@
 import type { HybridConnectionListener } from "../hc/listener.ts";
 import type { AcceptMessage } from "../hc/messages.ts";
 import { Session } from "../tunnel/session.ts";
+import { probeRtt } from "../tunnel/liveness.ts";
 import type { TunnelStream } from "../tunnel/stream.ts";
 import type { WsConnection } from "../ws/client.ts";
 import { type Clock, realClock, type TimerHandle } from "./clock.ts";
@@ -100,6 +101,8 @@ export class TunnelSessions {
     conn.on("close", (code, reason) => session.handleClose(`relay connection closed (${code}${reason ? ` ${reason}` : ""})`));
     conn.on("error", () => {});
     if (this.goneAway) session.goAway();
+    // round trips now, while nothing flows: they size the session's windows (liveness.ts probeRtt)
+    if (!this.goneAway) void probeRtt(session);
     return session;
   }
 

@@ -12,7 +12,12 @@ export class Liveness {
   private readonly pings = new Map<string, { resolve: (rtt: number) => void; reject: (e: Error) => void; timer: Timer }>();
   /** Messages received so far (a counter: the cheapest "something arrived" a timer can compare). */
   rx = 0;
-  /** The latest round trip measured (ms; 0 until one was): explicit pings and liveness PINGs. */
+  /**
+   * The smallest round trip measured (ms; 0 until one was): explicit pings and liveness PINGs.
+   * The smallest, not the latest (QUIC's min_rtt, RFC 9002 §5.2): a PONG that came back behind a
+   * window of our own bulk data measures that queue, not the path — taken as the round trip, it
+   * made windows grow on loopback (bench/results/README.md, "Memory on large uploads (agent)").
+   */
   rtt = 0;
   private checkSentAt = 0;
   private rxAtCheck = 0;
@@ -34,8 +39,9 @@ export class Liveness {
       timer.unref?.();
       this.pings.set(key, {
         resolve: () => {
-          this.rtt = performance.now() - t0;
-          resolve(this.rtt);
+          const ms = performance.now() - t0;
+          this.note(ms);
+          resolve(ms);
         },
         reject,
         timer,
@@ -62,7 +68,7 @@ export class Liveness {
 
   pong(payload: Uint8Array): void {
     if (this.checkSentAt && payload.every((b, i) => b === LIVENESS_PING[i])) {
-      this.rtt = performance.now() - this.checkSentAt;
+      this.note(performance.now() - this.checkSentAt);
       this.checkSentAt = 0;
       return;
     }
@@ -75,6 +81,11 @@ export class Liveness {
     p.resolve(0);
   }
 
+  private note(ms: number): void {
+    const v = ms > 0 ? ms : 0.001; // under the clock's resolution (0 here means "none measured")
+    if (this.rtt === 0 || v < this.rtt) this.rtt = v;
+  }
+
   /** The session closed: every pending ping rejects now. */
   close(reason: string): void {
     const lost = new Error(`session closed: ${reason}`);
@@ -84,4 +95,17 @@ export class Liveness {
     }
     this.pings.clear();
   }
+}
+
+/**
+ * A few round trips in a row on a new session, while nothing flows yet: the session keeps the
+ * smallest (`Liveness.rtt`), which sizes its receive windows (window.ts). Without it the first
+ * sample was taken behind a window of bulk data (6–14 ms on loopback instead of < 1 ms) and windows
+ * grew to 32 MiB where they should not grow at all (bench/results/README.md, "Memory on large
+ * uploads (agent)"). More than one because the first crosses code that has not run yet in every
+ * process on the way (2–6 ms on loopback where a warm one takes well under 1 ms).
+ */
+export async function probeRtt(session: { ping(timeoutMs: number): Promise<number>; readonly isClosed: boolean; readonly ready: Promise<unknown> }, n = 3): Promise<void> {
+  if (!(await session.ready.then(() => true, () => false))) return; // no PING before the hellos
+  for (let i = 0; i < n && !session.isClosed; i++) await session.ping(10_000).catch(() => {});
 }

@@ -26,6 +26,7 @@
  * `tunnel_handshake_timeout`).
  */
 import { senderTokenExpiry } from "../hc/sender.ts";
+import { probeRtt } from "./liveness.ts";
 import type { WsConnection } from "../ws/client.ts";
 import { Session } from "./session.ts";
 import type { TunnelStream } from "./stream.ts";
@@ -259,6 +260,7 @@ export class SessionPool {
         },
       });
       entry = { session, conn, retired: false };
+      void probeRtt(session); // round trips while nothing flows: they size the session's windows (issue 13)
       conn.on("message", (data) => session.handleMessage(data));
       conn.on("close", (code, reason) => {
         session.handleClose(`relay connection closed (${code}${reason ? ` ${reason}` : ""})`);

@@ -386,11 +386,11 @@ export class TunnelStream {
     this.host.budget.free(k);
   }
 
-  /** Returns credit in batches of a quarter window; the window may grow or shrink (window.ts, v2). */
+  /** Returns credit in batches (a quarter window, half on a short link: window.ts `batch`); the window may grow or shrink (v2). */
   private giveCredit(n: number): void {
     this.settleSession(n);
     this.unacked += n;
-    if (this.unacked < this.recv.size / 4 || this.ended || this.resetError) return;
+    if (this.unacked < this.recv.batch || this.ended || this.resetError) return;
     const inc = this.recv.grant(this.unacked, this.inbound.queued, this.host, performance.now());
     this.unacked = 0;
     if (inc <= 0) return;
