@@ -30,10 +30,7 @@ test("reconnecting on the same claim: a token with under a second left is renewe
     await log.next("online");
     expect(f.calls.connect).toBe(1);
     expect(f.calls.renew).toEqual(ttl === 999 ? [{ rejected: false }] : []);
-    await fix.sup!.stop({ graceMs: 0 });
-    fix.sup = undefined;
-    await f.stop();
-    fix.fx = undefined;
+    await fix.cleanup(); // this round\'s agent and relay
   }
 });
 
@@ -276,10 +273,7 @@ test("a renewal that completes after the control channel dropped is kept for the
       await flush();
       expect(calls).toBe(1);
     }
-    await fix.sup!.stop({ graceMs: 0 });
-    fix.sup = undefined;
-    await f.stop();
-    fix.fx = undefined;
+    await fix.cleanup(); // this round\'s agent and relay
   }
 });
 

@@ -96,10 +96,7 @@ test("a renewal naming the same endpoint stays online; another relay host or sch
       expect(events.find((e) => e.event === "tunnel moved")?.fields).toEqual({ hcPath: f.hcPath });
       await waitFor(() => f.relay.listenerCount(f.hcPath) === 0, "old listener closed");
     }
-    await fix.sup!.stop({ graceMs: 0 });
-    fix.sup = undefined;
-    await f.stop();
-    fix.fx = undefined;
+    await fix.cleanup(); // this round\'s agent and relay
   }
 });
 
@@ -163,9 +160,6 @@ test("the round trip is measured while online, every rttEveryMs, and never with 
       await Bun.sleep(200);
       expect(fix.sup!.rttMs).toBeUndefined();
     }
-    await fix.sup!.stop({ graceMs: 0 });
-    fix.sup = undefined;
-    await f.stop();
-    fix.fx = undefined;
+    await fix.cleanup(); // this round\'s agent and relay
   }
 });

@@ -198,6 +198,19 @@ export async function run(cmd: string[], timeoutMs: number, env?: Record<string,
   return out;
 }
 
+/** CPU time (ns) of every thread of one process, from schedstat: finer than stat's 10 ms ticks. */
+export function threadCpuNs(pid: number): number {
+  let sum = 0;
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      sum += Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, "utf8").split(" ")[0]);
+    } catch {
+      /* thread gone */
+    }
+  }
+  return sum;
+}
+
 /**
  * CPU seconds (utime + stime, all threads; USER_HZ = 100 so 10 ms ticks) used so far by each named
  * group: a root pid and all its descendants, from one pass over /proc. Children that already

@@ -9,7 +9,7 @@
  * `down` = listener → sender (a tunnel download: agent → gateway), `up` = sender → listener.
  * `--msgs`: small 64 B echo round trips (sender → listener → sender) after the bulk pump.
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { threadCpuNs } from "../lib/proc.ts";
 import { join } from "node:path";
 import { createSasToken } from "../../src/hc/sas.ts";
 
@@ -38,17 +38,7 @@ const token = createSasToken(`http://127.0.0.1:${ready.port}/hc`, ready.keyName,
 const q = `sb-hc-token=${encodeURIComponent(token)}`;
 
 /** CPU ns of every thread of the relay process. */
-function relayCpuNs(): number {
-  let sum = 0;
-  for (const t of readdirSync(`/proc/${proc.pid}/task`)) {
-    try {
-      sum += Number(readFileSync(`/proc/${proc.pid}/task/${t}/schedstat`, "utf8").split(" ")[0]);
-    } catch {
-      /* thread gone */
-    }
-  }
-  return sum;
-}
+const relayCpuNs = () => threadCpuNs(proc.pid);
 
 function opened(ws: WebSocket): Promise<WebSocket> {
   ws.binaryType = "arraybuffer";

@@ -13,7 +13,7 @@
  * close handshake, no fault switches.
  */
 import { createHash } from "node:crypto";
-import { readdirSync, readFileSync } from "node:fs";
+import { threadCpuNs } from "../lib/proc.ts";
 import type { ServerWebSocket, Socket } from "bun";
 import { maskScratch, scratch } from "../../src/ws/mask.ts";
 
@@ -130,17 +130,7 @@ async function measure(): Promise<void> {
       let out = "";
       while (!out.includes("\n")) out += new TextDecoder().decode((await reader.read()).value);
       const ports = JSON.parse(out.slice(out.indexOf("{"), out.indexOf("\n")));
-      const cpuNs = () => {
-        let sum = 0;
-        for (const t of readdirSync(`/proc/${proc.pid}/task`)) {
-          try {
-            sum += Number(readFileSync(`/proc/${proc.pid}/task/${t}/schedstat`, "utf8").split(" ")[0]);
-          } catch {
-            /* thread gone */
-          }
-        }
-        return sum;
-      };
+      const cpuNs = () => threadCpuNs(proc.pid);
       const open = (url: string) =>
         new Promise<WebSocket>((resolve, reject) => {
           const w = new WebSocket(url);
