@@ -52,6 +52,12 @@ describe("StreamWindow.grant", () => {
     expect(w.grant(999, 0, h, 5)).toBe(999);
     (h as { rtt: number }).rtt = 100;
     expect(w.grant(1, 0, h, 10)).toBe(1 + 3000); // a whole window since 0, in 10 ms
+    // the same after more than MIN_EPOCH_MS without a round trip: still no new epoch
+    const later = new StreamWindow(1000, 16_000, 0);
+    const h2 = host(0);
+    expect(later.grant(999, 0, h2, 50)).toBe(999);
+    (h2 as { rtt: number }).rtt = 100;
+    expect(later.grant(1, 0, h2, 60)).toBe(1 + 3000);
   });
 
   test("within an epoch (less than a round trip, less than a window): no growth yet", () => {
@@ -127,6 +133,18 @@ describe("StreamWindow.grant", () => {
     // at 10 ms: 4 MiB taken, 2 MiB per round trip (a whole window): ×4
     expect(w.grant(MiB / 2, 0, h, 10)).toBe(MiB / 2 + 6 * MiB);
     expect(w.size).toBe(8 * MiB);
+  });
+
+  test("a round trip of exactly MIN_EPOCH_MS is a long one: a whole window consumed ends the epoch early", () => {
+    const MiB = 1 << 20;
+    const w = new StreamWindow(2 * MiB, 32 * MiB, 0);
+    const h = host(MIN_EPOCH_MS);
+    // a whole 2 MiB window within 4 ms of a 10 ms round trip: the epoch ends at the window, not at
+    // MIN_EPOCH_MS (that floor is for round trips under it), and the window-bound stream grows ×4
+    for (let i = 1; i < 4; i++) expect(w.grant(MiB / 2, 0, h, i)).toBe(MiB / 2);
+    expect(h.grew).toEqual([]);
+    expect(w.grant(MiB / 2, 0, h, 4)).toBe(MiB / 2 + 6 * MiB);
+    expect(h.grew).toEqual([6 * MiB]);
   });
 
   test("credit batch: a quarter window until a round trip is known and on long links; half of it under a MIN_EPOCH_MS round trip", () => {

@@ -24,7 +24,7 @@ export const groups = {
   // Session credit, liveness, frame dispatch to a stream, the inbound body queue.
   credit: {
     mutate: ["src/tunnel/credit.ts", "src/tunnel/liveness.ts", "src/tunnel/deliver.ts", "src/tunnel/inbound.ts"],
-    tests: ["test/tunnel-credit-growth.test.ts", "test/tunnel-credit-liveness.test.ts", "test/tunnel-stream-mutants.test.ts", "test/tunnel-stream-inbound-mutants.test.ts", "test/tunnel-session.test.ts", "test/tunnel-v2-session.test.ts", "test/tunnel-v2-flow.test.ts"],
+    tests: ["test/tunnel-credit-growth.test.ts", "test/tunnel-credit-liveness.test.ts", "test/tunnel-min-rtt.test.ts", "test/tunnel-stream-mutants.test.ts", "test/tunnel-stream-inbound-mutants.test.ts", "test/tunnel-session.test.ts", "test/tunnel-v2-session.test.ts", "test/tunnel-v2-flow.test.ts"],
   },
   // Receive-window growth and the process budget: pure tables (~0.1 s a run).
   window: {
