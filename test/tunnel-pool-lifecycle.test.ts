@@ -11,6 +11,17 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { Dialer, echo, poolGet, poolKit, until } from "./support/pool-dial.ts";
 
 const { mkPool, closeAll } = poolKit();
+
+/** A pool holding one session whose agent then restarts and stays offline (its dials are refused). */
+async function agentGoneOffline() {
+  const d = new Dialer(echo);
+  const { pool } = mkPool(d, { min: 1 });
+  const s = await pool.acquire();
+  d.offline = true;
+  d.agents[0]!.close(1001, "agent restarting");
+  expect(await until(() => s.isClosed)).toBe(true);
+  return { d, pool };
+}
 afterAll(closeAll);
 const get = poolGet;
 
@@ -120,12 +131,7 @@ describe("re-warm: the agent goes away while the tunnel is in use", () => {
   });
 
   test.concurrent("while the agent is offline: refused dials back off (250, 500, 1000 ms); a dial that succeeds stops them", async () => {
-    const d = new Dialer(echo);
-    const { pool } = mkPool(d, { min: 1 });
-    const s = await pool.acquire();
-    d.offline = true;
-    d.agents[0]!.close(1001, "agent restarting");
-    expect(await until(() => s.isClosed)).toBe(true);
+    const { d, pool } = await agentGoneOffline();
     const lost = Date.now();
     expect(await until(() => d.refused === 2)).toBe(true);
     const [, t1, t2] = d.dialedAt as [number, number, number];
@@ -142,12 +148,7 @@ describe("re-warm: the agent goes away while the tunnel is in use", () => {
   });
 
   test.concurrent("a request starts the back-off over: the dial after it comes sooner than the one before it", async () => {
-    const d = new Dialer(echo);
-    const { pool } = mkPool(d, { min: 1 });
-    const s = await pool.acquire();
-    d.offline = true;
-    d.agents[0]!.close(1001, "agent restarting");
-    expect(await until(() => s.isClosed)).toBe(true);
+    const { d, pool } = await agentGoneOffline();
     expect(await until(() => d.refused === 2)).toBe(true); // at 250 and 750 ms; the next is due 1000 ms later
     expect(await pool.acquire().catch((e) => e)).toBeInstanceOf(Error); // the request's own dial is refused
     expect(d.refused).toBe(3);

@@ -7,6 +7,7 @@
 import { hasConnectionOption, latin1Slice, OriginProtocolError, parseResponseHead } from "./origin-head.ts";
 import type { OriginConn, OriginResponse } from "./origin-conn.ts";
 import type { HeaderList } from "../tunnel/head.ts";
+import { concatBytes } from "../net/bytes.ts";
 
 const MAX_HEAD = 256 * 1024;
 /** Response bytes buffered ahead of the tunnel before the socket is paused. */
@@ -199,7 +200,7 @@ export class Exchange implements AsyncIterableIterator<Uint8Array> {
   whole(): Uint8Array | null {
     if (this.mode !== "done" || this.failure || this.queued > COALESCE_MAX) return null;
     if (this.queue.length === 0) return EMPTY;
-    const chunk = this.queue.length === 1 ? this.queue[0]! : concatAll(this.queue, this.queued);
+    const chunk = concatBytes(this.queue, this.queued);
     this.queue = [];
     this.queued = 0;
     return chunk;
@@ -272,7 +273,7 @@ export class Exchange implements AsyncIterableIterator<Uint8Array> {
       let chunk: Uint8Array;
       if (this.queue.length === 1 || this.queued <= COALESCE_MAX) {
         // small pieces (e.g. tiny chunked writes) go on as one tunnel frame
-        chunk = this.queue.length === 1 ? this.queue[0]! : concatAll(this.queue, this.queued);
+        chunk = concatBytes(this.queue, this.queued);
         this.queue = [];
         this.queued = 0;
       } else {
@@ -302,15 +303,6 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   return out;
 }
 
-function concatAll(parts: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
 
 /** Index just past the blank line ending a head, or -1. Accepts bare LF line ends. */
 function headEnd(d: Uint8Array): number {

@@ -1,3 +1,5 @@
+import { concatBytes } from "../net/bytes.ts";
+
 /**
  * A value that arrives once (a response head) or fails, whose promise is built only when someone
  * asks (the agent side never does, and a promise per stream is not free). The first outcome stands.
@@ -122,14 +124,7 @@ export class InboundBody {
     this.queued = 0;
     this.discarding = true; // the ReadableStream is never read now
     if (n) this.consumed(n);
-    if (parts.length === 1) return parts[0]!;
-    const out = new Uint8Array(n);
-    let off = 0;
-    for (const p of parts) {
-      out.set(p, off);
-      off += p.length;
-    }
-    return out;
+    return concatBytes(parts, n);
   }
 
   private discard(): void {

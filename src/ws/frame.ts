@@ -6,6 +6,7 @@
  *   No extensions are negotiated, so any RSV bit is an error.
  */
 import { maskScratch, scratch } from "./mask.ts";
+import { concatBytes } from "../net/bytes.ts";
 
 
 export const Opcode = { CONTINUATION: 0, TEXT: 1, BINARY: 2, CLOSE: 8, PING: 9, PONG: 10 } as const;
@@ -204,18 +205,6 @@ export interface DecoderOptions {
 
 const EMPTY = new Uint8Array(0);
 
-function concat(parts: Uint8Array[], total: number): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  if (parts.length === 0) return EMPTY;
-  const out = new Uint8Array(total);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
-
 /**
  * Incremental frame decoder. Payload bytes are kept as views of the input chunks and copied once
  * when a message completes (no copy when it sits in one chunk). In the server role, masked input is
@@ -329,14 +318,14 @@ export class FrameDecoder {
       const parts = this.ctlParts;
       this.ctlParts = [];
       // control payloads are tiny: copy so they don't pin large input chunks
-      const data = parts.length === 1 ? parts[0]!.slice() : concat(parts, this.received);
+      const data = parts.length === 1 ? parts[0]!.slice() : concatBytes(parts, this.received);
       if (this.opcode === Opcode.PING) out.push({ type: "ping", data });
       else if (this.opcode === Opcode.PONG) out.push({ type: "pong", data });
       else this.onClose(data, out);
       return;
     }
     if (!this.fin) return;
-    const data = concat(this.msgParts, this.msgSize);
+    const data = concatBytes(this.msgParts, this.msgSize);
     const binary = this.msgOpcode === Opcode.BINARY;
     this.msgParts = [];
     this.msgSize = 0;
